@@ -1,0 +1,1 @@
+"""Agentry agent runtime: the HTTP service that runs one PydanticAI agent in a pod."""

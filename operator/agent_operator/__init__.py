@@ -1,0 +1,1 @@
+"""Agentry operator: reconciles AgentDeployments into running PydanticAI agents."""
