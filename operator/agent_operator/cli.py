@@ -12,6 +12,7 @@ from typing import Protocol, cast
 # Modules are imported lazily by name so that `agentry crd` does not pay for kopf or the runtime.
 COMMAND_MODULES: tuple[str, ...] = (
     "agent_operator.api.crdgen",
+    "agent_operator.api.validate",
     "agent_operator.devcluster.commands",
 )
 

@@ -1,0 +1,136 @@
+"""Generate the AgentDeployment CRD from the pydantic models (`agentry crd`)."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import v1alpha1 as api
+from .schema import structural_schema
+
+CRD_FILENAME = f"{api.GROUP}_{api.PLURAL}.yaml"
+HEADER = "# Generated from agent_operator/api/v1alpha1.py by `agentry crd`; do not edit by hand.\n"
+
+#: Root-level rules: only metadata.name may be read at the root of a CRD schema.
+NAME_RULE = {
+    "rule": "self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    "message": "metadata.name must be a DNS-1035 label of at most 52 characters "
+    "(lowercase letters, digits and '-', starting with a letter): it names the agent's Service and Deployment",
+}
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Model", "type": "string", "jsonPath": ".spec.agent.model", "description": "Model string"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "Whether the agent serves requests",
+    },
+    {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas", "description": "Pods that exist"},
+    {
+        "name": "Healthy",
+        "type": "integer",
+        "jsonPath": ".status.healthyReplicas",
+        "description": "Pods whose last health poll said healthy",
+    },
+    {"name": "URL", "type": "string", "jsonPath": ".status.url", "description": "In-cluster URL"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Reason",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "description": "Why the agent is or is not ready",
+    },
+]
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The openAPIV3Schema of the CRD: the AgentDeployment model, metadata left to the API server."""
+    schema = structural_schema(api.AgentDeployment.model_json_schema(by_alias=True, mode="validation"))
+    properties = schema["properties"]
+    properties["apiVersion"] = {"type": "string", "description": "agentry.dev/v1alpha1"}
+    properties["kind"] = {"type": "string", "description": "AgentDeployment"}
+    properties["metadata"] = {"type": "object"}
+    schema["required"] = ["spec"]
+    schema["x-kubernetes-validations"] = [NAME_RULE]
+    return schema
+
+
+def crd() -> dict[str, Any]:
+    """The whole CustomResourceDefinition object."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{api.PLURAL}.{api.GROUP}",
+            "labels": {"app.kubernetes.io/name": "agentry", "app.kubernetes.io/part-of": "agentry"},
+        },
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": list(api.SHORT_NAMES),
+                "categories": list(api.CATEGORIES),
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                }
+            ],
+        },
+    }
+
+
+def render_crd() -> str:
+    """The CRD as the YAML text committed in crds/ (deterministic, so a diff means a change)."""
+    return HEADER + yaml.safe_dump(crd(), sort_keys=False, width=120, allow_unicode=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    text = render_crd()
+    if args.check:
+        committed = Path(args.check).read_text(encoding="utf-8")
+        if committed == text:
+            return 0
+        diff = difflib.unified_diff(
+            committed.splitlines(keepends=True), text.splitlines(keepends=True), args.check, "generated"
+        )
+        sys.stderr.writelines(diff)
+        print(f"{args.check} is out of date: run `agentry crd -o {args.check}`", file=sys.stderr)
+        return 1
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `agentry crd`."""
+    parser = subparsers.add_parser("crd", help="print or write the AgentDeployment CRD generated from the models")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-o", "--output", help=f"file to write (e.g. crds/{CRD_FILENAME}); default stdout")
+    group.add_argument("--check", metavar="FILE", help="exit 1 with a diff when FILE differs from the generated CRD")
+    parser.set_defaults(func=_run)

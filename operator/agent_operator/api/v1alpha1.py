@@ -1,0 +1,638 @@
+"""AgentDeployment (agentry.dev/v1alpha1): spec and status, the source of truth for the CRD."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from .base import ApiModel, Rule
+
+GROUP = "agentry.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "AgentDeployment"
+PLURAL = "agentdeployments"
+SINGULAR = "agentdeployment"
+SHORT_NAMES = ("agents", "agent")
+CATEGORIES = ("agentry",)
+
+DnsSubdomain = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    ),
+]
+SecretKey = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+HttpURL = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/?#]+([/?#]\S*)?$")]
+Quantity = Annotated[
+    int | str,
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+]
+
+#: Model providers whose models speak the OpenAI chat API, so they can be pointed at `endpoint.baseURL`.
+OPENAI_COMPATIBLE_PROVIDERS = ("openai", "openai-chat", "openai-responses", "ollama")
+
+
+class SecretKeyRef(ApiModel):
+    """A key in a Secret in the agent's namespace; values never appear in the spec."""
+
+    name: DnsSubdomain
+    """Name of the Secret."""
+    key: SecretKey
+    """Key inside the Secret whose value is used."""
+
+
+class LocalObjectReference(ApiModel):
+    """A reference to an object in the same namespace, by name."""
+
+    name: DnsSubdomain
+    """Name of the object."""
+
+
+# --- agent -------------------------------------------------------------------------------------
+
+
+class EndpointSpec(ApiModel):
+    """An OpenAI-compatible endpoint (Ollama, vLLM, a gateway) that serves the model."""
+
+    base_url: HttpURL = Field(alias="baseURL")
+    """Base URL of the OpenAI-compatible API, e.g. http://ollama.llm.svc:11434/v1."""
+    api_key_secret_ref: SecretKeyRef | None = None
+    """Secret key holding the API key; omit for endpoints that need none."""
+
+
+class ModelSettings(ApiModel):
+    """Sampling settings passed to the model on every request."""
+
+    temperature: float | None = Field(None, ge=0, le=2)
+    """Sampling temperature; omit for the provider's default."""
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    """Upper bound on tokens the model may generate per response."""
+    top_p: float | None = Field(None, ge=0, le=1)
+    """Nucleus sampling probability mass; omit for the provider's default."""
+    seed: int | None = None
+    """Seed for providers that support deterministic sampling."""
+    timeout_seconds: float | None = Field(None, gt=0, le=3600)
+    """Timeout of one model request, in seconds."""
+
+
+class UsageLimits(ApiModel):
+    """Limits on one agent run; a run that would exceed them fails instead of running up a bill."""
+
+    request_limit: int | None = Field(50, ge=1, le=10_000)
+    """Model requests allowed in one run (tool calls and retries count)."""
+    tool_calls_limit: int | None = Field(None, ge=1, le=10_000)
+    """Successful tool calls allowed in one run; omit for no limit."""
+    input_tokens_limit: int | None = Field(None, ge=1)
+    """Input (prompt) tokens allowed in one run; omit for no limit."""
+    output_tokens_limit: int | None = Field(None, ge=1)
+    """Output (response) tokens allowed in one run; omit for no limit."""
+    total_tokens_limit: int | None = Field(None, ge=1)
+    """Input plus output tokens allowed in one run; omit for no limit."""
+
+
+def _endpoint_model_ok(agent: AgentSpec) -> bool:
+    return agent.endpoint is None or agent.provider in OPENAI_COMPATIBLE_PROVIDERS
+
+
+def _output_schema_ok(agent: AgentSpec) -> bool:
+    return agent.output_schema is None or agent.output_schema.get("type") == "object"
+
+
+class AgentSpec(ApiModel):
+    """The PydanticAI agent: which model it runs, what it is told, what it must answer."""
+
+    rules = (
+        Rule(
+            cel="!has(self.endpoint) || self.model.matches('^(openai|openai-chat|openai-responses|ollama):')",
+            message="spec.agent.endpoint needs an OpenAI-compatible spec.agent.model "
+            "(openai:, openai-chat:, openai-responses: or ollama:)",
+            check=_endpoint_model_ok,
+            field_path=".model",
+        ),
+        Rule(
+            cel="!has(self.outputSchema) || (has(self.outputSchema.type) && self.outputSchema.type == 'object')",
+            message="spec.agent.outputSchema must be a JSON Schema whose type is 'object'",
+            check=_output_schema_ok,
+            field_path=".outputSchema",
+        ),
+    )
+
+    model: str = Field(max_length=256, pattern=r"^(test|[a-z][a-z0-9-]*:\S+)$")
+    """pydantic-ai model string, `provider:model` (e.g. openai-chat:gpt-4o-mini); `test` runs offline."""
+    endpoint: EndpointSpec | None = None
+    """OpenAI-compatible endpoint to send model requests to, instead of the provider's default."""
+    instructions: str = Field("", max_length=100_000)
+    """Instructions (system prompt) given to the agent on every run."""
+    output_schema: dict[str, Any] | None = Field(
+        None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """JSON Schema (type object) the agent's output must match; omit for plain text output."""
+    model_settings: ModelSettings = Field(default_factory=ModelSettings)
+    """Sampling settings for every model request."""
+    usage_limits: UsageLimits = Field(default_factory=UsageLimits)
+    """Limits on requests and tokens per run."""
+    retries: int = Field(1, ge=0, le=10)
+    """Times a failing tool call is retried by the model."""
+    output_retries: int = Field(2, ge=0, le=10)
+    """Times the model is asked again when its output does not match outputSchema."""
+
+    @property
+    def provider(self) -> str:
+        """The provider part of the model string (`test` for the offline model)."""
+        return self.model.split(":", 1)[0]
+
+
+# --- scaling and concurrency -------------------------------------------------------------------
+
+
+class AutoscalingProvider(StrEnum):
+    """Who decides the replica count when autoscaling is enabled."""
+
+    OPERATOR = "Operator"
+    HPA = "HPA"
+
+
+def _min_le_max(scaling: AutoscalingSpec) -> bool:
+    return scaling.min_replicas <= scaling.max_replicas
+
+
+def _hpa_has_target(scaling: AutoscalingSpec) -> bool:
+    return scaling.provider != AutoscalingProvider.HPA or scaling.target_cpu_utilization_percent is not None
+
+
+class AutoscalingSpec(ApiModel):
+    """Scaling between minReplicas and maxReplicas, by the operator's health signal or by an HPA."""
+
+    rules = (
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="spec.autoscaling.minReplicas must be less than or equal to spec.autoscaling.maxReplicas",
+            check=_min_le_max,
+            field_path=".minReplicas",
+        ),
+        Rule(
+            cel="self.provider != 'HPA' || has(self.targetCPUUtilizationPercent)",
+            message="spec.autoscaling.targetCPUUtilizationPercent is required when spec.autoscaling.provider is HPA",
+            check=_hpa_has_target,
+            field_path=".targetCPUUtilizationPercent",
+        ),
+    )
+
+    enabled: bool = False
+    """Let the replica count move between minReplicas and maxReplicas."""
+    provider: AutoscalingProvider = AutoscalingProvider.OPERATOR
+    """Operator scales on in-flight requests and p95 latency; HPA delegates to a HorizontalPodAutoscaler."""
+    min_replicas: int = Field(1, ge=1, le=1000)
+    """Fewest replicas autoscaling may leave running."""
+    max_replicas: int = Field(5, ge=1, le=1000)
+    """Most replicas autoscaling may start."""
+    target_in_flight_per_replica: int = Field(8, ge=1, le=10_000, alias="targetInFlightPerReplica")
+    """Average in-flight requests per replica above which the operator scales out."""
+    target_p95_latency_ms: int | None = Field(None, ge=1, alias="targetP95LatencyMs")
+    """p95 latency (ms) above which the operator scales out; omit to scale on load only."""
+    target_cpu_utilization_percent: int | None = Field(None, ge=1, le=100, alias="targetCPUUtilizationPercent")
+    """CPU utilisation target of the HPA (provider HPA only)."""
+    scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600)
+    """Time the load must stay low before replicas are removed; prevents flapping."""
+
+
+class ConcurrencySpec(ApiModel):
+    """How much work one pod takes at once; beyond it requests are refused with Retry-After."""
+
+    max_concurrent_requests: int = Field(10, ge=1, le=10_000)
+    """Agent runs executing at once in one pod."""
+    max_queued_requests: int = Field(50, ge=0, le=100_000)
+    """Requests waiting for a slot in one pod; more are answered 429 with Retry-After."""
+    request_timeout_seconds: float = Field(60, gt=0, le=3600)
+    """Time one request may take, queueing included, before it fails with 504."""
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+class DatabaseSpec(ApiModel):
+    """PostgreSQL for run results and the audit trail (SQLite on the pod's volume when absent)."""
+
+    url_secret_ref: SecretKeyRef = Field(alias="urlSecretRef")
+    """Secret key holding the postgresql:// URL, credentials included."""
+    pool_size: int = Field(5, ge=1, le=100)
+    """Connections kept open per pod."""
+
+
+class CacheSpec(ApiModel):
+    """Redis for caching and rate limits shared across replicas (in-process when absent)."""
+
+    url_secret_ref: SecretKeyRef = Field(alias="urlSecretRef")
+    """Secret key holding the redis:// or rediss:// URL."""
+    default_ttl_seconds: int = Field(300, ge=1, le=30 * 24 * 3600, alias="defaultTTLSeconds")
+    """Time entries live when a caller gives no TTL."""
+
+
+class CircuitBreakerSpec(ApiModel):
+    """Stop calling an external API that keeps failing, and try again after a pause."""
+
+    failure_threshold: int = Field(5, ge=1, le=1000)
+    """Consecutive failures that open the circuit."""
+    reset_timeout_seconds: float = Field(30, gt=0, le=3600)
+    """Time the circuit stays open before one trial call is let through."""
+
+
+class ExternalApiSpec(ApiModel):
+    """An HTTP API the agent's tools call, with timeouts, retries and a circuit breaker."""
+
+    base_url: HttpURL = Field(alias="baseURL")
+    """Base URL of the API."""
+    api_key_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a bearer token sent as Authorization; omit for none."""
+    timeout_seconds: float = Field(5, gt=0, le=300)
+    """Timeout of one call."""
+    max_retries: int = Field(3, ge=0, le=10)
+    """Retries (with exponential backoff) of a call that failed with a connection error or a 5xx."""
+    circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)
+    """When to stop calling the API for a while."""
+
+
+class ServicesSpec(ApiModel):
+    """Production services wired into the agent's tools through dependency injection."""
+
+    database: DatabaseSpec | None = None
+    """PostgreSQL; omit for SQLite on the pod's volume."""
+    cache: CacheSpec | None = None
+    """Redis; omit for an in-process cache (rate limits then hold per pod)."""
+    external_api: ExternalApiSpec | None = Field(None, alias="externalAPI")
+    """An external HTTP API for the agent's tools."""
+
+
+# --- security ----------------------------------------------------------------------------------
+
+
+class AuthMode(StrEnum):
+    """How callers prove who they are."""
+
+    JWT = "jwt"
+    NONE = "none"
+
+
+JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+
+
+def _jwt_has_key(auth: AuthSpec) -> bool:
+    if auth.mode != AuthMode.JWT:
+        return True
+    hmac = any(alg.startswith("HS") for alg in auth.algorithms)
+    return auth.secret_ref is not None if hmac else auth.public_key_secret_ref is not None
+
+
+def _jwt_single_family(auth: AuthSpec) -> bool:
+    return len({alg.startswith("HS") for alg in auth.algorithms}) <= 1
+
+
+class AuthSpec(ApiModel):
+    """Authentication of callers; JWT by default, so an agent is never open by accident."""
+
+    rules = (
+        Rule(
+            cel="self.mode != 'jwt' || (self.algorithms.exists(a, a.startsWith('HS')) ? has(self.secretRef) "
+            ": has(self.publicKeySecretRef))",
+            message="spec.security.auth.mode jwt needs spec.security.auth.secretRef (HS* algorithms) or "
+            "publicKeySecretRef (RS*/ES*/PS* algorithms); set mode: none to run without authentication",
+            check=_jwt_has_key,
+        ),
+        Rule(
+            cel="!(self.algorithms.exists(a, a.startsWith('HS')) && self.algorithms.exists(a, !a.startsWith('HS')))",
+            message="spec.security.auth.algorithms must not mix HMAC (HS*) with public-key algorithms "
+            "(key confusion)",
+            check=_jwt_single_family,
+            field_path=".algorithms",
+        ),
+    )
+
+    mode: AuthMode = AuthMode.JWT
+    """jwt checks a bearer token on every request; none accepts anyone (development only)."""
+    secret_ref: SecretKeyRef | None = None
+    """Secret key holding the HMAC key for HS* algorithms."""
+    public_key_secret_ref: SecretKeyRef | None = None
+    """Secret key holding the PEM public key for RS*, ES* and PS* algorithms."""
+    algorithms: list[JwtAlgorithm] = Field(["HS256"], min_length=1, max_length=9)
+    """Algorithms accepted in the token header; `none` never is."""
+    issuer: str = Field("agentry", min_length=1, max_length=1024)
+    """Required `iss` claim."""
+    audience: str = Field("agentry", min_length=1, max_length=1024)
+    """Required `aud` claim."""
+    roles_claim: str = Field("roles", min_length=1, max_length=256)
+    """Claim that lists the caller's roles."""
+    leeway_seconds: int = Field(30, ge=0, le=300)
+    """Clock skew tolerated when checking exp and nbf."""
+
+
+Role = Literal["admin", "agent_operator", "data_analyst", "read_only"]
+
+
+class AuthorizationSpec(ApiModel):
+    """Which roles may use the agent; each role's endpoints are fixed by the runtime."""
+
+    allowed_roles: list[Role] = Field(["admin", "agent_operator"], min_length=1, max_length=4)
+    """Roles admitted at all (admin, agent_operator, data_analyst, read_only)."""
+
+
+class RateLimitSpec(ApiModel):
+    """Per-principal limits, shared across replicas through Redis when a cache is configured."""
+
+    requests_per_minute: int = Field(120, ge=1, le=1_000_000)
+    """Requests one principal may make per minute."""
+    tokens_per_minute: int = Field(200_000, ge=1, le=1_000_000_000)
+    """Model tokens (in plus out) one principal may spend per minute."""
+
+
+class RedactionMode(StrEnum):
+    """What replaces a piece of PII before anything is stored or logged."""
+
+    HMAC = "hmac"
+    MASK = "mask"
+    DROP = "drop"
+
+
+PiiKind = Literal["email", "phone", "ssn", "creditCard", "ipAddress"]
+
+
+def _hmac_has_key(privacy: PrivacySpec) -> bool:
+    return privacy.mode != RedactionMode.HMAC or privacy.hmac_key_secret_ref is not None
+
+
+class PrivacySpec(ApiModel):
+    """PII anonymisation applied to prompts and outputs before they are stored or logged."""
+
+    rules = (
+        Rule(
+            cel="self.mode != 'hmac' || has(self.hmacKeySecretRef)",
+            message="spec.security.privacy.hmacKeySecretRef is required when spec.security.privacy.mode is hmac",
+            check=_hmac_has_key,
+            field_path=".hmacKeySecretRef",
+        ),
+    )
+
+    enabled: bool = True
+    """Anonymise PII in what is stored and logged."""
+    redact_fields: list[PiiKind] = Field(["email", "phone", "ssn", "creditCard"], max_length=5)
+    """Kinds of PII to find and replace."""
+    mode: RedactionMode = RedactionMode.MASK
+    """hmac: a keyed pseudonym (joinable, not reversible); mask: a fixed marker; drop: removed."""
+    hmac_key_secret_ref: SecretKeyRef | None = None
+    """Secret key holding the HMAC key (mode hmac); there is no built-in salt."""
+
+
+class AuditSpec(ApiModel):
+    """The audit trail: one hash-chained record per request, in the database and on stdout."""
+
+    enabled: bool = True
+    """Record every request."""
+
+
+class SecuritySpec(ApiModel):
+    """Authentication, authorisation, rate limits, privacy and audit."""
+
+    auth: AuthSpec = Field(default_factory=dict)
+    """How callers authenticate."""
+    authorization: AuthorizationSpec = Field(default_factory=AuthorizationSpec)
+    """Which roles may call the agent."""
+    rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)
+    """Per-principal request and token limits."""
+    privacy: PrivacySpec = Field(default_factory=PrivacySpec)
+    """PII anonymisation."""
+    audit: AuditSpec = Field(default_factory=AuditSpec)
+    """Audit logging."""
+    allowed_origins: list[Annotated[str, StringConstraints(pattern=r"^(\*|https?://[^\s/]+)$")]] = Field(
+        [], max_length=100
+    )
+    """Browser origins allowed by CORS (scheme://host[:port], or *); empty allows none."""
+
+
+# --- health, pods ------------------------------------------------------------------------------
+
+
+class HealthSpec(ApiModel):
+    """How the operator judges the agent's pods, and when it restarts them."""
+
+    poll_interval_seconds: int = Field(10, ge=2, le=3600)
+    """Time between two polls of a pod's /health."""
+    timeout_seconds: float = Field(2, gt=0, le=60)
+    """Time a poll may take before the pod counts as unreachable."""
+    failure_threshold: int = Field(3, ge=1, le=100)
+    """Consecutive unhealthy or unreachable polls before a pod is restarted."""
+    max_p95_latency_ms: int | None = Field(None, ge=1, alias="maxP95LatencyMs")
+    """p95 latency (ms) above which a pod counts as degraded; omit to ignore latency."""
+    max_error_rate_percent: float = Field(5, ge=0, le=100)
+    """Error rate (percent of recent requests) above which a pod counts as degraded."""
+    startup_grace_seconds: int = Field(30, ge=0, le=3600)
+    """Time after a pod starts during which it is never restarted."""
+    restart_cooldown_seconds: int = Field(120, ge=0, le=86_400)
+    """Least time between two restarts of this agent's pods."""
+    max_restarts_per_hour: int = Field(3, ge=0, le=1000)
+    """Restarts allowed per hour; past it the operator stops restarting and reports Degraded."""
+
+
+class Toleration(ApiModel):
+    """A pod toleration (core/v1 Toleration)."""
+
+    key: str | None = None
+    """Taint key the toleration applies to; empty matches all keys."""
+    operator: Literal["Exists", "Equal"] | None = None
+    """Exists or Equal (default Equal)."""
+    value: str | None = None
+    """Taint value to match with Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match; empty matches all."""
+    toleration_seconds: int | None = None
+    """For NoExecute: how long the pod stays bound after the taint appears."""
+
+
+class Resources(ApiModel):
+    """Compute resources of the runtime container (core/v1 ResourceRequirements)."""
+
+    requests: dict[str, Quantity] = {"cpu": "100m", "memory": "256Mi"}
+    """Resources reserved for the container."""
+    limits: dict[str, Quantity] = {"memory": "512Mi"}
+    """Most the container may use."""
+
+
+class PodSpec(ApiModel):
+    """Settings of the agent's pods."""
+
+    image: str | None = Field(None, max_length=1024, pattern=r"^\S+$")
+    """Runtime image; omit for the operator's default (the runtime that matches its version)."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """When the kubelet pulls the image."""
+    image_pull_secrets: list[LocalObjectReference] = Field([], max_length=16)
+    """Secrets with registry credentials for the image."""
+    resources: Resources = Field(default_factory=Resources)
+    """CPU and memory requests and limits."""
+    node_selector: dict[str, str] = {}
+    """Labels a node must have to run the pods."""
+    tolerations: list[Toleration] = Field([], max_length=64)
+    """Taints the pods tolerate."""
+    affinity: dict[str, Any] | None = Field(None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    """Pod affinity and anti-affinity (core/v1 Affinity)."""
+    priority_class_name: str | None = Field(None, max_length=253)
+    """PriorityClass of the pods."""
+    annotations: dict[str, str] = {}
+    """Extra annotations on the pods."""
+    labels: dict[str, str] = {}
+    """Extra labels on the pods (the operator's own labels win)."""
+
+
+# --- the spec ----------------------------------------------------------------------------------
+
+
+def _replicas_in_range(spec: AgentDeploymentSpec) -> bool:
+    scaling = spec.autoscaling
+    if spec.replicas is None or not scaling.enabled:
+        return True
+    return scaling.min_replicas <= spec.replicas <= scaling.max_replicas
+
+
+class AgentDeploymentSpec(ApiModel):
+    """The desired state of one agent."""
+
+    rules = (
+        Rule(
+            cel="!has(self.replicas) || !self.autoscaling.enabled || "
+            "(self.replicas >= self.autoscaling.minReplicas && self.replicas <= self.autoscaling.maxReplicas)",
+            message="spec.replicas must lie between spec.autoscaling.minReplicas and maxReplicas "
+            "while autoscaling is enabled",
+            check=_replicas_in_range,
+            field_path=".replicas",
+        ),
+    )
+
+    agent: AgentSpec
+    """The agent itself; required, there is no sensible default model."""
+    replicas: int | None = Field(None, ge=0, le=1000)
+    """Pods to run; omit for 1, or minReplicas when autoscaling (then autoscaling moves it)."""
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    """Replica bounds and targets for autoscaling."""
+    concurrency: ConcurrencySpec = Field(default_factory=ConcurrencySpec)
+    """Per-pod concurrency limit, queue and request timeout."""
+    services: ServicesSpec = Field(default_factory=ServicesSpec)
+    """Database, cache and external API."""
+    security: SecuritySpec = Field(default_factory=dict)
+    """Authentication, authorisation, rate limits, privacy and audit."""
+    health: HealthSpec = Field(default_factory=HealthSpec)
+    """Health polling and restart policy."""
+    pod: PodSpec = Field(default_factory=PodSpec)
+    """Pod settings: image, resources, scheduling, metadata."""
+
+    def desired_replicas(self) -> int:
+        """Replicas to run when nothing has scaled the agent yet."""
+        if self.replicas is not None:
+            return self.replicas
+        return self.autoscaling.min_replicas if self.autoscaling.enabled else 1
+
+    def secret_refs(self) -> list[tuple[str, SecretKeyRef]]:
+        """Every Secret reference in the spec, with the field path that names it."""
+        candidates: list[tuple[str, SecretKeyRef | None]] = [
+            ("spec.agent.endpoint.apiKeySecretRef", self.agent.endpoint and self.agent.endpoint.api_key_secret_ref),
+            ("spec.services.database.urlSecretRef", self.services.database and self.services.database.url_secret_ref),
+            ("spec.services.cache.urlSecretRef", self.services.cache and self.services.cache.url_secret_ref),
+            (
+                "spec.services.externalAPI.apiKeySecretRef",
+                self.services.external_api and self.services.external_api.api_key_secret_ref,
+            ),
+            ("spec.security.auth.secretRef", self.security.auth.secret_ref),
+            ("spec.security.auth.publicKeySecretRef", self.security.auth.public_key_secret_ref),
+            ("spec.security.privacy.hmacKeySecretRef", self.security.privacy.hmac_key_secret_ref),
+        ]
+        return [(path, ref) for path, ref in candidates if ref is not None]
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+class Condition(ApiModel):
+    """A kstatus-style condition (metav1.Condition)."""
+
+    type: str = Field(max_length=316)
+    """Ready, Progressing or Degraded."""
+    status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds."""
+    reason: str = Field(max_length=1024)
+    """CamelCase word for the last transition."""
+    message: str = Field("", max_length=32_768)
+    """Human-readable details."""
+    last_transition_time: datetime
+    """When status last changed."""
+    observed_generation: int | None = Field(None, ge=0)
+    """Generation of the spec the condition was set from."""
+
+
+class ScaleDecision(ApiModel):
+    """The last scaling action the operator took, and why."""
+
+    time: datetime
+    """When the decision was made."""
+    from_replicas: int = Field(ge=0, alias="from")
+    """Replicas before."""
+    to_replicas: int = Field(ge=0, alias="to")
+    """Replicas after."""
+    reason: str = Field(max_length=1024)
+    """Why the operator scaled."""
+
+
+class AgentDeploymentStatus(ApiModel):
+    """The observed state of the agent, written by the operator."""
+
+    model_config = ConfigDict(**{**ApiModel.model_config, "extra": "ignore"})
+
+    observed_generation: int | None = None
+    """Generation of the spec the status describes."""
+    replicas: int = 0
+    """Pods that exist."""
+    ready_replicas: int = 0
+    """Pods that pass their readiness probe."""
+    healthy_replicas: int = 0
+    """Pods whose last health poll said healthy."""
+    selector: str = ""
+    """Label selector of the pods (for the scale subresource)."""
+    url: str = ""
+    """In-cluster URL of the agent's Service."""
+    conditions: list[Condition] = Field(
+        [], json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+    )
+    """Ready, Progressing and Degraded."""
+    last_health_check: datetime | None = None
+    """When the operator last polled the pods."""
+    restarts: int = 0
+    """Pods the operator restarted because they stayed unhealthy."""
+    degraded_pods: list[str] = []
+    """Pods whose last poll said degraded, unhealthy or unreachable."""
+    last_scale: ScaleDecision | None = None
+    """The last scaling decision and its reason."""
+
+
+class ObjectMeta(ApiModel):
+    """The parts of metadata the runtime and the operator read."""
+
+    model_config = ConfigDict(**{**ApiModel.model_config, "extra": "ignore"})
+
+    name: str = Field("agent", max_length=253)
+    """Name of the AgentDeployment."""
+    namespace: str = Field("default", max_length=63)
+    """Namespace of the AgentDeployment."""
+
+
+class AgentDeployment(ApiModel):
+    """A whole AgentDeployment object, as stored by the API server."""
+
+    api_version: Literal["agentry.dev/v1alpha1"] = API_VERSION
+    """agentry.dev/v1alpha1."""
+    kind: Literal["AgentDeployment"] = KIND
+    """AgentDeployment."""
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    """Name and namespace."""
+    spec: AgentDeploymentSpec
+    """Desired state."""
+    status: AgentDeploymentStatus | None = None
+    """Observed state."""
