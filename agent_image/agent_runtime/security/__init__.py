@@ -1,0 +1,1 @@
+"""The security envelope: JWT authentication, role permissions, rate limits, PII anonymisation, audit."""

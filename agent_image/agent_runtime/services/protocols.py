@@ -1,0 +1,84 @@
+"""The service contracts that the runtime's parts are written against.
+
+Each protocol has a production implementation (PostgreSQL, Redis, a real HTTP client) and an
+in-process one (SQLite, a TTL dict); agents reach them through `RunContext.deps`, never globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+HealthState = Literal["ok", "degraded", "down"]
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    """One dependency's answer to a health check."""
+
+    name: str
+    state: HealthState
+    detail: str = ""
+    latency_ms: float = 0.0
+
+
+class Service(Protocol):
+    """Something with a lifecycle that the container starts, checks and closes."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect and create what is needed (tables, pools); raise with a clear message on failure."""
+
+    async def close(self) -> None:
+        """Release connections; safe to call twice."""
+
+    async def check(self) -> ServiceHealth:
+        """A cheap round trip that tells whether the service works now; never raises."""
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One stored audit record with its place in the hash chain."""
+
+    seq: int
+    prev_hash: str
+    hash: str
+    record: Mapping[str, Any]
+
+
+class AuditStore(Protocol):
+    """Append-only storage of the audit chain (the database implements it)."""
+
+    async def append_audit(self, rows: list[AuditRow]) -> None:
+        """Store rows in one transaction; seq is unique, so a second writer of the same seq fails."""
+
+    async def last_audit(self) -> AuditRow | None:
+        """The row with the highest seq, or None for an empty trail."""
+
+    def iter_audit(self, *, after_seq: int = 0) -> AsyncIterator[AuditRow]:
+        """Rows in seq order, starting after `after_seq`."""
+
+
+class Database(Service, AuditStore, Protocol):
+    """Run results and the audit trail."""
+
+    async def save_result(self, run_id: str, result: Mapping[str, Any]) -> None:
+        """Store a run's (already redacted) result under its id."""
+
+    async def get_result(self, run_id: str) -> Mapping[str, Any] | None:
+        """The stored result, or None when there is none with that id."""
+
+
+class Cache(Service, Protocol):
+    """A key-value cache with TTLs; Redis also backs the shared rate limits."""
+
+    async def get(self, key: str) -> str | None:
+        """The value, or None when absent or expired."""
+
+    async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None:
+        """Store value; None ttl means the spec's default TTL."""
+
+    async def invalidate(self, pattern: str) -> int:
+        """Delete keys matching a glob pattern (`runs:*`); return how many were deleted."""
