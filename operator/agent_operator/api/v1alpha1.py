@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -127,9 +128,7 @@ class AgentSpec(ApiModel):
     """OpenAI-compatible endpoint to send model requests to, instead of the provider's default."""
     instructions: str = Field("", max_length=100_000)
     """Instructions (system prompt) given to the agent on every run."""
-    output_schema: dict[str, Any] | None = Field(
-        None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
-    )
+    output_schema: dict[str, Any] | None = Field(None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     """JSON Schema (type object) the agent's output must match; omit for plain text output."""
     model_settings: ModelSettings = Field(default_factory=ModelSettings)
     """Sampling settings for every model request."""
@@ -304,8 +303,7 @@ class AuthSpec(ApiModel):
         ),
         Rule(
             cel="!(self.algorithms.exists(a, a.startsWith('HS')) && self.algorithms.exists(a, !a.startsWith('HS')))",
-            message="spec.security.auth.algorithms must not mix HMAC (HS*) with public-key algorithms "
-            "(key confusion)",
+            message="spec.security.auth.algorithms must not mix HMAC (HS*) with public-key algorithms (key confusion)",
             check=_jwt_single_family,
             field_path=".algorithms",
         ),
@@ -395,7 +393,7 @@ class AuditSpec(ApiModel):
 class SecuritySpec(ApiModel):
     """Authentication, authorisation, rate limits, privacy and audit."""
 
-    auth: AuthSpec = Field(default_factory=dict)
+    auth: AuthSpec = Field(default_factory=cast("Callable[[], AuthSpec]", dict))
     """How callers authenticate."""
     authorization: AuthorizationSpec = Field(default_factory=AuthorizationSpec)
     """Which roles may call the agent."""
@@ -518,7 +516,7 @@ class AgentDeploymentSpec(ApiModel):
     """Per-pod concurrency limit, queue and request timeout."""
     services: ServicesSpec = Field(default_factory=ServicesSpec)
     """Database, cache and external API."""
-    security: SecuritySpec = Field(default_factory=dict)
+    security: SecuritySpec = Field(default_factory=cast("Callable[[], SecuritySpec]", dict))
     """Authentication, authorisation, rate limits, privacy and audit."""
     health: HealthSpec = Field(default_factory=HealthSpec)
     """Health polling and restart policy."""
@@ -533,17 +531,18 @@ class AgentDeploymentSpec(ApiModel):
 
     def secret_refs(self) -> list[tuple[str, SecretKeyRef]]:
         """Every Secret reference in the spec, with the field path that names it."""
+        endpoint, services, security = self.agent.endpoint, self.services, self.security
         candidates: list[tuple[str, SecretKeyRef | None]] = [
-            ("spec.agent.endpoint.apiKeySecretRef", self.agent.endpoint and self.agent.endpoint.api_key_secret_ref),
-            ("spec.services.database.urlSecretRef", self.services.database and self.services.database.url_secret_ref),
-            ("spec.services.cache.urlSecretRef", self.services.cache and self.services.cache.url_secret_ref),
+            ("spec.agent.endpoint.apiKeySecretRef", endpoint.api_key_secret_ref if endpoint else None),
+            ("spec.services.database.urlSecretRef", services.database.url_secret_ref if services.database else None),
+            ("spec.services.cache.urlSecretRef", services.cache.url_secret_ref if services.cache else None),
             (
                 "spec.services.externalAPI.apiKeySecretRef",
-                self.services.external_api and self.services.external_api.api_key_secret_ref,
+                services.external_api.api_key_secret_ref if services.external_api else None,
             ),
-            ("spec.security.auth.secretRef", self.security.auth.secret_ref),
-            ("spec.security.auth.publicKeySecretRef", self.security.auth.public_key_secret_ref),
-            ("spec.security.privacy.hmacKeySecretRef", self.security.privacy.hmac_key_secret_ref),
+            ("spec.security.auth.secretRef", security.auth.secret_ref),
+            ("spec.security.auth.publicKeySecretRef", security.auth.public_key_secret_ref),
+            ("spec.security.privacy.hmacKeySecretRef", security.privacy.hmac_key_secret_ref),
         ]
         return [(path, ref) for path, ref in candidates if ref is not None]
 
@@ -617,8 +616,8 @@ class ObjectMeta(ApiModel):
 
     model_config = ConfigDict(**{**ApiModel.model_config, "extra": "ignore"})
 
-    name: str = Field("agent", max_length=253)
-    """Name of the AgentDeployment."""
+    name: str = Field("agent", max_length=52, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    """Name of the AgentDeployment (a DNS-1035 label: it names the Service and the Deployment)."""
     namespace: str = Field("default", max_length=63)
     """Namespace of the AgentDeployment."""
 
@@ -626,9 +625,9 @@ class ObjectMeta(ApiModel):
 class AgentDeployment(ApiModel):
     """A whole AgentDeployment object, as stored by the API server."""
 
-    api_version: Literal["agentry.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["agentry.dev/v1alpha1"] = "agentry.dev/v1alpha1"
     """agentry.dev/v1alpha1."""
-    kind: Literal["AgentDeployment"] = KIND
+    kind: Literal["AgentDeployment"] = "AgentDeployment"
     """AgentDeployment."""
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     """Name and namespace."""

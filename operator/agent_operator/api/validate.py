@@ -149,10 +149,11 @@ def _program(rule: str) -> Any:
 
 
 def _evaluate(rule: str, value: Any) -> bool:
-    import celpy
+    from celpy.adapter import json_to_cel
+    from celpy.evaluation import CELEvalError
 
-    result = _program(rule).evaluate({"self": celpy.json_to_cel(value)})
-    if isinstance(result, celpy.CELEvalError):
+    result = _program(rule).evaluate({"self": json_to_cel(value)})
+    if isinstance(result, CELEvalError):
         raise ValueError(f"CEL rule {rule!r} failed to evaluate: {result}")
     return bool(result)
 

@@ -1,0 +1,160 @@
+"""The table of bad AgentDeployment manifests and what a user must be told about each.
+
+Shared by the offline checks (CRD schema + CEL, and the pydantic models) and by the same table run
+against the real API server on the local control plane.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+BASE: dict[str, Any] = {
+    "apiVersion": "agentry.dev/v1alpha1",
+    "kind": "AgentDeployment",
+    "metadata": {"name": "triage"},
+    "spec": {
+        "agent": {"model": "test", "instructions": "Triage tickets."},
+        "security": {"auth": {"secretRef": {"name": "jwt", "key": "key"}}},
+    },
+}
+
+
+@dataclass(frozen=True)
+class BadManifest:
+    """One bad manifest: how it differs from BASE, the field it must name, and the words to expect."""
+
+    id: str
+    changes: dict[str, Any]
+    field: str
+    message: str
+
+    def manifest(self) -> dict[str, Any]:
+        """BASE with the changes applied (a dotted path per change; None deletes)."""
+        obj = copy.deepcopy(BASE)
+        for dotted, value in self.changes.items():
+            *parents, leaf = dotted.split(".")
+            node = obj
+            for part in parents:
+                node = node.setdefault(part, {})
+            if value is None:
+                node.pop(leaf, None)
+            else:
+                node[leaf] = value
+        return obj
+
+
+BAD_MANIFESTS: tuple[BadManifest, ...] = (
+    BadManifest("no-agent", {"spec.agent": None}, "spec.agent", "Required value"),
+    BadManifest("no-model", {"spec.agent.model": None}, "spec.agent.model", "Required value"),
+    BadManifest("model-without-provider", {"spec.agent.model": "gpt-4o"}, "spec.agent.model", "should match"),
+    BadManifest("negative-replicas", {"spec.replicas": -1}, "spec.replicas", "greater than or equal to 0"),
+    BadManifest(
+        "autoscaling-min-above-max",
+        {"spec.autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
+        "spec.autoscaling.minReplicas",
+        "must be less than or equal to spec.autoscaling.maxReplicas",
+    ),
+    BadManifest(
+        "replicas-outside-autoscaling-range",
+        {"spec.replicas": 20, "spec.autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 10}},
+        "spec.replicas",
+        "must lie between spec.autoscaling.minReplicas and maxReplicas",
+    ),
+    BadManifest(
+        "hpa-without-cpu-target",
+        {"spec.autoscaling": {"enabled": True, "provider": "HPA"}},
+        "spec.autoscaling.targetCPUUtilizationPercent",
+        "is required when spec.autoscaling.provider is HPA",
+    ),
+    BadManifest(
+        "jwt-without-key",
+        {"spec.security": None},
+        "spec.security.auth",
+        "mode jwt needs spec.security.auth.secretRef",
+    ),
+    BadManifest(
+        "jwt-rs256-without-public-key",
+        {"spec.security.auth.algorithms": ["RS256"]},
+        "spec.security.auth",
+        "publicKeySecretRef",
+    ),
+    BadManifest(
+        "jwt-mixed-algorithm-families",
+        {"spec.security.auth.algorithms": ["HS256", "RS256"]},
+        "spec.security.auth.algorithms",
+        "must not mix HMAC",
+    ),
+    BadManifest(
+        "jwt-alg-none", {"spec.security.auth.algorithms": ["none"]}, "spec.security.auth.algorithms[0]", "none"
+    ),
+    BadManifest(
+        "output-schema-not-object",
+        {"spec.agent.outputSchema": {"type": "array", "items": {"type": "string"}}},
+        "spec.agent.outputSchema",
+        "must be a JSON Schema whose type is 'object'",
+    ),
+    BadManifest(
+        "endpoint-with-non-openai-model",
+        {"spec.agent.model": "anthropic:claude-sonnet-4-5", "spec.agent.endpoint": {"baseURL": "http://llm:8000/v1"}},
+        "spec.agent.model",
+        "needs an OpenAI-compatible spec.agent.model",
+    ),
+    BadManifest(
+        "endpoint-not-http",
+        {"spec.agent.model": "ollama:llama3", "spec.agent.endpoint": {"baseURL": "ftp://llm/v1"}},
+        "spec.agent.endpoint.baseURL",
+        "should match",
+    ),
+    BadManifest(
+        "zero-concurrency",
+        {"spec.concurrency": {"maxConcurrentRequests": 0}},
+        "spec.concurrency.maxConcurrentRequests",
+        "greater than or equal to 1",
+    ),
+    BadManifest(
+        "zero-request-timeout",
+        {"spec.concurrency": {"requestTimeoutSeconds": 0}},
+        "spec.concurrency.requestTimeoutSeconds",
+        "greater than 0",
+    ),
+    BadManifest("unknown-field", {"spec.agent.temperature": 0.5}, "spec.agent.temperature", "unknown field"),
+    BadManifest(
+        "hmac-privacy-without-key",
+        {"spec.security.privacy": {"mode": "hmac"}},
+        "spec.security.privacy.hmacKeySecretRef",
+        "is required when spec.security.privacy.mode is hmac",
+    ),
+    BadManifest(
+        "secret-name-not-dns",
+        {"spec.security.auth.secretRef": {"name": "JWT_Secret", "key": "key"}},
+        "spec.security.auth.secretRef.name",
+        "should match",
+    ),
+    BadManifest(
+        "unknown-role",
+        {"spec.security.authorization": {"allowedRoles": ["superuser"]}},
+        "spec.security.authorization.allowedRoles[0]",
+        "superuser",
+    ),
+    BadManifest(
+        "poll-interval-too-short",
+        {"spec.health": {"pollIntervalSeconds": 1}},
+        "spec.health.pollIntervalSeconds",
+        "greater than or equal to 2",
+    ),
+    BadManifest(
+        "rate-limit-not-a-number",
+        {"spec.security.rateLimit": {"requestsPerMinute": "fast"}},
+        "spec.security.rateLimit.requestsPerMinute",
+        "integer",
+    ),
+    BadManifest(
+        "temperature-too-high",
+        {"spec.agent.modelSettings": {"temperature": 3}},
+        "spec.agent.modelSettings.temperature",
+        "less than or equal to 2",
+    ),
+    BadManifest("name-not-dns-label", {"metadata.name": "Support_Triage"}, "metadata.name", "DNS-1035 label"),
+)
