@@ -1,0 +1,124 @@
+"""The PostgreSQL database: run results and the audit trail shared by every replica (asyncpg pool)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import asyncpg
+
+from .protocols import AuditRow, ServiceHealth
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS run_results (
+    run_id TEXT PRIMARY KEY,
+    result JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq BIGINT PRIMARY KEY,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    record TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"""
+# The audit record is TEXT, not JSONB: JSONB reorders keys and normalises numbers, and the hash chain
+# is checked against the exact bytes that were hashed.
+
+#: Rows read per query while iterating the audit trail.
+PAGE = 500
+#: Serialises CREATE TABLE across replicas starting at once (IF NOT EXISTS alone races on the catalog).
+SCHEMA_LOCK_ID = 0x4147454E5452
+
+
+class PostgresDatabase:
+    """A connection pool of `pool_size`; every method takes one connection for one statement."""
+
+    name = "database"
+
+    def __init__(self, *, url: str, pool_size: int = 5, timeout: float = 5.0) -> None:
+        self._url = url
+        self._pool_size = pool_size
+        self._timeout = timeout
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The open pool; raises before start()."""
+        if self._pool is None:
+            raise RuntimeError("database used before start()")
+        return self._pool
+
+    async def start(self) -> None:
+        """Open the pool and create the tables; a wrong URL fails here with PostgreSQL's message."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._url, min_size=1, max_size=self._pool_size, timeout=self._timeout, command_timeout=30
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise RuntimeError(f"cannot reach PostgreSQL: {exc}") from exc
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_ID)
+            await conn.execute(SCHEMA)
+
+    async def close(self) -> None:
+        """Close the pool, waiting for connections in use; safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def check(self) -> ServiceHealth:
+        """SELECT 1 on a pooled connection; never raises."""
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=self._timeout)
+        except Exception as exc:
+            return ServiceHealth(name=self.name, state="down", detail=f"postgresql: {type(exc).__name__}: {exc}")
+        latency = (time.perf_counter() - started) * 1000
+        return ServiceHealth(name=self.name, state="ok", detail="postgresql", latency_ms=latency)
+
+    async def save_result(self, run_id: str, result: Mapping[str, Any]) -> None:
+        """Insert or replace the result stored under run_id."""
+        await self.pool.execute(
+            "INSERT INTO run_results (run_id, result) VALUES ($1, $2::jsonb) "
+            "ON CONFLICT (run_id) DO UPDATE SET result = EXCLUDED.result",
+            run_id,
+            json.dumps(result),
+        )
+
+    async def get_result(self, run_id: str) -> Mapping[str, Any] | None:
+        """The stored result, or None."""
+        text = await self.pool.fetchval("SELECT result::text FROM run_results WHERE run_id = $1", run_id)
+        return None if text is None else dict(json.loads(text))
+
+    async def append_audit(self, rows: list[AuditRow]) -> None:
+        """Insert all rows in one transaction; a duplicate seq (another writer) fails the whole batch."""
+        values = [(row.seq, row.prev_hash, row.hash, json.dumps(row.record)) for row in rows]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO audit_log (seq, prev_hash, hash, record) VALUES ($1, $2, $3, $4)", values
+            )
+
+    async def last_audit(self) -> AuditRow | None:
+        """The row with the highest seq, or None."""
+        row = await self.pool.fetchrow("SELECT seq, prev_hash, hash, record FROM audit_log ORDER BY seq DESC LIMIT 1")
+        return None if row is None else _row(row)
+
+    async def iter_audit(self, *, after_seq: int = 0) -> AsyncIterator[AuditRow]:
+        """Rows in seq order after `after_seq`, read a page at a time."""
+        query = "SELECT seq, prev_hash, hash, record FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+        while True:
+            rows = [_row(row) for row in await self.pool.fetch(query, after_seq, PAGE)]
+            for row in rows:
+                yield row
+            if len(rows) < PAGE:
+                return
+            after_seq = rows[-1].seq
+
+
+def _row(row: asyncpg.Record) -> AuditRow:
+    return AuditRow(seq=int(row[0]), prev_hash=str(row[1]), hash=str(row[2]), record=json.loads(row[3]))

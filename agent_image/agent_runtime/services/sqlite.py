@@ -1,0 +1,123 @@
+"""The SQLite database: run results and the audit trail in a file on the pod's volume (no PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .protocols import AuditRow, ServiceHealth
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS run_results (
+    run_id TEXT PRIMARY KEY,
+    result TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    record TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+"""
+
+#: Rows read per query while iterating the audit trail, so verifying a long trail stays flat in memory.
+PAGE = 500
+
+
+class SqliteDatabase:
+    """One connection in WAL mode; aiosqlite runs it on its own thread, which serialises writes."""
+
+    name = "database"
+
+    def __init__(self, *, path: str | Path, timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self._timeout = timeout
+        self._conn: aiosqlite.Connection | None = None
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        """The open connection; raises before start()."""
+        if self._conn is None:
+            raise RuntimeError("database used before start()")
+        return self._conn
+
+    async def start(self) -> None:
+        """Open the file (creating its directory) and the tables."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await aiosqlite.connect(self.path, timeout=self._timeout)
+        await self._conn.execute("PRAGMA journal_mode=WAL")
+        await self._conn.execute("PRAGMA synchronous=NORMAL")
+        await self._conn.executescript(SCHEMA)
+        await self._conn.commit()
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def check(self) -> ServiceHealth:
+        """SELECT 1; never raises."""
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self.conn.execute("SELECT 1"), timeout=self._timeout)
+        except Exception as exc:
+            return ServiceHealth(name=self.name, state="down", detail=f"sqlite: {type(exc).__name__}: {exc}")
+        latency = (time.perf_counter() - started) * 1000
+        return ServiceHealth(name=self.name, state="ok", detail=f"sqlite {self.path.name}", latency_ms=latency)
+
+    async def save_result(self, run_id: str, result: Mapping[str, Any]) -> None:
+        """Insert or replace the result stored under run_id."""
+        await self.conn.execute(
+            "INSERT OR REPLACE INTO run_results (run_id, result) VALUES (?, ?)", (run_id, json.dumps(result))
+        )
+        await self.conn.commit()
+
+    async def get_result(self, run_id: str) -> Mapping[str, Any] | None:
+        """The stored result, or None."""
+        async with self.conn.execute("SELECT result FROM run_results WHERE run_id = ?", (run_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    async def append_audit(self, rows: list[AuditRow]) -> None:
+        """Insert all rows in one transaction; a duplicate seq rolls back the whole batch."""
+        values = [(row.seq, row.prev_hash, row.hash, json.dumps(row.record)) for row in rows]
+        try:
+            await self.conn.executemany(
+                "INSERT INTO audit_log (seq, prev_hash, hash, record) VALUES (?, ?, ?, ?)", values
+            )
+            await self.conn.commit()
+        except BaseException:
+            await self.conn.rollback()
+            raise
+
+    async def last_audit(self) -> AuditRow | None:
+        """The row with the highest seq, or None."""
+        query = "SELECT seq, prev_hash, hash, record FROM audit_log ORDER BY seq DESC LIMIT 1"
+        async with self.conn.execute(query) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else _row(row)
+
+    async def iter_audit(self, *, after_seq: int = 0) -> AsyncIterator[AuditRow]:
+        """Rows in seq order after `after_seq`, read a page at a time."""
+        query = "SELECT seq, prev_hash, hash, record FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"
+        while True:
+            async with self.conn.execute(query, (after_seq, PAGE)) as cursor:
+                rows = [_row(row) for row in await cursor.fetchall()]
+            for row in rows:
+                yield row
+            if len(rows) < PAGE:
+                return
+            after_seq = rows[-1].seq
+
+
+def _row(row: Any) -> AuditRow:
+    return AuditRow(seq=int(row[0]), prev_hash=str(row[1]), hash=str(row[2]), record=json.loads(row[3]))
