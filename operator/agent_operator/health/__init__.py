@@ -1,0 +1,1 @@
+"""Health polling, restart and scaling decisions for the agents the operator runs."""

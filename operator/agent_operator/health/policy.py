@@ -1,0 +1,271 @@
+"""Health decisions as pure functions: classify a poll, decide restarts, recommend a replica count.
+
+Nothing here does I/O or reads a clock: the monitor gathers polls, pods and the Deployment's state and
+passes `now` in, so every rule (hysteresis, grace, cooldown, budget, windows) is tested without a cluster.
+The rules exist because naive health-poll restarts are harmful: a pod that is slow while the agent
+scales up, or that flaps, must not be restarted in a loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from agent_operator.api.v1alpha1 import AutoscalingProvider, AutoscalingSpec, HealthSpec
+
+HOUR = 3600.0
+
+
+class PodState(StrEnum):
+    """What one poll says about a pod."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    UNREACHABLE = "unreachable"
+
+
+FAILING = frozenset({PodState.UNHEALTHY, PodState.UNREACHABLE})
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One poll of one pod's /health, reduced to what the policies need."""
+
+    at: float
+    state: PodState
+    reason: str = ""
+    in_flight: int = 0
+    queued: int = 0
+    max_concurrent: int = 0
+    p95_ms: float | None = None
+
+
+def classify(body: Mapping[str, Any] | None, *, at: float, health: HealthSpec, error: str = "") -> Poll:
+    """Reduce a /health answer to a Poll; `body` None means the pod could not be reached.
+
+    The runtime's own verdict is taken as the floor; the operator's thresholds from the spec
+    (p95 latency, error rate) can only make it worse, never better.
+    """
+    if body is None:
+        return Poll(at=at, state=PodState.UNREACHABLE, reason=error or "no answer")
+    state, reason = _runtime_verdict(body)
+    latency = body.get("latencyMs") or {}
+    p95 = _number(latency.get("p95"))
+    error_percent = 100.0 * (_number(body.get("errorRate")) or 0.0)
+    if state == PodState.HEALTHY and health.max_p95_latency_ms is not None and (p95 or 0) > health.max_p95_latency_ms:
+        state, reason = PodState.DEGRADED, f"p95 latency {p95:.0f} ms above {health.max_p95_latency_ms} ms"
+    if state == PodState.HEALTHY and error_percent > health.max_error_rate_percent:
+        state, reason = PodState.DEGRADED, f"error rate {error_percent:.1f}% above {health.max_error_rate_percent}%"
+    return Poll(
+        at=at,
+        state=state,
+        reason=reason,
+        in_flight=int(_number(body.get("inFlight")) or 0),
+        queued=int(_number(body.get("queued")) or 0),
+        max_concurrent=int(_number(body.get("maxConcurrent")) or 0),
+        p95_ms=p95,
+    )
+
+
+def _runtime_verdict(body: Mapping[str, Any]) -> tuple[PodState, str]:
+    status = body.get("status")
+    if status == "healthy":
+        return PodState.HEALTHY, ""
+    failing = [
+        f"{dep.get('name')}: {dep.get('state')}"
+        for dep in body.get("dependencies") or ()
+        if isinstance(dep, Mapping) and dep.get("state") not in ("ok", None)
+    ]
+    detail = ", ".join(failing) or f"runtime reports {status!r}"
+    if status == "degraded":
+        return PodState.DEGRADED, detail
+    return PodState.UNHEALTHY, detail
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+# --- restarts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the policy needs to know about a pod object."""
+
+    name: str
+    started_at: float
+    ready: bool = True
+    terminating: bool = False
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """The agent's Deployment as last observed."""
+
+    desired: int
+    replicas: int
+    updated: int
+    ready: int
+    generation: int = 1
+    observed_generation: int = 1
+
+    @property
+    def settling(self) -> str:
+        """Why the Deployment is in motion (a rollout or a scale), or '' when it is steady."""
+        if self.observed_generation < self.generation:
+            return "the Deployment controller has not seen the latest spec yet"
+        if self.updated < self.desired or self.replicas > self.updated:
+            return "a rollout is in progress"
+        if self.replicas != self.desired or self.ready < self.desired:
+            return "the Deployment is scaling or its pods are not all ready"
+        return ""
+
+
+@dataclass(frozen=True)
+class RestartPlan:
+    """Pods to delete now, and, when some failing pod is left alone, why."""
+
+    restart: tuple[str, ...] = ()
+    held_back: tuple[str, ...] = ()
+    reason: str = ""
+    budget_exhausted: bool = False
+
+
+def failing_pods(histories: Mapping[str, Sequence[Poll]], *, threshold: int) -> list[str]:
+    """Pods whose last `threshold` polls all failed (hysteresis: one bad poll is not enough)."""
+    failing = []
+    for name, history in sorted(histories.items()):
+        recent = list(history)[-threshold:]
+        if len(recent) == threshold and all(poll.state in FAILING for poll in recent):
+            failing.append(name)
+    return failing
+
+
+def plan_restarts(
+    *,
+    histories: Mapping[str, Sequence[Poll]],
+    pods: Mapping[str, PodView],
+    deployment: DeploymentView,
+    restart_times: Sequence[float],
+    health: HealthSpec,
+    max_unavailable: int,
+    now: float,
+) -> RestartPlan:
+    """Decide which failing pods to restart, honouring rollouts, grace, disruption budget, cooldown and budget."""
+    candidates = [
+        name
+        for name in failing_pods(histories, threshold=health.failure_threshold)
+        if name in pods and not pods[name].terminating
+    ]
+    candidates = [name for name in candidates if now - pods[name].started_at >= health.startup_grace_seconds]
+    if not candidates:
+        return RestartPlan()
+    held = tuple(candidates)
+    if settling := deployment.settling:
+        return RestartPlan(held_back=held, reason=f"not restarting while {settling}")
+    recent = [at for at in restart_times if now - at < HOUR]
+    if len(recent) >= health.max_restarts_per_hour:
+        return RestartPlan(
+            held_back=held,
+            budget_exhausted=True,
+            reason=f"restart budget exhausted: {len(recent)} restarts in the last hour "
+            f"(spec.health.maxRestartsPerHour={health.max_restarts_per_hour})",
+        )
+    if recent and now - max(recent) < health.restart_cooldown_seconds:
+        wait = health.restart_cooldown_seconds - (now - max(recent))
+        return RestartPlan(held_back=held, reason=f"restart cooldown: {wait:.0f}s left")
+    unavailable = sum(1 for pod in pods.values() if pod.terminating or not pod.ready)
+    allowed = min(max_unavailable - unavailable, health.max_restarts_per_hour - len(recent))
+    if allowed <= 0:
+        return RestartPlan(held_back=held, reason="disruption budget allows no more unavailable pods")
+    chosen = tuple(candidates[:allowed])
+    rest = tuple(name for name in candidates if name not in chosen)
+    return RestartPlan(restart=chosen, held_back=rest, reason="disruption budget" if rest else "")
+
+
+# --- scaling -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadSample:
+    """The agent's load in one poll round, summed over the pods that answered."""
+
+    at: float
+    pods: int
+    in_flight: int
+    queued: int
+    p95_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    """A new replica count and the reason for it."""
+
+    replicas: int
+    reason: str
+
+
+def sample_load(polls: Sequence[Poll], *, at: float) -> LoadSample:
+    """Sum one round of polls (unreachable pods carry no load information and are left out)."""
+    answered = [poll for poll in polls if poll.state != PodState.UNREACHABLE]
+    p95s = [poll.p95_ms for poll in answered if poll.p95_ms is not None]
+    return LoadSample(
+        at=at,
+        pods=len(answered),
+        in_flight=sum(poll.in_flight for poll in answered),
+        queued=sum(poll.queued for poll in answered),
+        p95_ms=max(p95s) if p95s else None,
+    )
+
+
+def _recommend(sample: LoadSample, *, current: int, scaling: AutoscalingSpec) -> tuple[int, str]:
+    load = sample.in_flight + sample.queued
+    wanted = math.ceil(load / scaling.target_in_flight_per_replica)
+    reason = f"{load} requests in flight or queued, target {scaling.target_in_flight_per_replica} per replica"
+    target_p95 = scaling.target_p95_latency_ms
+    if target_p95 is not None and sample.p95_ms is not None and sample.p95_ms > target_p95 and wanted <= current:
+        wanted, reason = current + 1, f"p95 latency {sample.p95_ms:.0f} ms above target {target_p95} ms"
+    return max(scaling.min_replicas, min(scaling.max_replicas, wanted)), reason
+
+
+def plan_scale(
+    *,
+    samples: Sequence[LoadSample],
+    scaling: AutoscalingSpec,
+    current: int,
+    poll_interval: float,
+    now: float,
+    scale_up_polls: int = 3,
+) -> ScalePlan | None:
+    """Recommend a replica count, or None to leave it.
+
+    Scale out when every one of the last `scale_up_polls` rounds asked for more (a spike must persist);
+    scale in only when every round of the whole stabilisation window asked for less, and then only to the
+    highest count any of them asked for. Only rounds in which all `current` pods answered count, so the
+    pods a scale-out just added are not mistaken for idle capacity. Never when an HPA owns replicas.
+    """
+    if not scaling.enabled or scaling.provider == AutoscalingProvider.HPA:
+        return None
+    if current < scaling.min_replicas or current > scaling.max_replicas:
+        bound = max(scaling.min_replicas, min(scaling.max_replicas, current))
+        return ScalePlan(
+            bound, f"{current} replicas outside autoscaling bounds {scaling.min_replicas}..{scaling.max_replicas}"
+        )
+    steady = [sample for sample in samples if sample.pods == current]
+    recommendations = [(sample, *_recommend(sample, current=current, scaling=scaling)) for sample in steady]
+    recent = recommendations[-scale_up_polls:]
+    if len(recent) == scale_up_polls and all(wanted > current for _, wanted, _ in recent):
+        target = min(wanted for _, wanted, _ in recent)
+        return ScalePlan(target, f"scale out: {recent[-1][2]}, for {scale_up_polls} polls")
+    window = scaling.scale_down_stabilization_seconds
+    in_window = [(sample, wanted) for sample, wanted, _ in recommendations if now - sample.at <= window]
+    covered = bool(recommendations) and now - recommendations[0][0].at >= window - poll_interval
+    if covered and in_window and all(wanted < current for _, wanted in in_window):
+        target = max(wanted for _, wanted in in_window)
+        return ScalePlan(target, f"scale in: load stayed below {current} replicas' capacity for {window}s")
+    return None
