@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import pytest
+
+from agent_operator.api.v1alpha1 import AuthSpec
+from agent_runtime.security.auth import ANONYMOUS, AuthError, Principal, bearer_token, build_authenticator
+from agent_runtime.security.tokens import mint_token
+
+from .keys import HMAC_SECRET, OTHER_SECRET, ec_pair, forge, rsa_pair
+
+NOW = 1_800_000_000.0
+
+
+def clock() -> float:
+    return NOW
+
+
+def hs_spec(**overrides: Any) -> AuthSpec:
+    return AuthSpec.model_validate({"secretRef": {"name": "jwt", "key": "key"}, **overrides})
+
+
+def rs_spec(algorithms: list[str] | None = None) -> AuthSpec:
+    return AuthSpec.model_validate(
+        {"publicKeySecretRef": {"name": "jwt", "key": "pub"}, "algorithms": algorithms or ["RS256"]}
+    )
+
+
+def hs_token(**claims: Any) -> str:
+    return mint_token(
+        key=HMAC_SECRET, subject="alice", roles=["agent_operator"], clock=clock, extra_claims=claims or None
+    )
+
+
+def bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def authenticate_hs(header: str | None) -> Principal:
+    return build_authenticator(hs_spec(), HMAC_SECRET, clock=clock).authenticate(header)
+
+
+def test_valid_hs256_token_gives_subject_and_roles() -> None:
+    principal = authenticate_hs(bearer(hs_token()))
+    assert principal == Principal(subject="alice", roles=frozenset({"agent_operator"}))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "pair"),
+    [("RS256", lambda: rsa_pair()), ("PS256", lambda: rsa_pair()), ("ES256", lambda: ec_pair())],
+)
+def test_public_key_algorithms_verify(algorithm: str, pair: Callable[[], Any]) -> None:
+    keys = pair()
+    authenticator = build_authenticator(rs_spec([algorithm]), keys.public_pem, clock=clock)
+    token = mint_token(key=keys.private_pem, subject="bob", roles=["admin"], algorithm=algorithm, clock=clock)
+    assert authenticator.authenticate(bearer(token)).roles == {"admin"}
+
+
+def test_roles_claim_may_be_nested_or_space_separated() -> None:
+    spec = hs_spec(rolesClaim="realm_access.roles")
+    authenticator = build_authenticator(spec, HMAC_SECRET, clock=clock)
+    token = hs_token(realm_access={"roles": "admin read_only"})
+    assert authenticator.authenticate(bearer(token)).roles == {"admin", "read_only"}
+
+
+def test_leeway_tolerates_small_clock_skew() -> None:
+    token = hs_token(exp=int(NOW) - 10)
+    assert authenticate_hs(bearer(token)).subject == "alice"
+
+
+def test_mode_none_gives_anonymous_with_allowed_roles() -> None:
+    spec = AuthSpec.model_validate({"mode": "none"})
+    authenticator = build_authenticator(spec, None, allowed_roles=["read_only"])
+    assert authenticator.authenticate(None) == Principal(subject=ANONYMOUS, roles=frozenset({"read_only"}))
+
+
+def _forged_none() -> str:
+    return forge({"alg": "none", "typ": "JWT"}, {"sub": "eve", "roles": ["admin"], "exp": NOW + 60})
+
+
+def _hs_rs_confusion() -> str:
+    claims = {"sub": "eve", "roles": ["admin"], "iss": "agentry", "aud": "agentry", "exp": NOW + 60}
+    return forge({"alg": "HS256", "typ": "JWT"}, claims, hmac_key=rsa_pair().public_pem)
+
+
+def _tampered_payload() -> str:
+    header, _, signature = hs_token().split(".")
+    claims = {"sub": "alice", "roles": ["admin"], "iss": "agentry", "aud": "agentry", "exp": NOW + 60}
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{payload}.{signature}"
+
+
+def _without(claim: str) -> str:
+    claims = {"sub": "alice", "roles": ["admin"], "iss": "agentry", "aud": "agentry", "exp": int(NOW) + 60}
+    del claims[claim]
+    return jwt.encode(claims, HMAC_SECRET, algorithm="HS256")
+
+
+ATTACKS: list[tuple[str, Callable[[], str | None], str]] = [
+    ("alg none", lambda: bearer(_forged_none()), "algorithm is not accepted"),
+    ("wrong key", lambda: bearer(mint_token(key=OTHER_SECRET, subject="eve", roles=["admin"])), "signature"),
+    ("HS/RS confusion", lambda: bearer(_hs_rs_confusion()), "signature does not verify"),
+    ("expired", lambda: bearer(hs_token(exp=int(NOW) - 31)), "expired"),
+    ("not yet valid", lambda: bearer(hs_token(nbf=int(NOW) + 31)), "not valid yet"),
+    ("issued in the future", lambda: bearer(hs_token(iat=int(NOW) + 3600)), "issued in the future"),
+    ("wrong issuer", lambda: bearer(hs_token(iss="someone-else")), "issuer is not accepted"),
+    ("wrong audience", lambda: bearer(hs_token(aud="another-agent")), "audience is not accepted"),
+    ("missing exp", lambda: bearer(_without("exp")), "missing the 'exp' claim"),
+    ("missing aud", lambda: bearer(_without("aud")), "missing the 'aud' claim"),
+    ("missing sub", lambda: bearer(_without("sub")), "missing the 'sub' claim"),
+    ("exp not a number", lambda: bearer(hs_token(exp="tomorrow")), "must be a number"),
+    ("roles not a list", lambda: bearer(hs_token(roles={"admin": True})), "list of role names"),
+    ("tampered payload", lambda: bearer(_tampered_payload()), "signature does not verify"),
+    ("no header", lambda: None, "missing Authorization header"),
+    ("Bearer without token", lambda: "Bearer", "Bearer token is missing"),
+    ("Bearer with blanks", lambda: "Bearer    ", "Bearer token is missing"),
+    ("Basic scheme", lambda: "Basic YWxpY2U6c2VjcmV0", "scheme must be Bearer"),
+    ("not a JWT", lambda: "Bearer not-a-token", "malformed"),
+    ("JWE-shaped", lambda: "Bearer a.b.c.d.e", "malformed"),
+    ("garbage header", lambda: "Bearer e30x.e30.", "malformed"),
+    ("oversized", lambda: bearer("a" * 9000 + ".b.c"), "longer than"),
+]
+
+
+@pytest.mark.parametrize(("header", "expected"), [(make, msg) for _, make, msg in ATTACKS], ids=[a[0] for a in ATTACKS])
+def test_attacks_are_refused_with_401(header: Callable[[], str | None], expected: str) -> None:
+    value = header()
+    with pytest.raises(AuthError) as caught:
+        authenticate_hs(value)
+    assert caught.value.status_code == 401
+    assert expected in caught.value.message
+    assert HMAC_SECRET.decode() not in caught.value.message
+    if value and len(value) > 20:
+        assert value.removeprefix("Bearer ") not in caught.value.message
+
+
+def test_hs_rs_confusion_refused_by_an_rs256_verifier() -> None:
+    authenticator = build_authenticator(rs_spec(), rsa_pair().public_pem, clock=clock)
+    with pytest.raises(AuthError, match="algorithm is not accepted"):
+        authenticator.authenticate(bearer(_hs_rs_confusion()))
+
+
+def test_mixed_algorithm_families_refused_even_when_the_spec_rule_is_bypassed() -> None:
+    spec = rs_spec().model_copy(update={"algorithms": ["RS256", "HS256"]})
+    with pytest.raises(ValueError, match="must not mix"):
+        build_authenticator(spec, rsa_pair().public_pem)
+
+
+@pytest.mark.parametrize(
+    ("spec", "key", "expected"),
+    [
+        (hs_spec(), lambda: rsa_pair().public_pem, "public key or certificate"),
+        (hs_spec(), lambda: b"ssh-rsa AAAAB3NzaC1yc2E" + b"A" * 40, "public key or certificate"),
+        (hs_spec(), lambda: b"short", "needs at least 32"),
+        (hs_spec(algorithms=["HS512"]), lambda: HMAC_SECRET, "needs at least 64"),
+        (hs_spec(), lambda: None, "needs a key"),
+        (rs_spec(), lambda: HMAC_SECRET, "PEM public key"),
+        (rs_spec(), lambda: rsa_pair().private_pem, "PEM public key"),
+        (rs_spec(), lambda: ec_pair().public_pem, "need an RSA public key"),
+        (rs_spec(["ES256"]), lambda: rsa_pair().public_pem, "need an EC public key"),
+        (rs_spec(["ES384"]), lambda: ec_pair().public_pem, "fits none of"),
+        (rs_spec(), lambda: rsa_pair(1024).public_pem, "at least 2048"),
+    ],
+    ids=[
+        "hmac-with-pem",
+        "hmac-with-ssh-key",
+        "hmac-too-short",
+        "hs512-too-short",
+        "no-key",
+        "rsa-with-secret",
+        "rsa-with-private-key",
+        "rsa-with-ec-key",
+        "ec-with-rsa-key",
+        "ec-curve-mismatch",
+        "rsa-too-small",
+    ],
+)
+def test_bad_keys_fail_at_build_time(spec: AuthSpec, key: Callable[[], bytes | None], expected: str) -> None:
+    material = key()
+    with pytest.raises(ValueError, match=expected) as caught:
+        build_authenticator(spec, material)
+    if material:
+        assert material.decode(errors="replace") not in str(caught.value)
+
+
+def test_token_signed_by_another_rsa_key_is_refused() -> None:
+    authenticator = build_authenticator(rs_spec(), rsa_pair().public_pem, clock=clock)
+    token = mint_token(key=rsa_pair(index=1).private_pem, subject="eve", roles=["admin"], algorithm="RS256")
+    with pytest.raises(AuthError, match="signature does not verify"):
+        authenticator.authenticate(bearer(token))
+
+
+def test_rs256_token_refused_by_an_es256_verifier() -> None:
+    authenticator = build_authenticator(rs_spec(["ES256"]), ec_pair().public_pem, clock=clock)
+    token = mint_token(key=rsa_pair().private_pem, subject="eve", roles=["admin"], algorithm="RS256", clock=clock)
+    with pytest.raises(AuthError, match=r"not accepted \(allowed: ES256\)"):
+        authenticator.authenticate(bearer(token))
+
+
+@pytest.mark.parametrize("header", ["bearer abc.def.ghi", "Bearer   abc.def.ghi  ", "BEARER abc.def.ghi"])
+def test_bearer_scheme_is_case_insensitive(header: str) -> None:
+    assert bearer_token(header) == "abc.def.ghi"
+
+
+def test_www_authenticate_names_the_error() -> None:
+    assert 'error="invalid_token"' in AuthError(401, "token has expired").www_authenticate
+    assert 'error="insufficient_scope"' in AuthError(403, 'needs "run"').www_authenticate
+
+
+def test_auth_error_refuses_other_statuses() -> None:
+    with pytest.raises(ValueError, match="401 or 403"):
+        AuthError(500, "boom")
