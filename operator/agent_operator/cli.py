@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "agent_operator.api.crdgen",
     "agent_operator.api.validate",
     "agent_operator.devcluster.commands",
+    "agent_operator.dev.commands",
 )
 
 

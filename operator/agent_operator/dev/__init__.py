@@ -1,0 +1,1 @@
+"""Local development: the pod runner that makes KWOK pods serve, and `agentry dev up/down`."""

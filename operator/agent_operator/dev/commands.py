@@ -1,0 +1,238 @@
+"""`agentry dev up | down | pod-runner`: the local demo, from nothing to an agent that answers."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from agent_operator.api import v1alpha1 as api
+from agent_operator.api.crdgen import render_crd
+from agent_operator.api.wiring import RUNTIME_PORT
+from agent_operator.devcluster.cluster import Cluster, ClusterError, clusters_dir
+from agent_operator.devcluster.commands import Subparsers, dev_subparsers
+from agent_operator.devcluster.versions import cache_root
+
+from .podrunner import AGENT_LABEL, PodRunner, run_forever
+
+DEMO_NAMESPACE = "default"
+DEMO_AGENT = "hello"
+DEMO_SECRET = "hello-jwt"
+#: Background processes `dev up` starts, in start order; `dev down` stops them in reverse.
+PROCESSES = ("operator", "pod-runner")
+
+
+def demo_manifest() -> dict[str, object]:
+    """The sample AgentDeployment: the offline model, JWT auth, the Secret `dev up` creates."""
+    return {
+        "apiVersion": "agentry.dev/v1alpha1",
+        "kind": "AgentDeployment",
+        "metadata": {"name": DEMO_AGENT, "namespace": DEMO_NAMESPACE},
+        "spec": {
+            "agent": {"model": "test", "instructions": "You answer questions about Agentry."},
+            "security": {"auth": {"secretRef": {"name": DEMO_SECRET, "key": "key"}}},
+            "health": {"pollIntervalSeconds": 5},
+        },
+    }
+
+
+def _step(message: str) -> float:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+    return time.monotonic()
+
+
+def _state_dir(name: str) -> Path:
+    return clusters_dir(cache_root()) / name / "dev"
+
+
+def _kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
+    argv = [str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args]
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False, timeout=120)
+    if done.returncode != 0:
+        raise ClusterError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _spawn(what: str, argv: list[str], *, folder: Path, env: dict[str, str]) -> None:
+    """Start a background process that outlives this command, its pid and log in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{what}.log").open("ab") as log:
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, stdin=subprocess.DEVNULL
+        )
+    (folder / f"{what}.pid").write_text(str(process.pid))
+
+
+def _stop(what: str, *, folder: Path) -> None:
+    pid_file = folder / f"{what}.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(200):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink()
+
+
+def _wait_answering(url: str, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise ClusterError(f"{url} did not answer within {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def _pod_ip(cluster: Cluster) -> str:
+    pods = json.loads(
+        _kubectl(cluster, "get", "pods", "-n", DEMO_NAMESPACE, "-l", f"{AGENT_LABEL}={DEMO_AGENT}", "-o", "json")
+    )["items"]
+    ips = [pod["status"].get("podIP") for pod in pods if pod["status"].get("phase") == "Running"]
+    if not ips or not ips[0]:
+        raise ClusterError(f"no Running pod of {DEMO_AGENT} has an IP yet")
+    return str(ips[0])
+
+
+def _up(args: argparse.Namespace) -> int:
+    try:
+        _bring_up(args.name)
+    except (ClusterError, RuntimeError) as error:
+        print(f"error: {error}\n(logs: {_state_dir(args.name)})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bring_up(name: str) -> None:
+    started = _step("starting the local control plane (the first run builds it from source: tens of minutes)")
+    cluster = Cluster.up(name)
+    print(f"    control plane ready in {time.monotonic() - started:.1f}s at {cluster.server}", file=sys.stderr)
+    _step("installing the AgentDeployment CRD")
+    _kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=render_crd())
+    _kubectl(cluster, "wait", "--for=condition=Established", f"crd/{api.PLURAL}.{api.GROUP}")
+    folder = _state_dir(name)
+    env = os.environ | {"KUBECONFIG": str(cluster.kubeconfig), "PATH": f"{cluster.bin_dir}:{os.environ['PATH']}"}
+    bin_dir = Path(sys.executable).parent
+    for what in PROCESSES:
+        _stop(what, folder=folder)
+    _step("starting the operator and the pod runner")
+    _spawn("operator", [str(bin_dir / "agentry-operator")], folder=folder, env=env | {"AGENTRY_LOG_FORMAT": "text"})
+    _spawn("pod-runner", [str(bin_dir / "agentry"), "dev", "pod-runner", "--name", name], folder=folder, env=env)
+    _step(f"applying the sample agent {DEMO_NAMESPACE}/{DEMO_AGENT}")
+    key = _demo_key(cluster)
+    _kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(demo_manifest()))
+    _kubectl(
+        cluster,
+        "wait",
+        "--for=condition=Ready",
+        f"agentdeployment/{DEMO_AGENT}",
+        "-n",
+        DEMO_NAMESPACE,
+        "--timeout=180s",
+    )
+    ip = _pod_ip(cluster)
+    _wait_answering(f"http://{ip}:{RUNTIME_PORT}/readyz", timeout=60)
+    _print_next_steps(cluster, ip=ip, key=key)
+
+
+def _demo_key(cluster: Cluster) -> str:
+    """The demo's JWT key: kept when the Secret exists, created otherwise."""
+    found = subprocess.run(
+        [
+            str(cluster.bin_dir / "kubectl"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "get",
+            "secret",
+            DEMO_SECRET,
+            "-n",
+            DEMO_NAMESPACE,
+            "-o",
+            "jsonpath={.data.key}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode == 0 and found.stdout:
+        return base64.b64decode(found.stdout).decode()
+    key = secrets.token_hex(32)
+    _kubectl(cluster, "create", "secret", "generic", DEMO_SECRET, "-n", DEMO_NAMESPACE, f"--from-literal=key={key}")
+    return key
+
+
+def _print_next_steps(cluster: Cluster, *, ip: str, key: str) -> None:
+    from agent_runtime.security.tokens import mint_token
+
+    token = mint_token(key=key, subject="demo-user", roles=["agent_operator"])
+    print(_kubectl(cluster, "get", "agents", "-n", DEMO_NAMESPACE))
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    print(f"export PATH={cluster.bin_dir}:$PATH")
+    print(f"TOKEN={token}")
+    print(
+        f"curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+        f'-d \'{{"prompt": "What is Agentry?"}}\' http://{ip}:{RUNTIME_PORT}/v1/run'
+    )
+    print("# `agentry dev down` removes all of it.")
+
+
+def _down(args: argparse.Namespace) -> int:
+    folder = _state_dir(args.name)
+    for what in reversed(PROCESSES):
+        _stop(what, folder=folder)
+    cluster = Cluster.find(args.name)
+    if cluster is not None:
+        try:
+            cluster.down()
+        except ClusterError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"local Agentry {args.name!r} is down")
+    return 0
+
+
+def _pod_runner(args: argparse.Namespace) -> int:
+    cluster = Cluster.find(args.name)
+    if cluster is None:
+        print(f"error: no local cluster named {args.name!r}; run `agentry dev up` first", file=sys.stderr)
+        return 1
+    kubectl = [str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig)]
+    run_forever(PodRunner(kubectl=kubectl, workdir=_state_dir(args.name) / "pods"), interval=args.interval)
+    return 0
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add `dev up`, `dev down` and `dev pod-runner`."""
+    dev = dev_subparsers(subparsers)
+    for name, func, help_text in (
+        ("up", _up, "control plane, CRD, operator, pod runner and a sample agent that answers"),
+        ("down", _down, "stop everything `dev up` started"),
+        ("pod-runner", _pod_runner, "run the agent runtime for each Running agent pod (foreground)"),
+    ):
+        parser = dev.add_parser(name, help=help_text)
+        parser.add_argument("--name", default="agentry", help="local cluster name (default: %(default)s)")
+        if name == "pod-runner":
+            parser.add_argument("--interval", type=float, default=1.0, help="seconds between pod listings")
+        parser.set_defaults(func=func)
