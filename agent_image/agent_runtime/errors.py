@@ -1,0 +1,66 @@
+"""API errors: one exception type carrying status, kind and message, and how agent failures map to it.
+
+Every error leaves the server as `{"error": {"type": ..., "message": ...}}`; the `type` is also the
+label of the `agentry_errors_total` series, so dashboards and clients see the same words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    ModelHTTPError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+)
+from starlette.responses import JSONResponse
+
+
+class ApiError(Exception):
+    """An error answered to the client; `retry_after` (seconds) becomes a Retry-After header."""
+
+    def __init__(self, status: int, kind: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, dict[str, str]]:
+        """The JSON error body."""
+        return {"error": {"type": self.kind, "message": self.message}}
+
+    def response(self) -> JSONResponse:
+        """The JSON response, with Retry-After in whole seconds (at least 1) when set."""
+        headers = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+
+
+def from_agent_error(exc: BaseException, *, timeout_seconds: float) -> ApiError:
+    """The API error for an exception raised while running the agent.
+
+    The model is the agent's upstream: its failures are 502 (bad answer), 503 (rate limited, retry
+    later) or 504 (too slow); a run that would exceed the spec's usage limits is refused with 422,
+    since retrying the same prompt would exceed them again.
+    """
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, UsageLimitExceeded):
+        return ApiError(422, "usage_limit_exceeded", str(exc))
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError | ModelTimeoutError):
+        return ApiError(504, "timeout", f"the request did not finish within {timeout_seconds:g}s")
+    if isinstance(exc, ModelRateLimitError):
+        return ApiError(503, "model_rate_limited", f"the model provider is rate limiting: {exc}", retry_after=5)
+    if isinstance(exc, ModelHTTPError):
+        return ApiError(502, "model_error", f"the model endpoint answered HTTP {exc.status_code}")
+    if isinstance(exc, ModelAPIError):
+        return ApiError(502, "model_error", f"the model endpoint failed: {exc}")
+    if isinstance(exc, UnexpectedModelBehavior):
+        return ApiError(502, "model_output_invalid", f"the model's output was unusable: {exc.message}")
+    return ApiError(500, "internal", "internal error (see the runtime's log)")

@@ -1,0 +1,77 @@
+"""Prometheus metrics of one runtime, in a registry of its own (never the process-global one).
+
+A registry per app keeps two runtimes in one process (tests, the benchmark) from colliding, and keeps
+library metrics nobody asked for out of the scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .services.breaker import STATE_VALUES, CircuitBreaker
+
+#: Latency buckets in seconds, from a cached answer to a long multi-step run.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class RuntimeMetrics:
+    """The series the runtime exports; gauges of live state are read at scrape time."""
+
+    def __init__(self, *, agent: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = {"agent": agent}
+        self.requests = Counter(
+            "agentry_requests", "HTTP requests by endpoint and status.", ["endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "agentry_request_duration_seconds",
+            "Time from receiving a request to answering it.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "agentry_tokens",
+            "Model tokens used, by direction (input or output).",
+            ["direction"],
+            registry=self.registry,
+        )
+        self.errors = Counter("agentry_errors", "Errors answered, by kind.", ["kind"], registry=self.registry)
+        self.rate_limited = Counter(
+            "agentry_rate_limited", "Requests refused by a per-principal rate limit.", ["limit"], registry=self.registry
+        )
+        self.in_flight = Gauge("agentry_in_flight_requests", "Agent runs executing now.", registry=self.registry)
+        self.queued = Gauge("agentry_queued_requests", "Requests waiting for a run slot.", registry=self.registry)
+        self.breaker_state = Gauge(
+            "agentry_circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            ["name"],
+            registry=self.registry,
+        )
+        self.info = Gauge("agentry_agent_info", "The agent this runtime serves.", list(labels), registry=self.registry)
+        self.info.labels(**labels).set(1)
+
+    def bind(self, *, in_flight: Callable[[], float], queued: Callable[[], float]) -> None:
+        """Read the in-flight and queued gauges from the admission counters at scrape time."""
+        self.in_flight.set_function(in_flight)
+        self.queued.set_function(queued)
+
+    def observe(self, *, endpoint: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        self.requests.labels(endpoint=endpoint, status=str(status)).inc()
+        self.latency.labels(endpoint=endpoint).observe(seconds)
+
+    def add_tokens(self, *, input_tokens: int, output_tokens: int) -> None:
+        """Count the tokens of one run."""
+        self.tokens.labels(direction="input").inc(input_tokens)
+        self.tokens.labels(direction="output").inc(output_tokens)
+
+    def render(self, *, breakers: Iterable[CircuitBreaker]) -> bytes:
+        """The Prometheus text exposition, with breaker states read now."""
+        for breaker in breakers:
+            self.breaker_state.labels(name=breaker.name).set(STATE_VALUES[breaker.state])
+        return generate_latest(self.registry)

@@ -1,0 +1,62 @@
+"""One agent run: prompt and context in, output and usage out, under the spec's usage limits."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_ai.usage import UsageLimits
+
+from .agent import RuntimeAgent
+from .deps import Deps
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one successful run produced."""
+
+    run_id: str
+    output: Any
+    input_tokens: int
+    output_tokens: int
+    requests: int
+    latency_ms: float
+
+    @property
+    def tokens(self) -> int:
+        """Input plus output tokens, what the per-principal token limit counts."""
+        return self.input_tokens + self.output_tokens
+
+
+def user_prompt(prompt: str, context: dict[str, Any] | None) -> str | Sequence[str]:
+    """The prompt, followed by the context as a JSON block when there is one."""
+    if not context:
+        return prompt
+    return [prompt, "Context (JSON):\n" + json.dumps(context, ensure_ascii=False, sort_keys=True)]
+
+
+class AgentRunner:
+    """Runs the agent with the process's deps; errors propagate for the caller to map."""
+
+    def __init__(self, *, agent: RuntimeAgent, deps: Deps, limits: UsageLimits) -> None:
+        self.agent = agent
+        self.deps = deps
+        self.limits = limits
+
+    async def run(self, *, prompt: str, context: dict[str, Any] | None) -> RunOutcome:
+        """Run once; the run id is a random UUID so ids reveal nothing about volume or order."""
+        started = time.perf_counter()
+        result = await self.agent.run(user_prompt(prompt, context), deps=self.deps, usage_limits=self.limits)
+        usage = result.usage
+        return RunOutcome(
+            run_id=uuid.uuid4().hex,
+            output=result.output,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            requests=usage.requests,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )

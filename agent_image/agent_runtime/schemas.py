@@ -1,0 +1,145 @@
+"""Wire bodies of the HTTP API as pydantic models; the OpenAPI document is generated from them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+#: Longest prompt accepted, in characters; the body size limit bounds the whole request as well.
+MAX_PROMPT_CHARS = 200_000
+
+
+class Wire(BaseModel):
+    """camelCase on the wire, unknown fields refused so that a typo is an error rather than ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class RunRequest(Wire):
+    """One agent run."""
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="The user's message.")
+    context: dict[str, Any] | None = Field(None, description="Structured context given to the model as JSON.")
+
+
+class BatchRequest(Wire):
+    """Several independent runs; the limit on items is set by the runtime (100 by default)."""
+
+    items: list[RunRequest] = Field(min_length=1, description="Runs to execute, answered in the same order.")
+
+
+class Usage(Wire):
+    """Tokens and model requests one run used."""
+
+    input_tokens: int
+    output_tokens: int
+    requests: int
+
+
+class RunResponse(Wire):
+    """The answer of one run; `output` is a string, or an object matching the agent's output schema."""
+
+    run_id: str
+    output: Any
+    usage: Usage
+    latency_ms: float
+
+
+class ErrorBody(Wire):
+    """What went wrong; `type` is a stable word, `message` names the field or the cause."""
+
+    type: str
+    message: str
+
+
+class ErrorResponse(Wire):
+    """Every error answer."""
+
+    error: ErrorBody
+
+
+class BatchItem(Wire):
+    """The outcome of one batch item: a result or an error, never neither."""
+
+    index: int
+    ok: bool
+    result: RunResponse | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(Wire):
+    """One item per request item, in order."""
+
+    items: list[BatchItem]
+    succeeded: int
+    failed: int
+
+
+class StoredResult(Wire):
+    """A stored run, anonymised before it was written."""
+
+    run_id: str
+    prompt: str
+    context: Any = None
+    output: Any
+    usage: Usage
+    latency_ms: float
+    principal: str
+    created_at: str
+
+
+class Percentiles(Wire):
+    """Latency percentiles of recent requests, in milliseconds."""
+
+    p50: float
+    p95: float
+    p99: float
+
+
+class Dependency(Wire):
+    """One dependency's check."""
+
+    name: str
+    state: Literal["ok", "degraded", "down"]
+    detail: str
+    latency_ms: float
+
+
+class Breaker(Wire):
+    """One circuit breaker."""
+
+    name: str
+    state: Literal["closed", "open", "half-open"]
+    failures: int
+
+
+class Memory(Wire):
+    """Memory of the process."""
+
+    rss_bytes: int
+
+
+class HealthReport(Wire):
+    """The runtime's own view of its health, polled by the operator.
+
+    `successRate` and `errorRate` are fractions (0..1) of recent runs; `reasons` says why the status is
+    not healthy.
+    """
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    reasons: list[str]
+    uptime_seconds: float
+    memory: Memory
+    in_flight: int
+    queued: int
+    max_concurrent: int
+    max_queued: int
+    draining: bool
+    recent_requests: int
+    success_rate: float
+    error_rate: float
+    latency_ms: Percentiles
+    dependencies: list[Dependency]
+    circuit_breakers: list[Breaker]
