@@ -1,0 +1,67 @@
+"""The circuit breaker's states, stepped with a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_runtime.services.breaker import CircuitBreaker, CircuitOpenError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def breaker(clock: Clock) -> CircuitBreaker:
+    return CircuitBreaker(name="api", failure_threshold=3, reset_timeout=30, clock=clock)
+
+
+def test_opens_after_threshold_consecutive_failures() -> None:
+    b = breaker(Clock())
+    for _ in range(2):
+        b.before_call()
+        b.record_failure()
+    assert b.state == "closed"
+    b.record_failure()
+    assert b.state == "open"
+    with pytest.raises(CircuitOpenError, match="circuit open"):
+        b.before_call()
+
+
+def test_a_success_resets_the_count() -> None:
+    b = breaker(Clock())
+    b.record_failure()
+    b.record_failure()
+    b.record_success()
+    b.record_failure()
+    assert b.state == "closed"
+    assert b.failures == 1
+
+
+def test_half_open_lets_one_trial_through_and_closes_on_success() -> None:
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(3):
+        b.record_failure()
+    clock.now += 30
+    assert b.state == "half-open"
+    b.before_call()
+    with pytest.raises(CircuitOpenError):
+        b.before_call()  # a second caller while the trial is in flight
+    b.record_success()
+    assert b.state == "closed"
+
+
+def test_a_failed_trial_opens_again_for_a_full_period() -> None:
+    clock = Clock()
+    b = breaker(clock)
+    for _ in range(3):
+        b.record_failure()
+    clock.now += 31
+    b.before_call()
+    b.record_failure()
+    assert b.state == "open"
+    assert b.retry_after() == pytest.approx(30)
