@@ -1,0 +1,211 @@
+"""The audit trail: one hash-chained record per request, in the database and as JSON lines on a stream.
+
+The caller passes data that is already redacted (the Anonymizer runs first) and never a token, a
+key or a raw prompt: a record holds who (the principal's subject, which the caller pseudonymises
+when it is personal data such as an email), what happened (outcome, error text, sizes, tokens,
+latency) and how many PII values were redacted, not the values themselves.
+
+A record is written to the stream at once (so the log pipeline has it even if the pod dies) and
+queued; `flush` links queued records to the chain and stores them in one transaction, from a
+background task every `flush_interval`, sooner when `batch_size` records wait, and on `close`.
+Replicas sharing one PostgreSQL continue one chain: when another replica has appended meanwhile
+(the seq is taken), the batch is re-linked after the new head and stored again. A batch that
+cannot be stored stays queued (nothing is dropped) and `healthy` turns False until a flush works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from ..services.protocols import AuditRow, AuditStore
+from .chain import GENESIS, ChainVerifier, VerifyReport, canonical_json, link, verify_chain
+
+__all__ = ["AuditTrail", "ChainVerifier", "VerifyReport", "verify_chain"]
+
+log = logging.getLogger(__name__)
+
+#: Records stored per transaction; a full batch wakes the flusher before the interval is up.
+DEFAULT_BATCH_SIZE = 100
+#: Longest a record waits in memory before it is stored.
+DEFAULT_FLUSH_INTERVAL = 1.0
+#: Times a batch is re-linked after another replica took its seq, before the flush gives up for now.
+APPEND_ATTEMPTS = 3
+
+
+def utc_now() -> datetime:
+    """The wall clock in UTC (audit times are wall-clock times, unlike rate limits)."""
+    return datetime.now(UTC)
+
+
+class AuditTrail:
+    """Append-only, hash-chained audit records of one agent."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        agent: str,
+        stream: TextIO,
+        enabled: bool,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._agent = agent
+        self._stream = stream
+        self.enabled = enabled
+        self._batch_size = max(1, batch_size)
+        self._flush_interval = flush_interval
+        self._clock = clock
+        self._pending: list[dict[str, Any]] = []
+        self._head: tuple[int, str] = (0, GENESIS)
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.healthy = True
+        """False while queued records cannot be stored."""
+        self.last_error = ""
+        """Why the last flush failed."""
+
+    @property
+    def pending(self) -> int:
+        """Records written to the stream but not yet stored."""
+        return len(self._pending)
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """Seq and hash of the last record this trail stored (or read at start)."""
+        return self._head
+
+    async def start(self) -> None:
+        """Continue the stored chain and start the background flusher."""
+        if not self.enabled:
+            return
+        await self._refresh_head()
+        self._task = asyncio.create_task(self._flush_loop(), name=f"audit-flush-{self._agent}")
+
+    async def record(
+        self,
+        *,
+        principal: str,
+        outcome: str,
+        request_bytes: int = 0,
+        error: str | None = None,
+        latency_ms: float = 0.0,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        redactions: Mapping[str, int] | None = None,
+        **extra: Any,
+    ) -> None:
+        """Write one record to the stream and queue it for the store; never raises on store trouble.
+
+        `extra` fields (run id, endpoint, status code) must be JSON values and already redacted.
+        """
+        if not self.enabled:
+            return
+        fields = {
+            **extra,
+            "time": self._clock().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "agent": self._agent,
+            "principal": principal,
+            "request_bytes": int(request_bytes),
+            "outcome": outcome,
+            "error": error,
+            "latency_ms": round(float(latency_ms), 3),
+            "tokens_in": int(tokens_in),
+            "tokens_out": int(tokens_out),
+            "redactions": dict(redactions or {}),
+        }
+        entry: dict[str, Any] = json.loads(canonical_json(fields))  # JSON values only, as stored
+        self._write_line({"kind": "audit", "record": entry})
+        self._pending.append(entry)
+        if len(self._pending) >= self._batch_size:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Store every queued record in one transaction; raises (and keeps them) when the store fails."""
+        async with self._lock:
+            if not self._pending:
+                return
+            batch = list(self._pending)
+            rows = await self._append(batch)
+            del self._pending[: len(batch)]
+            self._head = (rows[-1].seq, rows[-1].hash)
+            self.healthy, self.last_error = True, ""
+            self._write_line(
+                {"kind": "audit_checkpoint", "agent": self._agent, "seq": rows[-1].seq, "hash": rows[-1].hash}
+            )
+
+    async def close(self) -> None:
+        """Stop the flusher and store what is queued; raises when that last flush fails."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.enabled:
+            await self.flush()
+
+    async def verify(self) -> VerifyReport:
+        """Verify the stored chain from the first record (what `agentry audit verify` does)."""
+        verifier = ChainVerifier()
+        async for row in self._store.iter_audit():
+            if not verifier.feed(row):
+                break
+        return verifier.report()
+
+    async def _append(self, batch: list[dict[str, Any]]) -> list[AuditRow]:
+        for attempt in range(APPEND_ATTEMPTS):
+            rows = self._link(batch)
+            try:
+                await self._store.append_audit(rows)
+                return rows
+            except Exception:
+                if attempt == APPEND_ATTEMPTS - 1:
+                    raise
+                await self._refresh_head()  # another replica may have appended: re-link after its head
+                if self._head == (rows[-1].seq, rows[-1].hash):
+                    return rows  # the failure came after the commit: the batch is stored
+        raise AssertionError("unreachable")
+
+    def _link(self, batch: list[dict[str, Any]]) -> list[AuditRow]:
+        seq, prev_hash = self._head
+        rows = []
+        for record in batch:
+            seq += 1
+            row = link(seq=seq, prev_hash=prev_hash, record=record)
+            rows.append(row)
+            prev_hash = row.hash
+        return rows
+
+    async def _refresh_head(self) -> None:
+        last = await self._store.last_audit()
+        self._head = (0, GENESIS) if last is None else (last.seq, last.hash)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._flush_interval)
+            self._wake.clear()
+            await self._flush_quietly()
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except Exception as exc:
+            if self.healthy:
+                log.error(
+                    "audit: %d records could not be stored (%s); they stay queued", self.pending, type(exc).__name__
+                )
+            self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
+
+    def _write_line(self, document: Mapping[str, Any]) -> None:
+        self._stream.write(canonical_json(document) + "\n")
+        self._stream.flush()
