@@ -1,0 +1,210 @@
+"""One named local cluster: start its components on loopback, wait until it serves, stop it without leftovers."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from agent_operator.devcluster import processes
+from agent_operator.devcluster.api import ApiClient
+from agent_operator.devcluster.build import ensure_built
+from agent_operator.devcluster.components import COMMANDS, kwok_node
+from agent_operator.devcluster.layout import COMPONENTS, Layout, Ports, kubeconfig_document, read_state
+from agent_operator.devcluster.network import HOST, choose_octet, free_ports, is_listening
+from agent_operator.devcluster.pki import CLIENTS, write_pki
+from agent_operator.devcluster.versions import cache_root
+
+NODE_NAME = "kwok-node-0"
+"""The one fake node; KWOK keeps it Ready and runs every pod scheduled onto it."""
+
+UP_TIMEOUT = 90.0
+"""Seconds `up` waits for readiness before it gives up; a warm start needs well under 20."""
+
+
+class ClusterError(RuntimeError):
+    """A cluster could not start or stop; the message carries the tail of the component's log."""
+
+
+def clusters_dir(root: Path) -> Path:
+    """Parent of every named cluster's state folder."""
+    return root / "clusters"
+
+
+@dataclass
+class Cluster:
+    """A handle on one running (or stopping) local cluster."""
+
+    layout: Layout
+    pids: dict[str, int] = field(default_factory=dict)
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    """Processes this Python process started (so `down` can reap them); empty for a found cluster."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds from the start of `up` until each milestone was reached."""
+
+    @property
+    def name(self) -> str:
+        """The cluster's name (its folder under `clusters/`)."""
+        return self.layout.name
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (group system:masters)."""
+        return self.layout.kubeconfig()
+
+    @property
+    def server(self) -> str:
+        """API server URL."""
+        return self.layout.server
+
+    @property
+    def bin_dir(self) -> Path:
+        """Folder with kubectl, helm and the component binaries."""
+        return self.layout.bin_dir
+
+    def client(self) -> ApiClient:
+        """An admin API client."""
+        pki = self.layout.pki
+        return ApiClient(self.server, ca=pki.cert("ca"), cert=pki.cert("admin"), key=pki.key("admin"))
+
+    @classmethod
+    def up(cls, name: str = "agentry", *, root: Path | None = None, timeout: float = UP_TIMEOUT) -> Cluster:
+        """Start the named cluster (building binaries first if needed) and return once it serves.
+
+        A cluster that already runs healthily is returned as it is; a half-dead one is stopped and started anew.
+        """
+        root = cache_root() if root is None else root
+        bin_dir = ensure_built(root=root)
+        existing = cls.find(name, root=root)
+        if existing is not None:
+            if existing.is_healthy():
+                return existing
+            existing.down()
+        cluster = cls(_new_layout(name=name, root=root, bin_dir=bin_dir))
+        try:
+            cluster._boot(timeout=timeout)
+        except BaseException:
+            cluster.down()
+            raise
+        return cluster
+
+    @classmethod
+    def find(cls, name: str, *, root: Path | None = None) -> Cluster | None:
+        """The cluster a state file records (running or not), or None when it was never started."""
+        root = cache_root() if root is None else root
+        state = read_state(clusters_dir(root) / name / "state.json")
+        return None if state is None else cls(state[0], state[1])
+
+    def status(self) -> dict[str, bool]:
+        """Whether each recorded component process is alive."""
+        return {c: processes.is_running(pid=pid, binary=self.layout.binary(c)) for c, pid in self.pids.items()}
+
+    def is_healthy(self) -> bool:
+        """Every component is alive and the API server answers /readyz."""
+        alive = self.status()
+        return set(alive) == set(COMPONENTS) and all(alive.values()) and self.client().request(
+            "GET", "/readyz").status == 200
+
+    def down(self) -> None:
+        """Stop every component and check that none of its ports still listens."""
+        binaries = {c: self.layout.binary(c) for c in self.pids}
+        processes.stop(pids=self.pids, binaries=binaries, children=self.children)
+        self.layout.state_file.unlink(missing_ok=True)
+        busy = [p for p in vars(self.layout.ports).values() if is_listening(p)]
+        if any(self.status().values()) or busy:
+            raise ClusterError(f"cluster {self.name} left processes {self.status()} or ports {busy} behind")
+
+    def _start(self, component: str) -> None:
+        argv = COMMANDS[component](self.layout)
+        child = processes.start(argv=argv, log=self.layout.logs / f"{component}.log")
+        self.children[component] = child
+        self.pids[component] = child.pid
+        self.layout.state_file.write_text(self.layout.to_json(pids=self.pids))
+
+    def _check_alive(self) -> None:
+        for component, child in self.children.items():
+            if child.poll() is not None:
+                raise self._error(f"{component} exited with {child.returncode}", component)
+
+    def _error(self, message: str, component: str) -> ClusterError:
+        log = self.layout.logs / f"{component}.log"
+        return ClusterError(f"cluster {self.name}: {message}; end of {log}:\n{processes.log_tail(log)}")
+
+    def _wait(self, what: str, ready: Callable[[], bool], *, component: str, deadline: float, started: float) -> None:
+        while not ready():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise self._error(f"timed out waiting for {what}", component)
+            time.sleep(0.1)
+        self.timings[what] = round(time.monotonic() - started, 2)
+
+    def _boot(self, *, timeout: float) -> None:
+        started = time.monotonic()
+        deadline = started + timeout
+        api = self.client()
+        self._start("etcd")
+        self._wait("etcd", lambda: _http_ok(f"http://{HOST}:{self.layout.ports.etcd_client}/health"),
+                   component="etcd", deadline=deadline, started=started)
+        self._start("kube-apiserver")
+        self._wait("readyz", lambda: api.request("GET", "/readyz").status == 200, component="kube-apiserver",
+                   deadline=deadline, started=started)
+        for component in COMPONENTS[2:]:
+            self._start(component)
+        self._wait("node", lambda: _create_node(api), component="kube-apiserver", deadline=deadline, started=started)
+        self._wait("node Ready", lambda: _node_ready(api), component="kwok", deadline=deadline, started=started)
+        self._wait("default ServiceAccount",
+                   lambda: api.request("GET", "/api/v1/namespaces/default/serviceaccounts/default").status == 200,
+                   component="kube-controller-manager", deadline=deadline, started=started)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _create_node(api: ApiClient) -> bool:
+    return api.request("POST", "/api/v1/nodes", kwok_node(NODE_NAME)).status in (201, 409)
+
+
+def _node_ready(api: ApiClient) -> bool:
+    answer = api.request("GET", f"/api/v1/nodes/{NODE_NAME}")
+    if answer.status != 200:
+        return False
+    conditions = answer.json().get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _taken_octets(root: Path, *, other_than: str) -> set[int]:
+    taken = set()
+    for state_file in clusters_dir(root).glob("*/state.json"):
+        found = read_state(state_file)
+        if found is not None and found[0].name != other_than and any(Cluster(*found).status().values()):
+            taken.add(found[0].octet)
+    return taken
+
+
+def _new_layout(*, name: str, root: Path, bin_dir: Path) -> Layout:
+    """Give the cluster fresh ports, a free pod range, an empty etcd, clean logs, PKI and kubeconfigs."""
+    folder = clusters_dir(root) / name
+    layout = Layout(name=name, root=folder, bin_dir=bin_dir, ports=Ports(*free_ports(6)),
+                    octet=choose_octet(name=name, taken=_taken_octets(root, other_than=name)))
+    shutil.rmtree(layout.etcd_data, ignore_errors=True)
+    shutil.rmtree(layout.logs, ignore_errors=True)
+    layout.logs.mkdir(parents=True)
+    if not layout.pki.cert("ca").exists():
+        write_pki(root=layout.pki.root, now=datetime.datetime.now(datetime.UTC))
+    for user in CLIENTS:
+        document = kubeconfig_document(layout=layout, user=user)
+        layout.kubeconfig(user).write_text(yaml.safe_dump(document, sort_keys=False))
+    return layout

@@ -1,0 +1,93 @@
+"""The command line of each control-plane component, as a pure function of a cluster's layout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agent_operator.devcluster.layout import Layout
+from agent_operator.devcluster.network import HOST, pod_cidr, service_cidr
+from agent_operator.devcluster.versions import kwok_stages_file
+
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+"""The `iss` of ServiceAccount tokens; also their default audience."""
+
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node=fake"
+"""KWOK manages only nodes carrying this annotation, so a real kubelet's node would be left alone."""
+
+
+def etcd(layout: Layout) -> list[str]:
+    """Single-member etcd without fsync: the data is thrown away at the next `up` anyway."""
+    client = f"http://{HOST}:{layout.ports.etcd_client}"
+    peer = f"http://{HOST}:{layout.ports.etcd_peer}"
+    return [str(layout.binary("etcd")), "--name=default", f"--data-dir={layout.etcd_data}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}", "--unsafe-no-fsync=true", "--log-level=warn"]
+
+
+def kube_apiserver(layout: Layout) -> list[str]:
+    """API server on loopback with RBAC and real ServiceAccount tokens.
+
+    `--endpoint-reconciler-type=none`: the API server refuses loopback addresses in Endpoints, so it must not try
+    to publish its own address in the `kubernetes` Service.
+    """
+    pki = layout.pki
+    return [str(layout.binary("kube-apiserver")), f"--etcd-servers=http://{HOST}:{layout.ports.etcd_client}",
+            f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={layout.ports.apiserver}",
+            "--endpoint-reconciler-type=none", "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+            f"--service-cluster-ip-range={service_cidr(layout.octet)}",
+            f"--tls-cert-file={pki.cert('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
+            f"--client-ca-file={pki.cert('ca')}", f"--service-account-issuer={SA_ISSUER}",
+            f"--service-account-key-file={pki.cert('sa')}", f"--service-account-signing-key-file={pki.key('sa')}"]
+
+
+def kube_controller_manager(layout: Layout) -> list[str]:
+    """Controllers with one ServiceAccount per controller, as on a real cluster (its RBAC is tested too)."""
+    pki = layout.pki
+    kubeconfig = layout.kubeconfig("controller-manager")
+    return [str(layout.binary("kube-controller-manager")), f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={HOST}", f"--secure-port={layout.ports.controller_manager}", "--leader-elect=false",
+            f"--service-account-private-key-file={pki.key('sa')}", f"--root-ca-file={pki.cert('ca')}",
+            "--use-service-account-credentials=true", f"--cluster-signing-cert-file={pki.cert('ca')}",
+            f"--cluster-signing-key-file={pki.key('ca')}"]
+
+
+def kube_scheduler(layout: Layout) -> list[str]:
+    """Scheduler without leader election (one replica), so it schedules from its first second."""
+    kubeconfig = layout.kubeconfig("scheduler")
+    return [str(layout.binary("kube-scheduler")), f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={HOST}", f"--secure-port={layout.ports.scheduler}", "--leader-elect=false"]
+
+
+def kwok(layout: Layout) -> list[str]:
+    """KWOK in place of kubelets: annotated nodes stay Ready, their pods Running with loopback IPs."""
+    stages = kwok_stages_file(bin_dir=layout.bin_dir)
+    return [str(layout.binary("kwok")), f"--kubeconfig={layout.kubeconfig('kwok')}", f"--config={stages}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}", "--manage-nodes-with-label-selector=",
+            f"--cidr={pod_cidr(layout.octet)}", f"--node-ip={HOST}", "--node-lease-duration-seconds=40",
+            f"--server-address={HOST}:{layout.ports.kwok}"]
+
+
+COMMANDS: dict[str, Callable[[Layout], list[str]]] = {
+    "etcd": etcd,
+    "kube-apiserver": kube_apiserver,
+    "kube-controller-manager": kube_controller_manager,
+    "kube-scheduler": kube_scheduler,
+    "kwok": kwok,
+}
+"""Command line builder of each component, in start order."""
+
+
+def kwok_node(name: str) -> dict[str, object]:
+    """A Node object KWOK will keep Ready; untainted, so ordinary workloads schedule onto it."""
+    annotation_key, annotation_value = KWOK_NODE_ANNOTATION.split("=")
+    labels = {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+              "kubernetes.io/arch": "amd64", "kubernetes.io/role": "agent"}
+    resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels,
+                         "annotations": {annotation_key: annotation_value, "node.alpha.kubernetes.io/ttl": "0"}},
+            "status": {"allocatable": resources, "capacity": resources}}
