@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "agent_operator.api.validate",
     "agent_operator.devcluster.commands",
     "agent_operator.dev.commands",
+    "agent_runtime.security.commands",
 )
 
 
