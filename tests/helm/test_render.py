@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from agent_operator.config import ENV_PREFIX, OperatorConfig
 from tests.helm.chart import CHART, NAMESPACE, ROOT, helm, objects, one, pick, render, values_args
 
 SOURCE_CRD = ROOT / "crds" / "agentry.dev_agentdeployments.yaml"
@@ -18,14 +20,15 @@ MATRIX: dict[str, dict[str, Any]] = {
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
     "crds-off": {"crds": {"enabled": False}},
     "crds-not-kept": {"crds": {"keep": False}},
-    "servicemonitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
-    "metrics-off": {"metrics": {"enabled": False}},
+    "servicemonitor": {
+        "metrics": {"enabled": True, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}
+    },
     "custom": {
         "image": {"repository": "registry.example.com/agentry", "tag": "dev", "pullPolicy": "Always"},
         "runtimeImage": {"repository": "registry.example.com/runtime", "digest": "sha256:" + "a" * 64},
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": 2, "memory": "2Gi"}},
         "serviceAccount": {"name": "ops", "annotations": {"example.com/role": "agentry"}},
-        "operator": {"logFormat": "plain", "logLevel": "debug", "extraEnv": [{"name": "EXTRA", "value": "1"}]},
+        "operator": {"logFormat": "text", "logLevel": "debug", "extraEnv": [{"name": "EXTRA", "value": "1"}]},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
         "affinity": {
             "nodeAffinity": {
@@ -93,10 +96,10 @@ def test_names_fit_63_characters(renderings: dict[str, list[dict[str, Any]]], ca
 
 def test_default_image_and_environment(renderings: dict[str, list[dict[str, Any]]]) -> None:
     docs = renderings["defaults"]
-    assert _container(docs)["image"] == "ghcr.io/agentry-dev/agentry-operator:0.1.0"
+    assert _container(docs)["image"] == "ghcr.io/agentry/operator:0.1.0"
     env = _env(docs)
-    assert env["AGENTRY_WATCH_NAMESPACES"] == ""
-    assert env["AGENTRY_RUNTIME_IMAGE"] == "ghcr.io/agentry-dev/agentry-runtime:0.1.0"
+    assert env["AGENTRY_NAMESPACES"] == ""
+    assert env["AGENTRY_RUNTIME_IMAGE"] == "ghcr.io/agentry/agent-runtime:0.1.0"
     assert env["AGENTRY_LOG_FORMAT"] == "json"
 
 
@@ -107,11 +110,23 @@ def test_custom_values_arrive(renderings: dict[str, list[dict[str, Any]]]) -> No
     assert container["resources"] == MATRIX["custom"]["resources"]
     env = _env(docs)
     assert env["AGENTRY_RUNTIME_IMAGE"] == "registry.example.com/runtime@sha256:" + "a" * 64
-    assert (env["AGENTRY_LOG_FORMAT"], env["EXTRA"]) == ("plain", "1")
+    assert (env["AGENTRY_LOG_FORMAT"], env["EXTRA"]) == ("text", "1")
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "ops"
     assert pod["tolerations"] == MATRIX["custom"]["tolerations"]
     assert pod["priorityClassName"] == "system-cluster-critical"
+
+
+@pytest.mark.parametrize("case", ["defaults", "namespaced", "custom"])
+def test_operator_accepts_the_environment(renderings: dict[str, list[dict[str, Any]]], case: str) -> None:
+    """Every AGENTRY_* variable the chart sets is a setting the operator reads, with a value it accepts."""
+    env = {k: v for k, v in _env(renderings[case]).items() if isinstance(v, str)}
+    fields = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(OperatorConfig)}
+    assert {name for name in env if name.startswith(ENV_PREFIX)} <= fields
+    config = OperatorConfig.from_env(env)
+    assert config.namespaces == tuple(MATRIX[case].get("watchNamespaces", ()))
+    assert config.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert "AGENTRY_OPERATOR_NAMESPACE" in _env(renderings[case])
 
 
 def test_cluster_wide_rbac(renderings: dict[str, list[dict[str, Any]]]) -> None:
@@ -136,7 +151,7 @@ def test_namespaced_rbac(renderings: dict[str, list[dict[str, Any]]]) -> None:
     assert cluster_resources == {"customresourcedefinitions", "namespaces"}
     role_resources = {r for rule in roles[0]["rules"] for r in rule["resources"]}
     assert {"agentdeployments", "secrets", "pods", "events"} <= role_resources
-    assert _env(docs)["AGENTRY_WATCH_NAMESPACES"] == "team-a,team-b"
+    assert _env(docs)["AGENTRY_NAMESPACES"] == "team-a,team-b"
 
 
 def test_chart_crd_copy_is_identical_to_the_generated_crd() -> None:
@@ -168,8 +183,8 @@ def test_servicemonitor(renderings: dict[str, list[dict[str, Any]]]) -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
 
 
-def test_metrics_off(renderings: dict[str, list[dict[str, Any]]]) -> None:
-    docs = renderings["metrics-off"]
+def test_metrics_off_by_default(renderings: dict[str, list[dict[str, Any]]]) -> None:
+    docs = renderings["defaults"]
     assert pick(docs, "Service") == []
     assert [p["name"] for p in _container(docs)["ports"]] == ["health"]
 
