@@ -1,0 +1,64 @@
+"""Pure rendering of an agent's children: `render_*(agent, config) -> dict`, no I/O, no Kubernetes client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_operator.api.v1alpha1 import AgentDeployment
+from agent_operator.config import OperatorConfig
+
+from .autoscaler import render_hpa, wants_hpa
+from .configmap import config_hash, render_configmap, runtime_config
+from .deployment import hpa_owns_replicas, render_deployment
+from .disruption import render_pdb, wants_pdb
+from .network import render_network_policy, wants_network_policy
+from .ownership import Owner, is_owned_by, with_owner
+from .service import render_service, render_service_account, service_url
+
+#: Every kind the operator may create, as (apiVersion, kind); the apply layer prunes the ones not rendered.
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("v1", "ServiceAccount"),
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+)
+
+
+def render_children(agent: AgentDeployment, config: OperatorConfig) -> list[dict[str, Any]]:
+    """Every child the agent should have now, in apply order (what the pods mount comes before the pods)."""
+    children = [
+        render_service_account(agent, config),
+        render_configmap(agent, config),
+        render_service(agent, config),
+        render_deployment(agent, config),
+    ]
+    if wants_pdb(agent):
+        children.append(render_pdb(agent, config))
+    if wants_hpa(agent):
+        children.append(render_hpa(agent, config))
+    if wants_network_policy(agent, config):
+        children.append(render_network_policy(agent, config))
+    return children
+
+
+__all__ = [
+    "CHILD_KINDS",
+    "Owner",
+    "config_hash",
+    "hpa_owns_replicas",
+    "is_owned_by",
+    "render_children",
+    "render_configmap",
+    "render_deployment",
+    "render_hpa",
+    "render_network_policy",
+    "render_pdb",
+    "render_service",
+    "render_service_account",
+    "runtime_config",
+    "service_url",
+    "with_owner",
+]

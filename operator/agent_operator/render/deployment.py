@@ -1,0 +1,146 @@
+"""The agent's Deployment: the runtime image, its config and Secret files, probes, a locked-down pod."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_operator.api.v1alpha1 import AgentDeployment, AutoscalingProvider, SecretKeyRef
+from agent_operator.api.wiring import CONFIG_DIR, CONFIG_KEY, CONFIG_PATH, DATA_DIR, RUNTIME_PORT, SECRETS_DIR
+from agent_operator.config import OperatorConfig
+
+from .configmap import config_hash
+from .labels import CONFIG_HASH, child_name, common_labels, configmap_name, metadata, selector_labels
+
+#: UID and GID the runtime runs as; the image's user has the same numbers.
+RUNTIME_UID = 10001
+CONTAINER = "runtime"
+#: Secret files are readable by the runtime's group only (fsGroup makes the files group-owned by it).
+SECRET_FILE_MODE = 0o440
+
+
+def hpa_owns_replicas(agent: AgentDeployment) -> bool:
+    """An HPA decides the replica count, so the Deployment must leave spec.replicas to it."""
+    scaling = agent.spec.autoscaling
+    return scaling.enabled and scaling.provider == AutoscalingProvider.HPA
+
+
+def render_deployment(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]:
+    """The Deployment; spec.replicas is left out when an HPA owns it, so the two never fight."""
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(agent)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "revisionHistoryLimit": 5,
+        "template": _pod_template(agent, config),
+    }
+    if not hpa_owns_replicas(agent):
+        spec = {"replicas": agent.spec.desired_replicas(), **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(agent, name=child_name(agent)),
+        "spec": spec,
+    }
+
+
+def _pod_template(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]:
+    pod = agent.spec.pod
+    spec: dict[str, Any] = {
+        "serviceAccountName": child_name(agent),
+        # The runtime never calls the Kubernetes API: no token in the pod.
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "fsGroup": RUNTIME_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(agent, config)],
+        "volumes": _volumes(agent),
+    }
+    optional = {
+        "nodeSelector": dict(pod.node_selector),
+        "tolerations": [toleration.wire() for toleration in pod.tolerations],
+        "affinity": pod.affinity,
+        "imagePullSecrets": [ref.wire() for ref in pod.image_pull_secrets],
+        "priorityClassName": pod.priority_class_name,
+    }
+    spec.update({key: value for key, value in optional.items() if value})
+    annotations = {**pod.annotations, CONFIG_HASH: config_hash(agent)}
+    return {"metadata": {"labels": {**pod.labels, **common_labels(agent)}, "annotations": annotations}, "spec": spec}
+
+
+def _container(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]:
+    pod = agent.spec.pod
+    return {
+        "name": CONTAINER,
+        "image": pod.image or config.runtime_image,
+        "imagePullPolicy": pod.image_pull_policy,
+        "command": ["agentry-runtime", "--config", CONFIG_PATH, "--port", str(RUNTIME_PORT)],
+        "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+        "resources": pod.resources.wire(),
+        "livenessProbe": _probe("/healthz", period=10, failures=3),
+        "readinessProbe": _probe("/readyz", period=5, failures=2),
+        # Up to 60 s to start (model clients, database pools) before liveness may kill the pod.
+        "startupProbe": _probe("/healthz", period=2, failures=30),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": _mounts(agent),
+    }
+
+
+def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _mounts(agent: AgentDeployment) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}]
+    if agent.spec.secret_refs():
+        mounts.append({"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True})
+    mounts += [{"name": "tmp", "mountPath": "/tmp"}, {"name": "data", "mountPath": DATA_DIR}]
+    return mounts
+
+
+def _volumes(agent: AgentDeployment) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "config",
+            "configMap": {"name": configmap_name(agent), "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]},
+        }
+    ]
+    refs = [ref for _, ref in agent.spec.secret_refs()]
+    if refs:
+        volumes.append({"name": "secrets", "projected": {"defaultMode": SECRET_FILE_MODE, "sources": _sources(refs)}})
+    volumes += [
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        {"name": "data", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    return volumes
+
+
+def _sources(refs: list[SecretKeyRef]) -> list[dict[str, Any]]:
+    """One projected source per Secret, each key at `<secret>/<key>` (the path the runtime reads)."""
+    keys: dict[str, list[str]] = {}
+    for ref in refs:
+        if ref.key not in keys.setdefault(ref.name, []):
+            keys[ref.name].append(ref.key)
+    return [
+        {"secret": {"name": name, "items": [{"key": key, "path": f"{name}/{key}"} for key in names]}}
+        for name, names in keys.items()
+    ]

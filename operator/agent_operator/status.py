@@ -1,0 +1,196 @@
+"""Status of an agent from what was observed: pure, with the clock passed in.
+
+kstatus conventions, so `kubectl wait --for=condition=Ready`, Argo CD and Flux read it: Ready is True only
+when the Deployment has rolled out the generation the status names and every desired pod is available;
+Progressing is True while that is under way; Degraded is True when it cannot finish. lastTransitionTime
+moves only when a condition's status flips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NotRequired, TypedDict, cast
+
+from agent_operator.api.v1alpha1 import AgentDeployment
+
+from .checks import Problem
+from .render.labels import selector_string
+from .render.service import service_url
+
+READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+#: The conditions this module writes; any other type in the status (another writer's) is kept as it is.
+OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED)
+#: Status fields this module writes; the health monitor writes the others.
+OWN_FIELDS = ("observedGeneration", "replicas", "readyReplicas", "selector", "url", "conditions")
+
+
+class ConditionDict(TypedDict):
+    """metav1.Condition on the wire."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+    lastTransitionTime: str
+    observedGeneration: NotRequired[int]
+
+
+class StatusPatch(TypedDict):
+    """The part of status.* the reconciler owns."""
+
+    observedGeneration: int
+    replicas: int
+    readyReplicas: int
+    selector: str
+    url: str
+    conditions: list[ConditionDict]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rollout:
+    """Where the Deployment stands: done, under way (with a reason) or stuck."""
+
+    complete: bool
+    stuck: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transition:
+    """A condition that changed status or reason: one Event each."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+def timestamp(now: datetime) -> str:
+    """RFC 3339 at second precision, as metav1.Time is stored."""
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rollout(deployment: Mapping[str, Any] | None) -> Rollout:
+    """Read a Deployment's progress from its spec, metadata and status."""
+    if deployment is None:
+        return Rollout(complete=False, stuck=False, reason="DeploymentNotFound", message="the Deployment is missing")
+    status = deployment.get("status") or {}
+    desired = int((deployment.get("spec") or {}).get("replicas", 1))
+    if status.get("observedGeneration", 0) < deployment.get("metadata", {}).get("generation", 0):
+        return Rollout(complete=False, stuck=False, reason="Reconciling", message="Deployment change not seen yet")
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            return Rollout(complete=False, stuck=True, reason="ProgressDeadlineExceeded",
+                           message=condition.get("message", "the rollout exceeded its progress deadline"))
+    updated, replicas = status.get("updatedReplicas", 0), status.get("replicas", 0)
+    available = status.get("availableReplicas", 0)
+    if updated < desired or replicas > updated:
+        return Rollout(complete=False, stuck=False, reason="RollingOut",
+                       message=f"{updated} of {desired} pods updated, {replicas} pods in total")
+    if replicas > desired:
+        return Rollout(complete=False, stuck=False, reason="ScalingDown", message=f"{replicas} pods, {desired} wanted")
+    if available < desired:
+        return Rollout(complete=False, stuck=False, reason="PodsNotReady",
+                       message=f"{available} of {desired} pods available")
+    return Rollout(complete=True, stuck=False, reason="Ready", message=f"{available} of {desired} pods available")
+
+
+def compute_status(
+    agent: AgentDeployment,
+    *,
+    generation: int,
+    observed_generation: int,
+    deployment: Mapping[str, Any] | None,
+    problem: Problem | None,
+    previous: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> StatusPatch:
+    """The status to write.
+
+    `observed_generation` is the generation last applied: the agent's own after a successful reconcile,
+    the previous status's value when only the Deployment moved.
+    """
+    status = (deployment or {}).get("status") or {}
+    wanted = _conditions(generation=generation, observed=observed_generation, deployment=deployment, problem=problem)
+    return {
+        "observedGeneration": observed_generation,
+        "replicas": int(status.get("replicas", 0)),
+        "readyReplicas": int(status.get("readyReplicas", 0)),
+        "selector": selector_string(agent),
+        "url": service_url(agent),
+        "conditions": merge_conditions(previous, wanted, now=now, observed_generation=observed_generation),
+    }
+
+
+def _conditions(
+    *, generation: int, observed: int, deployment: Mapping[str, Any] | None, problem: Problem | None
+) -> list[tuple[str, str, str, str]]:
+    """(type, status, reason, message) for Ready, Progressing and Degraded."""
+    if problem is not None:
+        return [
+            (READY, "False", problem.reason, problem.message),
+            (PROGRESSING, "False", problem.reason, problem.message),
+            (DEGRADED, "True", problem.reason, problem.message),
+        ]
+    if observed < generation:
+        message = f"generation {generation} not applied yet"
+        return [(READY, "False", "Reconciling", message), (PROGRESSING, "True", "Reconciling", message),
+                (DEGRADED, "False", "AsExpected", "")]
+    state = rollout(deployment)
+    if state.complete:
+        ready_reason = "ScaledToZero" if (deployment or {}).get("spec", {}).get("replicas") == 0 else "Ready"
+        return [(READY, "True", ready_reason, state.message), (PROGRESSING, "False", "Complete", state.message),
+                (DEGRADED, "False", "AsExpected", "")]
+    if state.stuck:
+        return [(READY, "False", state.reason, state.message), (PROGRESSING, "False", state.reason, state.message),
+                (DEGRADED, "True", state.reason, state.message)]
+    return [(READY, "False", state.reason, state.message), (PROGRESSING, "True", state.reason, state.message),
+            (DEGRADED, "False", "AsExpected", "")]
+
+
+def merge_conditions(
+    previous: Sequence[Mapping[str, Any]],
+    wanted: Sequence[tuple[str, str, str, str]],
+    *,
+    now: datetime,
+    observed_generation: int,
+) -> list[ConditionDict]:
+    """New conditions, keeping lastTransitionTime where the status did not flip, and other writers' types."""
+    before = {str(c.get("type")): c for c in previous}
+    merged: list[ConditionDict] = []
+    for kind, status, reason, message in wanted:
+        old = before.get(kind)
+        unchanged = old is not None and old.get("status") == status and old.get("lastTransitionTime")
+        merged.append({
+            "type": kind,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": str(old["lastTransitionTime"]) if unchanged and old else timestamp(now),
+            "observedGeneration": observed_generation,
+        })
+    others = [cast(ConditionDict, dict(c)) for c in previous if c.get("type") not in OWN_CONDITIONS]
+    return merged + others
+
+
+def status_changed(current: Mapping[str, Any] | None, new: StatusPatch) -> bool:
+    """Whether writing `new` would change anything the reconciler owns (the patch is skipped otherwise)."""
+    current = current or {}
+    return any(current.get(key) != new[key] for key in OWN_FIELDS)  # type: ignore[literal-required]
+
+
+def transitions(previous: Sequence[Mapping[str, Any]], new: Sequence[ConditionDict]) -> list[Transition]:
+    """Ready and Degraded conditions whose status or reason changed: the story `kubectl describe` tells."""
+    before = {c.get("type"): c for c in previous}
+    changed = []
+    for condition in new:
+        if condition["type"] not in (READY, DEGRADED):
+            continue
+        old = before.get(condition["type"]) or {}
+        if (old.get("status"), old.get("reason")) != (condition["status"], condition["reason"]):
+            changed.append(Transition(type=condition["type"], status=condition["status"],
+                                      reason=condition["reason"], message=condition["message"]))
+    return changed
