@@ -97,7 +97,7 @@ def _psql(url: str, sql: str, *, check: bool = True) -> subprocess.CompletedProc
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """initdb into a temporary directory and run `postgres` on a free loopback port."""
+    """Initdb into a temporary directory and run `postgres` on a free loopback port."""
     root = Path(tempfile.mkdtemp(prefix="agentry-pg-"))
     data, sockets, log = root / "data", root / "sock", root / "postgres.log"
     sockets.mkdir()

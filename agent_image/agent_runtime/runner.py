@@ -47,6 +47,14 @@ class AgentRunner:
         self.deps = deps
         self.limits = limits
 
+    async def start(self) -> None:
+        """Enter the agent, so the model provider's HTTP client is reused across runs."""
+        await self.agent.__aenter__()
+
+    async def close(self) -> None:
+        """Leave the agent: the provider's HTTP client closes cleanly."""
+        await self.agent.__aexit__(None, None, None)
+
     async def run(self, *, prompt: str, context: dict[str, Any] | None) -> RunOutcome:
         """Run once; the run id is a random UUID so ids reveal nothing about volume or order."""
         started = time.perf_counter()

@@ -13,6 +13,8 @@ from agent_runtime.services.protocols import Cache, Database
 from agent_runtime.services.redis_cache import RedisCache
 from agent_runtime.services.sqlite import SqliteDatabase
 
+from .harness import Backend
+
 BACKENDS = ["in-process", pytest.param("real", marks=pytest.mark.services)]
 
 
@@ -46,3 +48,15 @@ async def cache(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[C
     await c.start()
     yield c
     await c.close()
+
+
+@pytest.fixture
+def runtime_backend(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    """Where the runtime under test keeps its state: SQLite and memory, or PostgreSQL and Redis."""
+    if backend == "real":
+        return Backend(
+            data_dir=tmp_path,
+            postgres_url=request.getfixturevalue("postgres_url"),
+            redis_url=request.getfixturevalue("redis_url"),
+        )
+    return Backend(data_dir=tmp_path)

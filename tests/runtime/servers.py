@@ -13,7 +13,9 @@ from starlette.types import ASGIApp
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, server_class: type[uvicorn.Server] = uvicorn.Server, **kwargs: object) -> Iterator[str]:
+def serve_in_thread(
+    app: ASGIApp, *, server_class: type[uvicorn.Server] = uvicorn.Server, **kwargs: object
+) -> Iterator[str]:
     """Serve `app` on a loopback port chosen by the kernel; yield its base URL, shut down on exit."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

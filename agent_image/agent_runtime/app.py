@@ -1,0 +1,55 @@
+"""The Starlette application of one runtime: routes, JSON errors, and the lifespan that starts and stops it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .errors import ApiError
+from .openapi import openapi_document
+from .ops import ops_routes
+from .routes import v1_routes
+from .runtime import Runtime
+
+#: Version reported in the OpenAPI document.
+API_VERSION = "v1"
+
+
+def build_app(runtime: Runtime) -> Starlette:
+    """The app; its lifespan starts the runtime before the first request and stops it after the last."""
+    document = openapi_document(
+        title=f"Agentry agent {runtime.config.namespace}/{runtime.config.name}", version=API_VERSION
+    )
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Starlette(
+        routes=[*v1_routes(runtime), *ops_routes(runtime), Route("/openapi.json", openapi, methods=["GET"])],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 in the API's error shape."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    kinds = {404: "not_found", 405: "method_not_allowed"}
+    message = f"{request.method} {request.url.path}: {exc.detail if isinstance(exc, HTTPException) else 'error'}"
+    return ApiError(status, kinds.get(status, "http_error"), message).response()

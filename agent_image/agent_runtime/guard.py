@@ -1,0 +1,54 @@
+"""The security envelope as the HTTP layer uses it: who calls, may they, are they within their limits.
+
+Glue over the `security` package: it turns that package's verdicts into ApiErrors and counts refusals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ApiError
+from .metrics import RuntimeMetrics
+from .security.auth import Authenticator, AuthError, Principal
+from .security.permissions import Permission, authorize
+from .security.ratelimit import RateDecision, RateLimiter
+
+_KINDS = {401: "unauthenticated", 403: "forbidden"}
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Authentication, authorisation and rate limits for the /v1 endpoints."""
+
+    authenticator: Authenticator
+    allowed_roles: tuple[str, ...]
+    limiter: RateLimiter
+    metrics: RuntimeMetrics
+
+    def admit(self, *, authorization: str | None, permission: Permission) -> Principal:
+        """The caller, when it proves who it is and holds the permission; 401 or 403 otherwise."""
+        try:
+            principal = self.authenticator.authenticate(authorization)
+            authorize(principal, permission, allowed_roles=self.allowed_roles)
+        except AuthError as exc:
+            raise ApiError(exc.status_code, _KINDS.get(exc.status_code, "forbidden"), exc.message) from None
+        return principal
+
+    async def hit_request(self, principal: Principal) -> None:
+        """Count one request against the caller's requests-per-minute; 429 when over."""
+        self._enforce(await self.limiter.hit_request(principal.subject))
+
+    async def check_tokens(self, principal: Principal) -> None:
+        """Refuse with 429 before a run when the caller already spent its tokens for this minute."""
+        self._enforce(await self.limiter.check_tokens(principal.subject))
+
+    async def add_tokens(self, principal: Principal, tokens: int) -> None:
+        """Charge a finished run's tokens to the caller."""
+        await self.limiter.add_tokens(principal.subject, tokens)
+
+    def _enforce(self, decision: RateDecision) -> None:
+        if decision.allowed:
+            return
+        self.metrics.rate_limited.labels(limit=decision.limit).inc()
+        message = f"rate limit exceeded ({decision.limit}); retry in {decision.retry_after:.0f}s"
+        raise ApiError(429, "rate_limited", message, retry_after=decision.retry_after)

@@ -1,0 +1,64 @@
+"""The /v1 endpoints: run, batch, and reading stored results."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import runs
+from .bodies import parse_model, read_body
+from .errors import ApiError
+from .exchange import Exchange, handle
+from .runtime import Runtime
+from .schemas import BatchRequest, BatchResponse, RunRequest
+from .security.auth import Principal
+from .security.permissions import Permission
+
+
+def _json(model: BaseModel) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json", by_alias=True))
+
+
+def v1_routes(runtime: Runtime) -> list[Route]:
+    """The API routes, bound to one runtime."""
+    max_bytes = runtime.settings.max_body_bytes
+    max_items = runtime.settings.max_batch_items
+
+    async def run(request: Request) -> Response:
+        async def work(principal: Principal, exchange: Exchange) -> Response:
+            raw = await read_body(request, max_bytes=max_bytes)
+            exchange.request_bytes = len(raw)
+            body = parse_model(raw, RunRequest)
+            result = await runs.execute(runtime=runtime, principal=principal, request=body, exchange=exchange)
+            return _json(result)
+
+        return await handle(runtime=runtime, request=request, endpoint="run", permission=Permission.RUN, work=work)
+
+    async def batch(request: Request) -> Response:
+        async def work(principal: Principal, exchange: Exchange) -> Response:
+            raw = await read_body(request, max_bytes=max_bytes)
+            exchange.request_bytes = len(raw)
+            body = parse_model(raw, BatchRequest)
+            if len(body.items) > max_items:
+                raise ApiError(422, "invalid_request", f"items: at most {max_items} items per batch")
+            items = await runs.execute_batch(runtime=runtime, principal=principal, items=body.items, exchange=exchange)
+            failed = sum(1 for item in items if not item.ok)
+            return _json(BatchResponse(items=items, succeeded=len(items) - failed, failed=failed))
+
+        return await handle(runtime=runtime, request=request, endpoint="batch", permission=Permission.RUN, work=work)
+
+    async def result(request: Request) -> Response:
+        async def work(principal: Principal, exchange: Exchange) -> Response:
+            return JSONResponse(await runs.load(runtime=runtime, run_id=str(request.path_params["run_id"])))
+
+        return await handle(
+            runtime=runtime, request=request, endpoint="results", permission=Permission.READ_RESULTS, work=work
+        )
+
+    return [
+        Route("/v1/run", run, methods=["POST"]),
+        Route("/v1/run/batch", batch, methods=["POST"]),
+        Route("/v1/results/{run_id}", result, methods=["GET"]),
+    ]

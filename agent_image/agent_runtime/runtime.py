@@ -1,0 +1,202 @@
+"""The runtime: every part one process serves an agent with, and their start and stop.
+
+The HTTP layer reads from it; tests build one with their own services or model.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from pydantic_ai.exceptions import UserError
+from pydantic_ai.models import Model
+
+from .agent import RuntimeAgent, build_agent, schema_problems, usage_limits
+from .config import ConfigError, RuntimeConfig
+from .deps import Deps
+from .guard import Guard
+from .heartbeat import Heartbeat
+from .limits import Admission
+from .metrics import RuntimeMetrics
+from .runner import AgentRunner
+from .security.audit import AuditTrail
+from .security.auth import Authenticator, build_authenticator
+from .security.pii import Anonymizer
+from .security.ratelimit import build_rate_limiter
+from .services.breaker import CircuitBreaker
+from .services.container import ServiceContainer, Services
+from .services.protocols import ServiceHealth
+from .services.redis_cache import RedisCache
+from .settings import RuntimeSettings
+from .stats import RecentRequests
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The secret values the security envelope needs, picked from the config."""
+
+    auth: str | None
+    pii: bytes | None
+
+    @classmethod
+    def of(cls, config: RuntimeConfig) -> Keys:
+        """The JWT verification key (HMAC secret or PEM public key) and the PII HMAC key."""
+        auth = config.secret("spec.security.auth.secretRef") or config.secret("spec.security.auth.publicKeySecretRef")
+        pii = config.secret("spec.security.privacy.hmacKeySecretRef")
+        return cls(auth=auth, pii=pii.encode() if pii is not None else None)
+
+
+class Runtime:
+    """Owns the services, the agent runner, backpressure, statistics and the security envelope."""
+
+    def __init__(
+        self,
+        *,
+        config: RuntimeConfig,
+        services: Services,
+        settings: RuntimeSettings | None = None,
+        model: Model | None = None,
+        audit_stream: TextIO | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings or RuntimeSettings()
+        self.services = services
+        self.container = ServiceContainer(services, check_timeout=self.settings.dependency_check_timeout)
+        self.metrics = RuntimeMetrics(agent=f"{config.namespace}/{config.name}")
+        concurrency = config.spec.concurrency
+        self.admission = Admission(
+            max_concurrent=concurrency.max_concurrent_requests, max_queued=concurrency.max_queued_requests
+        )
+        self.metrics.bind(in_flight=lambda: self.admission.in_flight, queued=lambda: self.admission.queued)
+        self.stats = RecentRequests(
+            capacity=self.settings.latency_window, window_seconds=self.settings.rate_window_seconds
+        )
+        self.runner = AgentRunner(
+            agent=_agent(config=config, services=services, model=model),
+            deps=Deps.from_services(services),
+            limits=usage_limits(config.spec.agent),
+        )
+        self.keys = Keys.of(config)
+        self.authenticator = _authenticator(config=config, key=self.keys.auth)
+        security = config.spec.security
+        self.anonymizer = _anonymizer(config=config, key=self.keys.pii)
+        self.audit = AuditTrail(
+            services.database,
+            agent=f"{config.namespace}/{config.name}",
+            stream=audit_stream or sys.stdout,
+            enabled=security.audit.enabled,
+        )
+        self.heartbeat = Heartbeat(interval=self.settings.heartbeat_interval)
+        self.started_at = time.monotonic()
+        self._guard: Guard | None = None
+
+    @property
+    def guard(self) -> Guard:
+        """The security envelope; built at start, since shared rate limits need the connected Redis."""
+        if self._guard is None:
+            raise RuntimeError("runtime used before start()")
+        return self._guard
+
+    @property
+    def ready(self) -> bool:
+        """Services started and not draining: what /readyz reports."""
+        return self._guard is not None and self.container.started and not self.admission.draining
+
+    @property
+    def timeout(self) -> float:
+        """Time one request may take, queueing included."""
+        return self.config.spec.concurrency.request_timeout_seconds
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """The circuit breakers whose state /health and /metrics show."""
+        api = self.services.external_api
+        return [api.breaker] if api is not None else []
+
+    def envelope_health(self) -> list[ServiceHealth]:
+        """The audit trail and the rate limiter as dependencies: both degrade without failing requests."""
+        audit = ServiceHealth(name="audit", state="ok", detail="enabled" if self.audit.enabled else "disabled")
+        if not self.audit.healthy:
+            detail = f"{self.audit.pending} records queued, not stored: {self.audit.last_error}"
+            audit = ServiceHealth(name="audit", state="degraded", detail=detail)
+        limiter = ServiceHealth(name="rateLimiter", state="ok", detail="")
+        if self._guard is not None and not self._guard.limiter.healthy:
+            limiter = ServiceHealth(name="rateLimiter", state="degraded", detail="shared limits down, per-pod fallback")
+        return [audit, limiter]
+
+    async def start(self) -> None:
+        """Start the services, then the audit trail and the rate limiter that use them."""
+        await self.container.start()
+        try:
+            await self.audit.start()
+            self._guard = self._build_guard()
+            await self.runner.start()
+        except BaseException:
+            await self.container.close()
+            raise
+        self.heartbeat.start()
+
+    def drain(self) -> None:
+        """Stop admitting new requests (SIGTERM); those admitted already finish."""
+        self.admission.draining = True
+
+    async def stop(self) -> None:
+        """Flush the audit trail and close everything, in reverse order of start."""
+        self.drain()
+        await self.heartbeat.stop()
+        await self.runner.close()
+        try:
+            await self.audit.flush()
+            await self.audit.close()
+        finally:
+            self._guard = None
+            await self.container.close()
+
+    def _build_guard(self) -> Guard:
+        security = self.config.spec.security
+        cache = self.services.cache
+        limiter = build_rate_limiter(
+            security.rate_limit,
+            redis=cache.client if isinstance(cache, RedisCache) else None,
+            prefix=f"agentry:{self.config.namespace}:{self.config.name}:ratelimit:",
+        )
+        return Guard(
+            authenticator=self.authenticator,
+            allowed_roles=tuple(security.authorization.allowed_roles),
+            limiter=limiter,
+            metrics=self.metrics,
+        )
+
+
+def _agent(*, config: RuntimeConfig, services: Services, model: Model | None) -> RuntimeAgent:
+    """The agent, or ConfigError when its schema is invalid or its provider cannot be set up."""
+    agent_spec = config.spec.agent
+    problems = schema_problems(agent_spec.output_schema) if agent_spec.output_schema else []
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return build_agent(
+            spec=agent_spec,
+            api_key=config.secret("spec.agent.endpoint.apiKeySecretRef"),
+            with_external_api=services.external_api is not None,
+            model=model,
+        )
+    except UserError as exc:
+        raise ConfigError([f"spec.agent.model: {exc}"]) from None
+
+
+def _authenticator(*, config: RuntimeConfig, key: str | None) -> Authenticator:
+    """The authenticator, or ConfigError when the key does not fit the algorithms."""
+    try:
+        return build_authenticator(config.spec.security.auth, key)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+
+
+def _anonymizer(*, config: RuntimeConfig, key: bytes | None) -> Anonymizer:
+    """The anonymizer, or ConfigError when the HMAC key is missing or too short."""
+    try:
+        return Anonymizer(config.spec.security.privacy, key)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None

@@ -1,0 +1,121 @@
+"""Building runtimes for tests: a spec, its secrets, tokens, and the real server around it."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic_ai.models import Model
+
+from agent_operator.api import wiring
+from agent_operator.api.v1alpha1 import SecretKeyRef
+from agent_runtime.app import build_app
+from agent_runtime.config import RuntimeConfig, parse_document, resolve_secrets
+from agent_runtime.runtime import Runtime
+from agent_runtime.security.tokens import mint_token
+from agent_runtime.server import DrainingServer
+from agent_runtime.services.build import build_services
+from agent_runtime.settings import RuntimeSettings
+
+from .servers import serve_in_thread
+
+#: HMAC key of the test JWTs (HS256 wants at least 32 bytes).
+JWT_KEY = "test-signing-key-that-is-32-bytes!"
+JWT_REF = {"name": "jwt", "key": "key"}
+PG_REF = {"name": "pg", "key": "url"}
+REDIS_REF = {"name": "redis", "key": "url"}
+
+
+def base_spec() -> dict[str, Any]:
+    """A small valid spec: the offline model, JWT auth, generous limits."""
+    return {
+        "agent": {"model": "test", "instructions": "You are a test agent."},
+        "concurrency": {"maxConcurrentRequests": 4, "maxQueuedRequests": 8, "requestTimeoutSeconds": 10},
+        "security": {
+            "auth": {"mode": "jwt", "secretRef": JWT_REF},
+            "authorization": {"allowedRoles": ["admin", "agent_operator", "read_only"]},
+            "rateLimit": {"requestsPerMinute": 10_000, "tokensPerMinute": 10_000_000},
+        },
+    }
+
+
+def merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge `overrides` into a copy of `base` (dicts merge, other values replace)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_for(secrets: Mapping[str, str], refs: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """The AGENTRY_SECRET_* environment that supplies each Secret value."""
+    return {wiring.secret_env_name(SecretKeyRef.model_validate(refs[path])): value for path, value in secrets.items()}
+
+
+@dataclass
+class Backend:
+    """Where a runtime's services live: in-process (SQLite, memory cache) or real PostgreSQL and Redis."""
+
+    data_dir: Path
+    postgres_url: str | None = None
+    redis_url: str | None = None
+    environ: dict[str, str] = field(default_factory=dict)
+
+    def spec(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The base spec with this backend's services and `overrides` merged in."""
+        spec = base_spec()
+        services: dict[str, Any] = {}
+        if self.postgres_url:
+            services["database"] = {"urlSecretRef": PG_REF}
+        if self.redis_url:
+            services["cache"] = {"urlSecretRef": REDIS_REF}
+        spec["services"] = services
+        return merge(spec, overrides or {})
+
+    def env(self) -> dict[str, str]:
+        """Secret values as environment variables."""
+        values = {"jwt": JWT_KEY, "pg": self.postgres_url, "redis": self.redis_url}
+        refs = {"jwt": JWT_REF, "pg": PG_REF, "redis": REDIS_REF}
+        return {**env_for({k: v for k, v in values.items() if v}, refs), **self.environ}
+
+    def config(self, overrides: Mapping[str, Any] | None = None, *, name: str = "agent") -> RuntimeConfig:
+        """A validated config with secrets resolved from `env()`."""
+        _, _, spec = parse_document(self.spec(overrides))
+        secrets = resolve_secrets(spec=spec, environ=self.env(), secrets_dir=str(self.data_dir / "no-secrets"))
+        return RuntimeConfig(name=name, namespace="test", spec=spec, secrets=secrets)
+
+    def runtime(
+        self,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        model: Model | None = None,
+        settings: RuntimeSettings | None = None,
+    ) -> Runtime:
+        """A runtime (not started) with services chosen from the spec."""
+        config = self.config(overrides)
+        services = build_services(config=config, data_dir=self.data_dir)
+        return Runtime(config=config, services=services, model=model, settings=settings, audit_stream=io.StringIO())
+
+
+def token(*roles: str, subject: str = "alice@example.com", **kwargs: Any) -> str:
+    """A valid bearer token for the test key."""
+    return mint_token(key=JWT_KEY, subject=subject, roles=roles or ("agent_operator",), **kwargs)
+
+
+def auth(*roles: str, subject: str = "alice@example.com") -> dict[str, str]:
+    """The Authorization header of a valid token."""
+    return {"Authorization": f"Bearer {token(*roles, subject=subject)}"}
+
+
+@contextmanager
+def serving(runtime: Runtime) -> Iterator[str]:
+    """The runtime's app on a real uvicorn (with the SIGTERM-draining server class) in a thread."""
+    with serve_in_thread(build_app(runtime), server_class=DrainingServer, runtime=runtime) as url:
+        yield url
