@@ -1,0 +1,108 @@
+"""Pytest plugin: a real local Kubernetes control plane for the session, and a fresh namespace for each test."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from agent_operator.devcluster.cluster import Cluster, ClusterError
+from agent_operator.devcluster.network import pod_cidr
+
+T = TypeVar("T")
+
+
+class KubectlError(AssertionError):
+    """A kubectl or helm call failed; the message has its arguments and stderr."""
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    """What a test needs to drive the session's cluster from the outside, as a user would."""
+
+    name: str
+    server: str
+    kubeconfig: Path
+    kubectl_path: Path
+    helm_path: Path
+    pod_network: ipaddress.IPv4Network
+    """KWOK gives every pod an IP in here (a loopback range of this cluster's own)."""
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a child process that should talk to this cluster with kubectl or helm."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig),
+                "PATH": f"{self.kubectl_path.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def _run(self, binary: Path, args: tuple[str, ...], *, stdin: str | None, check: bool,
+             timeout: float) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([str(binary), *args], input=stdin, capture_output=True, text=True, env=self.env,
+                              timeout=timeout, check=False)
+        if check and done.returncode != 0:
+            raise KubectlError(f"{binary.name} {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
+        return done
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True,
+                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; raises KubectlError with stderr on failure unless `check=False`."""
+        return self._run(self.kubectl_path, args, stdin=stdin, check=check, timeout=timeout)
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run helm against this cluster, like `kubectl`."""
+        return self._run(self.helm_path, args, stdin=None, check=check, timeout=timeout)
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll `probe` until it returns something truthy and return that; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[KubeCluster]:
+    """A dedicated cluster for this test session (`pytest-<pid>`), stopped at the end.
+
+    A cluster that cannot start fails the tests that use it, with the tail of the failing component's log;
+    nothing is skipped.
+    """
+    try:
+        cluster = Cluster.up(f"pytest-{os.getpid()}")
+    except (ClusterError, RuntimeError) as error:
+        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
+    try:
+        yield KubeCluster(name=cluster.name, server=cluster.server, kubeconfig=cluster.kubeconfig,
+                          kubectl_path=cluster.bin_dir / "kubectl", helm_path=cluster.bin_dir / "helm",
+                          pod_network=ipaddress.IPv4Network(pod_cidr(cluster.layout.octet)))
+    finally:
+        cluster.down()
+
+
+def _namespace_name(test_name: str) -> str:
+    stem = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"{stem}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def kube_namespace(kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new namespace named after the test, with its default ServiceAccount ready; deleted afterwards."""
+    name = _namespace_name(request.node.name)
+    kube_cluster.kubectl("create", "namespace", name)
+    eventually(lambda: kube_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False)
+               .returncode == 0, what=f"the default ServiceAccount of {name}")
+    yield name
+    kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
