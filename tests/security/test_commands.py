@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import sqlite3
 from contextlib import closing
@@ -121,3 +122,36 @@ def test_audit_verify_on_an_empty_database(tmp_path: Path, capsys: pytest.Captur
         connection.execute("CREATE TABLE audit_log (seq INTEGER, prev_hash TEXT, hash TEXT, record TEXT)")
     assert main(["audit", "verify", "--sqlite", str(path)]) == 0
     assert "empty" in capsys.readouterr().out
+
+
+@pytest.mark.services
+async def test_audit_verify_on_postgresql_shared_by_two_replicas(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncpg
+
+    from agent_runtime.services.postgres import PostgresDatabase
+
+    databases = [PostgresDatabase(url=postgres_url), PostgresDatabase(url=postgres_url)]
+    trails = [AuditTrail(db, agent="default/demo", stream=io.StringIO(), enabled=True) for db in databases]
+    for database, audit in zip(databases, trails, strict=True):
+        await database.start()
+        await audit.start()
+    for index in range(6):
+        await trails[index % 2].record(principal=f"user-{index}", outcome="ok", latency_ms=index / 3)
+        await trails[index % 2].flush()
+    for database, audit in zip(databases, trails, strict=True):
+        await audit.close()
+        await database.close()
+
+    monkeypatch.setenv("AGENTRY_TEST_DB_URL", postgres_url)
+    assert await asyncio.to_thread(main, ["audit", "verify", "--database-url-env", "AGENTRY_TEST_DB_URL"]) == 0
+    assert "audit chain intact: 6 records" in capsys.readouterr().out
+
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        await connection.execute("UPDATE audit_log SET record = replace(record, 'user-4', 'user-x') WHERE seq = 5")
+    finally:
+        await connection.close()
+    assert await asyncio.to_thread(main, ["audit", "verify", "--database-url", postgres_url]) == 1
+    assert "BROKEN at seq 5" in capsys.readouterr().out

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
@@ -9,30 +9,23 @@ import redis.asyncio
 from agent_operator.api.v1alpha1 import RateLimitSpec
 from agent_runtime.security.ratelimit import RateLimiter, build_rate_limiter
 from agent_runtime.security.ratelimit_redis import RedisRateLimiter
+from tests.services import free_port
 
 from .fakeclock import FakeClock
-from .redis_server import free_port, redis_server
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
-        yield url
 
 
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
     connection = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    await connection.flushdb()
     yield connection
     await connection.aclose()
 
 
 def shared(client: redis.asyncio.Redis, *, rpm: int = 5, tpm: int = 1000, period: float = 60.0) -> RateLimiter:
     spec = RateLimitSpec(requests_per_minute=rpm, tokens_per_minute=tpm)
-    return build_rate_limiter(spec, redis=client, prefix="agentry:team-a:support", period=period)
+    return build_rate_limiter(spec, redis=client, prefix="agentry:team-a:support:ratelimit:", period=period)
 
 
 async def test_a_limit_holds_across_two_limiters_sharing_redis(redis_url: str, client: redis.asyncio.Redis) -> None:

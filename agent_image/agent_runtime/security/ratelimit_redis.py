@@ -54,7 +54,10 @@ DEFAULT_RETRY_INTERVAL = 5.0
 
 
 class RedisRateLimiter:
-    """Limits shared through Redis under `prefix`, with a per-process fallback."""
+    """Limits shared through Redis under `prefix` (the agent's, e.g. `agentry:<ns>:<name>:ratelimit:`).
+
+    A per-process limiter is the fallback while Redis is down.
+    """
 
     def __init__(
         self,
@@ -86,7 +89,7 @@ class RedisRateLimiter:
     def key(self, kind: Kind, subject: str) -> str:
         """The Redis key of a limit; the subject is hashed, so no identity is stored in Redis."""
         digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
-        return f"{self._prefix}:ratelimit:{kind}:{digest}"
+        return f"{self._prefix.rstrip(':')}:{kind}:{digest}"
 
     async def hit_request(self, subject: str) -> RateDecision:
         """Spend one request in the shared bucket."""
