@@ -113,14 +113,19 @@ class Cluster:
         return set(alive) == set(COMPONENTS) and all(alive.values()) and self.client().request(
             "GET", "/readyz").status == 200
 
-    def down(self) -> None:
-        """Stop every component and check that none of its ports still listens."""
+    def down(self, *, purge: bool = False) -> None:
+        """Stop every component and check that none of its ports still listens.
+
+        The etcd data goes (the next `up` starts empty anyway); logs, PKI and kubeconfigs stay for a post-mortem
+        unless `purge` removes the cluster's whole folder.
+        """
         binaries = {c: self.layout.binary(c) for c in self.pids}
         processes.stop(pids=self.pids, binaries=binaries, children=self.children)
-        self.layout.state_file.unlink(missing_ok=True)
-        busy = [p for p in vars(self.layout.ports).values() if is_listening(p)]
+        busy = _listening(list(vars(self.layout.ports).values()), patience=processes.REAP_TIMEOUT)
         if any(self.status().values()) or busy:
             raise ClusterError(f"cluster {self.name} left processes {self.status()} or ports {busy} behind")
+        self.layout.state_file.unlink(missing_ok=True)
+        shutil.rmtree(self.layout.root if purge else self.layout.etcd_data, ignore_errors=True)
 
     def _start(self, component: str) -> None:
         argv = COMMANDS[component](self.layout)
@@ -163,6 +168,16 @@ class Cluster:
         self._wait("default ServiceAccount",
                    lambda: api.request("GET", "/api/v1/namespaces/default/serviceaccounts/default").status == 200,
                    component="kube-controller-manager", deadline=deadline, started=started)
+
+
+def _listening(ports: list[int], *, patience: float) -> list[int]:
+    # A killed process's listener can outlive it by a moment while the kernel tears the process down.
+    deadline = time.monotonic() + patience
+    busy = [p for p in ports if is_listening(p)]
+    while busy and time.monotonic() < deadline:
+        time.sleep(0.05)
+        busy = [p for p in busy if is_listening(p)]
+    return busy
 
 
 def _http_ok(url: str) -> bool:

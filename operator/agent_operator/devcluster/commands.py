@@ -39,6 +39,8 @@ def register(subparsers: Subparsers) -> Subparsers:
         leaf = leaves.add_parser(name, help=help_text)
         if name != "build":
             leaf.add_argument("--name", default="agentry", help="cluster name (default: %(default)s)")
+        if name == "down":
+            leaf.add_argument("--purge", action="store_true", help="also delete the cluster's folder (logs, PKI)")
         leaf.set_defaults(func=func)
     return dev
 
@@ -74,7 +76,7 @@ def _down(args: argparse.Namespace) -> int:
         print(f"cluster {args.name} is not running")
         return 0
     try:
-        cluster.down()
+        cluster.down(purge=args.purge)
     except ClusterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from agent_operator.devcluster.layout import Layout
 from agent_operator.devcluster.network import HOST, pod_cidr, service_cidr
@@ -81,7 +82,7 @@ COMMANDS: dict[str, Callable[[Layout], list[str]]] = {
 """Command line builder of each component, in start order."""
 
 
-def kwok_node(name: str) -> dict[str, object]:
+def kwok_node(name: str) -> dict[str, Any]:
     """A Node object KWOK will keep Ready; untainted, so ordinary workloads schedule onto it."""
     annotation_key, annotation_value = KWOK_NODE_ANNOTATION.split("=")
     labels = {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",

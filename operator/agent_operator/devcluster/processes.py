@@ -8,8 +8,12 @@ import subprocess
 import time
 from pathlib import Path
 
-STOP_GRACE = 10.0
-"""Seconds between SIGTERM and SIGKILL; etcd and the API server shut down cleanly in well under that."""
+STOP_GRACE = 3.0
+"""Seconds between SIGTERM and SIGKILL. The controllers and KWOK exit at once; the API server and etcd wait
+out each other's connections for ~10 s, which buys nothing here since the next `up` wipes etcd anyway."""
+
+REAP_TIMEOUT = 10.0
+"""Seconds to wait for a SIGKILLed child to be reaped; only a process stuck in the kernel takes that long."""
 
 
 def start(*, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -52,7 +56,7 @@ def stop(*, pids: dict[str, int], binaries: dict[str, Path], children: dict[str,
         if _alive(name, pids, binaries, children):
             _signal_group(pids[name], signal.SIGKILL)
     for child in children.values():
-        child.wait(timeout=STOP_GRACE)
+        child.wait(timeout=REAP_TIMEOUT)
 
 
 def _alive(name: str, pids: dict[str, int], binaries: dict[str, Path],
