@@ -1,0 +1,95 @@
+"""SIGTERM under load on a real runtime process: admitted requests finish, no audit record is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agent_runtime.security.audit import verify_chain
+from agent_runtime.services.build import build_database
+
+from .harness import Backend, auth
+from .process import running_runtime, write_manifest
+from .servers import serve_in_thread
+
+#: Seconds the stand-in model takes per answer, so requests are in flight when SIGTERM arrives.
+MODEL_DELAY = 0.4
+
+
+def slow_chat_app() -> Starlette:
+    """An OpenAI-compatible chat endpoint that answers after MODEL_DELAY seconds."""
+
+    async def completions(request: Request) -> JSONResponse:
+        body = await request.json()
+        await asyncio.sleep(MODEL_DELAY)
+        message = {"role": "assistant", "content": "done"}
+        return JSONResponse(
+            {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+            }
+        )
+
+    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+
+
+@pytest.fixture
+def slow_model_url() -> Iterator[str]:
+    with serve_in_thread(slow_chat_app()) as url:
+        yield url
+
+
+@pytest.mark.slow
+async def test_sigterm_drains_in_flight_requests_and_keeps_every_audit_record(
+    runtime_backend: Backend, slow_model_url: str
+) -> None:
+    spec = runtime_backend.spec(
+        {
+            "agent": {"model": "openai-chat:slow", "endpoint": {"baseURL": f"{slow_model_url}/v1"}},
+            "concurrency": {"maxConcurrentRequests": 4, "maxQueuedRequests": 50, "requestTimeoutSeconds": 30},
+        }
+    )
+    config = write_manifest(runtime_backend.data_dir / "agent.yaml", spec)
+    with running_runtime(config=config, env=runtime_backend.env(), data_dir=runtime_backend.data_dir) as proc:
+        async with httpx.AsyncClient(base_url=proc.url, timeout=60) as client:
+            load = [
+                asyncio.create_task(client.post("/v1/run", json={"prompt": f"p{i}"}, headers=auth())) for i in range(16)
+            ]
+            await asyncio.sleep(MODEL_DELAY / 2)
+            proc.process.send_signal(signal.SIGTERM)
+            responses = await asyncio.gather(*load, return_exceptions=True)
+        exit_code = proc.wait()
+        output = proc.output()
+    statuses = [r.status_code if isinstance(r, httpx.Response) else type(r).__name__ for r in responses]
+    assert statuses == [200] * 16, statuses  # every admitted request finished during the drain
+    assert exit_code in (0, -signal.SIGTERM)
+    audit_lines = [json.loads(line) for line in output.splitlines() if '"kind":"audit"' in line]
+    assert len(audit_lines) == 16
+    rows = await _stored_rows(runtime_backend, spec)
+    assert len(rows) == 16
+    assert verify_chain(rows).ok
+    assert sorted(r.record["run_ids"][0] for r in rows) == sorted(resp.json()["runId"] for resp in responses)  # type: ignore[union-attr]
+
+
+async def _stored_rows(backend: Backend, spec: dict[str, Any]) -> list[Any]:
+    config = backend.config(spec)
+    database = build_database(config=config, data_dir=backend.data_dir)
+    await database.start()
+    try:
+        return [row async for row in database.iter_audit()]
+    finally:
+        await database.close()
