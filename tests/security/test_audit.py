@@ -282,3 +282,16 @@ async def test_record_refuses_non_json_values() -> None:
         await audit.record(principal="alice", outcome="ok", latency_ms=float("nan"))
     with pytest.raises(TypeError):
         await audit.record(principal="alice", outcome="ok", extra=object())
+
+
+class BrokenStream(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError("stdout closed")
+
+
+async def test_a_broken_stream_does_not_lose_the_record() -> None:
+    store = FakeAuditStore()
+    audit = trail(store, BrokenStream())
+    await audit.record(principal="alice", outcome="ok")
+    await audit.close()
+    assert len(store.rows) == 1 and audit.stream_errors == 2

@@ -93,3 +93,24 @@ async def test_redis_back_after_retry_interval(redis_url: str, client: redis.asy
     await limiter.hit_request("alice")
     assert limiter.healthy
     assert len(await client.keys("agentry:y:*")) == 1
+
+
+async def test_only_one_probe_while_redis_is_down(client: redis.asyncio.Redis) -> None:
+    clock = FakeClock()
+    limiter = build_rate_limiter(RateLimitSpec(requests_per_minute=100), redis=client, prefix="agentry:z", clock=clock)
+    assert isinstance(limiter, RedisRateLimiter)
+    probes = 0
+
+    async def failing(*args: object) -> list[int]:
+        nonlocal probes
+        probes += 1
+        await asyncio.sleep(0.05)
+        raise redis.ConnectionError("down")
+
+    limiter._run = failing  # type: ignore[method-assign,assignment]
+    await limiter.hit_request("alice")
+    assert not limiter.healthy and probes == 1
+    clock.advance(5)
+    decisions = await asyncio.gather(*(limiter.hit_request("alice") for _ in range(20)))
+    assert all(decision.allowed for decision in decisions)
+    assert probes == 2

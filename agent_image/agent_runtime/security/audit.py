@@ -73,6 +73,8 @@ class AuditTrail:
         """False while queued records cannot be stored."""
         self.last_error = ""
         """Why the last flush failed."""
+        self.stream_errors = 0
+        """JSON lines that could not be written to the stream."""
 
     @property
     def pending(self) -> int:
@@ -207,5 +209,11 @@ class AuditTrail:
             self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
 
     def _write_line(self, document: Mapping[str, Any]) -> None:
-        self._stream.write(canonical_json(document) + "\n")
-        self._stream.flush()
+        """Write one JSON line; a broken stream (closed pipe) must not fail the request or lose the record."""
+        try:
+            self._stream.write(canonical_json(document) + "\n")
+            self._stream.flush()
+        except (OSError, ValueError) as exc:
+            self.stream_errors += 1
+            if self.stream_errors == 1:
+                log.error("audit: cannot write to the audit stream (%s); records still go to the store", exc)

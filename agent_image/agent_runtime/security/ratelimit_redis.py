@@ -119,8 +119,10 @@ class RedisRateLimiter:
 
     async def _shared(self, call: Callable[[], Awaitable[T]]) -> T | None:
         """The call's result, or None when Redis is (or just went) down; never raises."""
-        if self._down_until is not None and self._clock() < self._down_until:
-            return None
+        if self._down_until is not None:
+            if self._clock() < self._down_until:
+                return None
+            self._down_until = self._clock() + self._retry_interval  # one probe at a time; others fall back
         try:
             result = await asyncio.wait_for(call(), timeout=self._timeout)
         except (RedisError, OSError, TimeoutError) as exc:
