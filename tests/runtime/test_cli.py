@@ -1,0 +1,55 @@
+"""`agentry-runtime` refuses a bad configuration at start-up: exit code 2, the key named, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .harness import base_spec, merge
+from .process import write_manifest
+
+
+def run_cli(
+    tmp_path: Path, spec: dict[str, object], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    config = write_manifest(tmp_path / "agent.yaml", spec)
+    environ = {
+        **os.environ,
+        "AGENTRY_SECRETS_DIR": str(tmp_path / "secrets"),
+        "AGENTRY_DATA_DIR": str(tmp_path),
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "agent_runtime", "--config", str(config), "--port", "1"],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "env", "expected"),
+    [
+        ({}, {}, "spec.security.auth.secretRef: secret file"),
+        ({"agent": {"model": "BAD"}}, {"AGENTRY_SECRET_JWT__KEY": "k" * 32}, "spec.agent.model: String should match"),
+        (
+            {"agent": {"outputSchema": {"type": "object", "required": "x"}}},
+            {"AGENTRY_SECRET_JWT__KEY": "k" * 32},
+            "spec.agent.outputSchema: not a valid JSON Schema",
+        ),
+        ({}, {"AGENTRY_SECRET_JWT__KEY": "short"}, "spec.security.auth.secretRef"),
+    ],
+    ids=["missing-secret", "bad-model", "bad-output-schema", "weak-jwt-key"],
+)
+def test_bad_configuration_exits_2_naming_the_key(
+    tmp_path: Path, overrides: dict[str, object], env: dict[str, str], expected: str
+) -> None:
+    result = run_cli(tmp_path, merge(base_spec(), overrides), env)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
