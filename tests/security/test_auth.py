@@ -10,6 +10,7 @@ import pytest
 
 from agent_operator.api.v1alpha1 import AuthSpec
 from agent_runtime.security.auth import ANONYMOUS, AuthError, Principal, bearer_token, build_authenticator
+from agent_runtime.security.permissions import Permission, authorize
 from agent_runtime.security.tokens import mint_token
 
 from .keys import HMAC_SECRET, OTHER_SECRET, ec_pair, forge, rsa_pair
@@ -215,3 +216,24 @@ def test_www_authenticate_names_the_error() -> None:
 def test_auth_error_refuses_other_statuses() -> None:
     with pytest.raises(ValueError, match="401 or 403"):
         AuthError(500, "boom")
+
+
+@pytest.mark.parametrize(
+    ("roles", "allowed", "message"),
+    [
+        (None, ["admin", "agent_operator"], "none of the roles this agent admits"),
+        ([], ["admin", "agent_operator"], "none of the roles this agent admits"),
+        (["data_analyst"], ["admin", "agent_operator"], "none of the roles this agent admits"),
+        (["read_only"], ["read_only"], "permission 'run' is required"),
+    ],
+    ids=["missing-roles", "empty-roles", "role-not-allowed", "role-lacks-permission"],
+)
+def test_valid_token_without_a_usable_role_gets_403(roles: list[str] | None, allowed: list[str], message: str) -> None:
+    if roles is None:
+        token = _without("roles")
+    else:
+        token = mint_token(key=HMAC_SECRET, subject="carol", roles=roles, clock=clock)
+    principal = authenticate_hs(bearer(token))
+    with pytest.raises(AuthError, match=message) as caught:
+        authorize(principal, Permission.RUN, allowed_roles=allowed)
+    assert caught.value.status_code == 403
