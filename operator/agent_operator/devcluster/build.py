@@ -76,9 +76,16 @@ def go_targets(*, versions: Versions) -> tuple[GoTarget, ...]:
             GoTarget("kwok", f"sigs.k8s.io/kwok/cmd/kwok@v{versions.kwok}", None), *kube)
 
 
+GO_FALLBACK = Path("/usr/local/go/bin")
+"""Where the official Go tarball installs; used when `go` is not on PATH (e.g. a non-login CI shell)."""
+
+
 def _go_env() -> dict[str, str]:
     # local toolchain: etcd's go.mod asks for a newer patch toolchain it does not need; never download one.
-    return {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"}
+    path = os.environ.get("PATH", "")
+    if shutil.which("go", path=path) is None:
+        path = f"{path}{os.pathsep}{GO_FALLBACK}"
+    return {**os.environ, "PATH": path, "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false"}
 
 
 def _run(argv: list[str], *, cwd: Path, log: Path, env: dict[str, str]) -> None:
@@ -172,7 +179,7 @@ def ensure_built(*, root: Path | None = None, versions: Versions = PINNED) -> Pa
     folder = bin_dir(root=root, versions=versions)
     if is_complete(root=root, versions=versions):
         return folder
-    if shutil.which("go") is None:
+    if shutil.which("go", path=_go_env()["PATH"]) is None:
         raise RuntimeError("`go` is not on PATH; the local control plane is built from Go modules (Go >= 1.26)")
     with _locked(folder.parent / ".lock"):
         if not is_complete(root=root, versions=versions):

@@ -39,7 +39,18 @@ def kube_apiserver(layout: Layout) -> list[str]:
             f"--service-cluster-ip-range={service_cidr(layout.octet)}",
             f"--tls-cert-file={pki.cert('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
             f"--client-ca-file={pki.cert('ca')}", f"--service-account-issuer={SA_ISSUER}",
-            f"--service-account-key-file={pki.cert('sa')}", f"--service-account-signing-key-file={pki.key('sa')}"]
+            f"--service-account-key-file={pki.cert('sa')}", f"--service-account-signing-key-file={pki.key('sa')}",
+            *_request_header_flags(layout)]
+
+
+def _request_header_flags(layout: Layout) -> list[str]:
+    # Without these, every component that delegates authentication logs "missing content for CA bundle" and
+    # aggregated API servers (metrics-server and the like) cannot trust the API server's proxied requests.
+    pki = layout.pki
+    return [f"--requestheader-client-ca-file={pki.cert('ca')}", "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.cert('front-proxy')}", f"--proxy-client-key-file={pki.key('front-proxy')}"]
 
 
 def kube_controller_manager(layout: Layout) -> list[str]:

@@ -41,8 +41,10 @@ CLIENTS: dict[str, Subject] = {
     "controller-manager": Subject("system:kube-controller-manager"),
     "scheduler": Subject("system:kube-scheduler"),
     "kwok": Subject("system:kwok-controller", ("system:masters",)),
+    "front-proxy": Subject("front-proxy-client"),
 }
-"""Client identities; the bootstrap RBAC roles of kube-controller-manager and kube-scheduler match these CNs."""
+"""Client identities; the bootstrap RBAC roles of kube-controller-manager and kube-scheduler match these CNs, and
+`front-proxy` is the API server's own identity towards aggregated API servers (request-header authentication)."""
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
