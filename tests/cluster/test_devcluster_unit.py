@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import ipaddress
@@ -16,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent_operator.devcluster import build, components, network
+from agent_operator.devcluster import build, commands, components, network
+from agent_operator.devcluster.cluster import Cluster, ClusterError
 from agent_operator.devcluster.layout import Layout, Ports, kubeconfig_document, read_state
 from agent_operator.devcluster.pki import write_pki
 from agent_operator.devcluster.versions import BINARIES, PINNED, Versions, bin_dir, cache_root, kwok_stages_file
@@ -207,3 +209,27 @@ def test_kwok_node_carries_the_annotation_kwok_manages() -> None:
     node = components.kwok_node("n0")
 
     assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
+
+
+def test_a_component_that_dies_fails_up_with_the_tail_of_its_log(tmp_path: Path) -> None:
+    folder = _fake_complete_cache(tmp_path)
+    (folder.parent / build.MARKER).write_text("{}")
+    etcd = folder / "etcd"
+    etcd.write_text("#!/bin/sh\necho 'etcd: cannot open data dir (fake)'\nexit 3\n")
+    etcd.chmod(0o755)
+
+    with pytest.raises(ClusterError, match=r"(?s)etcd exited with 3.*cannot open data dir \(fake\)"):
+        Cluster.up("broken", root=tmp_path, timeout=10)
+    assert Cluster.find("broken", root=tmp_path) is None
+
+
+def test_dev_cluster_commands_register_next_to_other_dev_commands() -> None:
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers(dest="command")
+    dev = commands.register(subparsers)
+    dev.add_parser("up").set_defaults(func=lambda args: 0)
+
+    args = parser.parse_args(["dev", "cluster", "down", "--name", "x", "--purge"])
+    assert (args.name, args.purge, args.func.__name__) == ("x", True, "_down")
+    assert commands.dev_subparsers(subparsers) is dev
+    assert parser.parse_args(["dev", "up"]).func(args) == 0
