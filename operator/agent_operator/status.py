@@ -183,14 +183,28 @@ def status_changed(current: Mapping[str, Any] | None, new: StatusPatch) -> bool:
 
 
 def transitions(previous: Sequence[Mapping[str, Any]], new: Sequence[ConditionDict]) -> list[Transition]:
-    """Ready and Degraded conditions whose status or reason changed: the story `kubectl describe` tells."""
+    """The changes worth an Event: Ready changing status or reason, Degraded turning True or back to False.
+
+    A Degraded change that only repeats the new Ready reason is left out, so one problem is one Event.
+    """
     before = {c.get("type"): c for c in previous}
+    now = {c["type"]: c for c in new}
     changed = []
-    for condition in new:
-        if condition["type"] not in (READY, DEGRADED):
-            continue
-        old = before.get(condition["type"]) or {}
-        if (old.get("status"), old.get("reason")) != (condition["status"], condition["reason"]):
-            changed.append(Transition(type=condition["type"], status=condition["status"],
-                                      reason=condition["reason"], message=condition["message"]))
+    ready = now.get(READY)
+    if ready and _moved(before.get(READY), ready):
+        changed.append(Transition(type=READY, status=ready["status"], reason=ready["reason"], message=ready["message"]))
+    degraded, old = now.get(DEGRADED), before.get(DEGRADED) or {}
+    flipped = degraded and degraded["status"] != old.get("status", "False")
+    if degraded and flipped and not (ready and ready["reason"] == degraded["reason"]):
+        changed.append(Transition(type=DEGRADED, status=degraded["status"], reason=degraded["reason"],
+                                  message=degraded["message"]))
     return changed
+
+
+def _moved(old: Mapping[str, Any] | None, new: ConditionDict) -> bool:
+    return old is None or (old.get("status"), old.get("reason")) != (new["status"], new["reason"])
+
+
+def is_degraded(conditions: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the Degraded condition is True (its Events are Warnings)."""
+    return any(c.get("type") == DEGRADED and c.get("status") == "True" for c in conditions)

@@ -1,0 +1,177 @@
+"""The one module that talks to the Kubernetes API about an agent's children, its Secrets and its status.
+
+Built on lightkube's async client (kubeconfig, in-cluster credentials, connection pooling), kept behind this
+module: the rest of the operator passes plain dicts in and gets plain dicts back. Children are written by
+server-side apply with one field manager and force, so the operator owns exactly the fields it renders and a
+hand edit of one of them is overwritten on the next reconcile, while fields others own (an HPA's replicas,
+annotations added by other tools) are left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from lightkube import ApiError, AsyncClient
+from lightkube.core.resource import NamespacedResource
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+from lightkube.resources.core_v1 import ConfigMap, Secret, Service, ServiceAccount
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.types import PatchType
+
+from .api import v1alpha1 as api
+from .config import FIELD_MANAGER, OperatorConfig
+from .render.labels import AGENT, MANAGED_BY, MANAGED_BY_VALUE
+from .render.ownership import Owner, is_owned_by, with_owner
+from .status import StatusPatch
+
+AgentResource = create_namespaced_resource(api.GROUP, api.VERSION, api.KIND, api.PLURAL)
+
+#: (apiVersion, kind) of every child kind -> the lightkube class that knows its URL.
+RESOURCES: dict[tuple[str, str], type[NamespacedResource]] = {
+    ("v1", "ServiceAccount"): ServiceAccount,
+    ("v1", "ConfigMap"): ConfigMap,
+    ("v1", "Service"): Service,
+    ("apps/v1", "Deployment"): Deployment,
+    ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
+    ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
+}
+
+ChildKey = tuple[str, str, str]
+"""(apiVersion, kind, name) of a child."""
+
+
+class ApplyError(RuntimeError):
+    """The API server refused a child; the message names the object and carries the server's reason."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Applied:
+    """What the API server stored for one child: enough to tell our own echo from someone else's edit."""
+
+    key: ChildKey
+    resource_version: str
+    generation: int
+    body: dict[str, Any]
+
+
+def key_of(obj: dict[str, Any]) -> ChildKey:
+    """(apiVersion, kind, name) of a rendered or stored child."""
+    return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+
+class KubeApi:
+    """An API client shared by every handler (one connection pool for the whole operator)."""
+
+    def __init__(self, *, config: OperatorConfig) -> None:
+        timeout = httpx2.Timeout(config.request_timeout_seconds)
+        self._client = AsyncClient(timeout=timeout, field_manager=FIELD_MANAGER)
+
+    async def close(self) -> None:
+        """Close the connection pool (at operator shutdown)."""
+        await self._client.close()
+
+    async def apply_child(self, obj: dict[str, Any], *, owner: Owner) -> Applied:
+        """Server-side apply one child with the owner reference added; ApplyError when refused."""
+        resource = RESOURCES[(obj["apiVersion"], obj["kind"])]
+        meta = obj["metadata"]
+        try:
+            stored = await self._client.patch(
+                resource,
+                meta["name"],
+                with_owner(obj, owner=owner),
+                namespace=meta["namespace"],
+                patch_type=PatchType.APPLY,
+                field_manager=FIELD_MANAGER,
+                force=True,
+            )
+        except ApiError as exc:
+            raise ApplyError(f"{obj['kind']} {meta['namespace']}/{meta['name']}: {exc.status.message}") from exc
+        body = _as_dict(stored)
+        return Applied(
+            key=key_of(obj),
+            resource_version=str(body["metadata"].get("resourceVersion", "")),
+            generation=int(body["metadata"].get("generation") or 0),
+            body=body,
+        )
+
+    async def delete_stale(
+        self, *, kinds: Iterable[tuple[str, str]], namespace: str, agent: str, owner_uid: str, keep: set[ChildKey]
+    ) -> list[ChildKey]:
+        """Delete children of these kinds that the agent no longer renders; return what was deleted.
+
+        Found by the operator's labels and deleted only when this AgentDeployment is their controller, so an
+        object someone else made with the same labels is never touched.
+        """
+        labels: dict[str, Any] = {AGENT: agent, MANAGED_BY: MANAGED_BY_VALUE}
+        deleted = []
+        for api_version, kind in kinds:
+            resource = RESOURCES[(api_version, kind)]
+            async for found in self._client.list(resource, namespace=namespace, labels=labels):
+                body = _as_dict(found)
+                key = key_of({**body, "apiVersion": api_version, "kind": kind})
+                if key in keep or not is_owned_by(body, uid=owner_uid):
+                    continue
+                await self._delete(resource, name=key[2], namespace=namespace)
+                deleted.append(key)
+        return deleted
+
+    async def _delete(self, resource: type[NamespacedResource], *, name: str, namespace: str) -> None:
+        try:
+            await self._client.delete(resource, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+
+    async def secret_keys(self, *, namespace: str, names: Iterable[str]) -> dict[str, set[str] | None]:
+        """The keys each named Secret holds (values are read by the API but never kept); None when absent."""
+        found: dict[str, set[str] | None] = {}
+        for name in sorted(set(names)):
+            try:
+                secret = _as_dict(await self._client.get(Secret, name, namespace=namespace))
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                found[name] = None
+                continue
+            found[name] = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+        return found
+
+    async def agent(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The AgentDeployment as stored, or None when it is gone."""
+        return await self._get(AgentResource, namespace=namespace, name=name)
+
+    async def deployment(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The agent's Deployment as stored, or None when it is gone."""
+        return await self._get(Deployment, namespace=namespace, name=name)
+
+    async def _get(self, resource: type[NamespacedResource], *, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = await self._client.get(resource, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        return _as_dict(found)
+
+    async def patch_status(self, *, namespace: str, name: str, status: StatusPatch) -> None:
+        """Merge-patch the fields the reconciler owns into status (the health monitor's fields stay)."""
+        await self._client.patch(
+            AgentResource.Status,
+            name,
+            {"status": dict(status)},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    """A lightkube object (typed or generic) as the plain JSON dict the API server sent."""
+    body: dict[str, Any] = obj.to_dict()
+    return body

@@ -1,0 +1,116 @@
+"""kopf glue: which events start a reconcile, and how a problem becomes a retry. No logic of its own.
+
+No finalizer is used: every child carries an owner reference, so Kubernetes' garbage collector deletes them with
+the AgentDeployment, and deleting an agent works even while the operator is down. (kopf adds a finalizer only
+for deletion handlers, daemons and timers; there are none here. The periodic resync is one operator-wide task,
+not a per-object timer, for that reason.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, cast
+
+import kopf
+
+from .api import v1alpha1 as api
+from .apply import KubeApi
+from .config import OperatorConfig
+from .reconcile import Reconciler
+from .render.labels import MANAGED_BY, MANAGED_BY_VALUE
+
+#: (group/version, plural) of every child kind the operator watches for drift, with its own label selector.
+CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (
+    ("", "v1", "serviceaccounts"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "services"),
+    ("apps", "v1", "deployments"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+)
+OWNED = {MANAGED_BY: MANAGED_BY_VALUE}
+
+
+def _post_event(ref: dict[str, Any], *, type: str, reason: str, message: str) -> None:
+    kopf.event(cast(kopf.Body, ref), type=type, reason=reason, message=message[:1024])
+
+
+def _config(memo: Any) -> OperatorConfig:
+    return cast(OperatorConfig, memo.config)
+
+
+def _reconciler(memo: Any) -> Reconciler:
+    return cast(Reconciler, memo.reconciler)
+
+
+@kopf.on.startup()
+async def start(memo: Any, **_: Any) -> None:
+    """One API client and one reconciler for the process, and the resync loop."""
+    config = _config(memo)
+    memo.kube = KubeApi(config=config)
+    memo.reconciler = Reconciler(kube=memo.kube, config=config, events=_post_event)
+    memo.resync = asyncio.create_task(memo.reconciler.resync_forever(), name="agentry-resync")
+
+
+@kopf.on.cleanup()
+async def stop(memo: Any, **_: Any) -> None:
+    """Stop the resync loop and close the connection pool."""
+    memo.resync.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await memo.resync
+    await memo.kube.close()
+
+
+@kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL, id="reconcile")
+@kopf.on.create(api.GROUP, api.VERSION, api.PLURAL, id="reconcile")
+@kopf.on.update(api.GROUP, api.VERSION, api.PLURAL, id="reconcile")
+async def reconcile(body: kopf.Body, retry: int, memo: Any, **_: Any) -> None:
+    """Reconcile; a problem (missing Secret, bad schema, unknown provider) is retried with a growing delay."""
+    delay = _config(memo).retry_delay(retry)
+    try:
+        problem = await _reconciler(memo).reconcile(dict(body), retry_here=False)
+    except Exception as exc:  # API errors, timeouts: same backoff, and kopf logs (and posts) the error
+        raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=delay) from exc
+    if problem is not None:
+        raise kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=delay)
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="forget")
+def forget(type: str, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Drop the memory of a deleted agent (its children go with garbage collection)."""
+    if type == "DELETED" and namespace:
+        _reconciler(memo).forget(namespace=namespace, name=name)
+
+
+async def child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """A child changed or vanished: restore it when someone else did it; follow the Deployment's readiness."""
+    await _reconciler(memo).on_child_event(event_type=type, body=dict(body))
+
+
+for _group, _version, _plural in CHILD_RESOURCES:
+    _groupversion = f"{_group}/{_version}" if _group else _version
+    kopf.on.event(_groupversion, _plural, id=f"child-{_plural}", labels=OWNED)(child_event)
+
+
+def configure_settings(settings: kopf.OperatorSettings, *, config: OperatorConfig) -> None:
+    """Settings for many agents: server-side selectors, bounded timeouts, few Events, annotations only."""
+    import logging
+
+    settings.posting.level = getattr(logging, config.event_level.upper())
+    settings.posting.reporting_component = "agentry-operator"
+    settings.networking.request_timeout = config.request_timeout_seconds
+    settings.networking.connect_timeout = min(10.0, config.request_timeout_seconds)
+    settings.watching.server_timeout = config.watch_timeout_seconds
+    settings.watching.client_timeout = config.watch_timeout_seconds + 60
+    settings.watching.connect_timeout = min(10.0, config.request_timeout_seconds)
+    selector = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
+    for group, _, plural in CHILD_RESOURCES:
+        settings.watching.label_selectors[(group or "v1", plural)] = selector
+    # Progress and the last handled spec live in annotations: the CRD's structural schema prunes status.kopf.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.agentry.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kopf.agentry.dev", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "agentry.dev/kopf-finalizer"

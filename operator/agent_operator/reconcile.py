@@ -1,0 +1,268 @@
+"""One reconcile of one agent: read, check, render, apply, prune, write status; and what triggers it again.
+
+Level-based and idempotent: every trigger (the AgentDeployment changed, a child was edited or deleted, the
+periodic resync, a retry) runs the same steps against the current state, so a lost or duplicated trigger
+costs nothing. Runs of the same agent are serialised by a per-agent lock; different agents run concurrently.
+The only memory kept is per agent and small: what was last applied (to tell our own writes from drift), the
+last status written, and when to look again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from .api import v1alpha1 as api
+from .api.base import error_lines
+from .apply import Applied, ApplyError, ChildKey, KubeApi, key_of
+from .checks import Problem, check_secrets, check_spec
+from .config import OperatorConfig
+from .render import CHILD_KINDS, Owner, render_children
+from .render.labels import AGENT
+from .status import StatusPatch, compute_status, is_degraded, status_changed, transitions
+
+logger = logging.getLogger(__name__)
+
+INVALID_SPEC = "InvalidSpec"
+APPLY_FAILED = "ApplyFailed"
+#: Kinds rendered only under some specs; when an agent stops rendering one, its object is deleted.
+OPTIONAL_KINDS = frozenset(CHILD_KINDS[4:])
+#: Kinds with a status subresource: their resourceVersion moves with status, their generation only with spec.
+GENERATION_KINDS = frozenset({"Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"})
+
+
+class EventSink(Protocol):
+    """Posts a Kubernetes Event about an object (the kopf glue passes `kopf.event`)."""
+
+    def __call__(self, ref: dict[str, Any], *, type: str, reason: str, message: str) -> None:
+        """Post one Event; never raises (Events are best effort)."""
+
+
+@dataclass
+class AgentState:
+    """What the operator remembers about one agent between triggers."""
+
+    agent: api.AgentDeployment
+    uid: str
+    generation: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    applied: dict[ChildKey, Applied] = field(default_factory=dict)
+    optional_present: frozenset[tuple[str, str]] = OPTIONAL_KINDS
+    """Optional kinds that may exist; all of them until a prune has run in this process."""
+    problem: Problem | None = None
+    status: StatusPatch | None = None
+    attempt: int = 0
+    due: float = 0.0
+    """Monotonic time of the next resync or retry."""
+
+    def ref(self) -> dict[str, Any]:
+        """Object reference for Events."""
+        meta = self.agent.metadata
+        return {"apiVersion": api.API_VERSION, "kind": api.KIND,
+                "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": self.uid}}
+
+
+def parse_agent(body: Mapping[str, Any]) -> api.AgentDeployment:
+    """The AgentDeployment model of a stored object (status and unknown metadata left out)."""
+    meta = body.get("metadata") or {}
+    return api.AgentDeployment.model_validate(
+        {"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")}, "spec": body.get("spec")}
+    )
+
+
+class Reconciler:
+    """Reconciles agents; shared by every handler of one operator process."""
+
+    def __init__(
+        self,
+        *,
+        kube: KubeApi,
+        config: OperatorConfig,
+        events: EventSink,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kube, self._config, self._events = kube, config, events
+        self._now, self._monotonic = now, monotonic
+        self._agents: dict[tuple[str, str], AgentState] = {}
+
+    # --- triggers ------------------------------------------------------------------------------
+
+    async def reconcile(self, body: Mapping[str, Any], *, retry_here: bool = True) -> Problem | None:
+        """Bring the agent's children and status in line with `body`; return what stops it, if anything.
+
+        `retry_here=False` when the caller retries by itself (the kopf handler raises TemporaryError),
+        so the resync loop does not retry the same agent a second time.
+        """
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return None  # garbage collection takes the children with it
+        try:
+            agent = parse_agent(body)
+        except ValidationError as exc:
+            logger.error("%s/%s: invalid spec: %s", meta.get("namespace"), meta.get("name"), exc)
+            return Problem(reason=INVALID_SPEC, message="; ".join(error_lines(exc)))
+        state = self._state(agent, uid=str(meta.get("uid", "")))
+        async with state.lock:
+            state.agent = agent
+            problem = await self._reconcile_locked(state, body)
+        self._schedule(state, problem=problem, retry_here=retry_here)
+        return problem
+
+    async def reconcile_named(self, *, namespace: str, name: str) -> Problem | None:
+        """Reconcile the agent as stored now; nothing when it is gone."""
+        body = await self._kube.agent(namespace=namespace, name=name)
+        return None if body is None else await self.reconcile(body)
+
+    async def on_child_event(self, *, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A child changed: restore it when that was not the operator's own write, else follow its status.
+
+        Initial listings (event_type None) are skipped: the resume handler reconciles every agent anyway.
+        """
+        meta = body.get("metadata") or {}
+        namespace, owner = meta.get("namespace"), (meta.get("labels") or {}).get(AGENT)
+        if event_type is None or not namespace or not owner:
+            return
+        state = self._agents.get((namespace, owner))
+        if state is None:
+            await self.reconcile_named(namespace=namespace, name=owner)
+            return
+        async with state.lock:  # after our own apply has finished and been recorded
+            drifted = event_type == "DELETED" or _drifted(state, body)
+            if not drifted and body.get("kind") == "Deployment" and meta.get("name") == owner:
+                await self._publish(state, deployment=body, observed=state.generation, previous=state.status)
+        if drifted:
+            logger.info("%s/%s: %s %s changed by someone else (%s), restoring", namespace, owner, body.get("kind"),
+                        meta.get("name"), event_type)
+            await self.reconcile_named(namespace=namespace, name=owner)
+
+    def forget(self, *, namespace: str, name: str) -> None:
+        """Drop the memory of a deleted agent."""
+        self._agents.pop((namespace, name), None)
+
+    async def resync_forever(self, *, tick: float = 1.0, concurrency: int = 8) -> None:
+        """Reconcile every known agent whose resync or retry is due; runs until cancelled."""
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one(state: AgentState) -> None:
+            async with limit:
+                meta = state.agent.metadata
+                try:
+                    await self.reconcile_named(namespace=meta.namespace, name=meta.name)
+                except Exception:  # a failed resync must not end the loop; the next one retries
+                    logger.exception("%s/%s: resync failed", meta.namespace, meta.name)
+                    self._schedule(state, problem=Problem(reason=APPLY_FAILED, message="resync"), retry_here=True)
+
+        while True:
+            await asyncio.sleep(tick)
+            now = self._monotonic()
+            due = [s for s in self._agents.values() if s.due <= now and not s.lock.locked()]
+            for state in due:
+                state.due = now + self._config.resync_seconds  # claimed; `reconcile` reschedules
+            await asyncio.gather(*(one(state) for state in due))
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def _state(self, agent: api.AgentDeployment, *, uid: str) -> AgentState:
+        key = (agent.metadata.namespace, agent.metadata.name)
+        state = self._agents.get(key)
+        if state is None or state.uid != uid:  # a new object under an old name starts afresh
+            state = self._agents[key] = AgentState(agent=agent, uid=uid)
+        return state
+
+    def _schedule(self, state: AgentState, *, problem: Problem | None, retry_here: bool) -> None:
+        if problem is not None and retry_here:
+            state.due = self._monotonic() + self._config.retry_delay(state.attempt)
+            state.attempt += 1
+            return
+        state.attempt = 0
+        state.due = self._monotonic() + self._config.resync_seconds
+
+    async def _reconcile_locked(self, state: AgentState, body: Mapping[str, Any]) -> Problem | None:
+        agent = state.agent
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        problem = check_spec(agent) or await self._check_secrets(agent)
+        deployment: Mapping[str, Any] | None = None
+        if problem is None:
+            try:
+                deployment = await self._apply(state)
+            except ApplyError as exc:
+                problem = Problem(reason=APPLY_FAILED, message=str(exc))
+        if deployment is None:
+            meta = agent.metadata
+            deployment = await self._kube.deployment(namespace=meta.namespace, name=meta.name)
+        state.generation, state.problem = generation, problem
+        previous = state.status if state.status is not None else (body.get("status") or {})
+        await self._publish(state, deployment=deployment, observed=generation, previous=previous)
+        return problem
+
+    async def _check_secrets(self, agent: api.AgentDeployment) -> Problem | None:
+        names = [ref.name for _, ref in agent.spec.secret_refs()]
+        if not names:
+            return None
+        keys = await self._kube.secret_keys(namespace=agent.metadata.namespace, names=names)
+        return check_secrets(agent, secrets=keys)
+
+    async def _apply(self, state: AgentState) -> Mapping[str, Any] | None:
+        """Apply every rendered child (what the pods mount first, concurrently), prune the unwanted ones."""
+        agent = state.agent
+        owner = Owner(name=agent.metadata.name, uid=state.uid)
+        children = render_children(agent, self._config)
+        first = [c for c in children if c["kind"] in ("ServiceAccount", "ConfigMap", "Service")]
+        rest = [c for c in children if c not in first]
+        applied = list(await asyncio.gather(*(self._kube.apply_child(c, owner=owner) for c in first)))
+        applied += await asyncio.gather(*(self._kube.apply_child(c, owner=owner) for c in rest))
+        state.applied = {item.key: item for item in applied}
+        rendered = {(c["apiVersion"], c["kind"]) for c in children}
+        stale_kinds = state.optional_present - rendered
+        if stale_kinds:
+            deleted = await self._kube.delete_stale(
+                kinds=sorted(stale_kinds), namespace=agent.metadata.namespace, agent=agent.metadata.name,
+                owner_uid=state.uid, keep={key_of(c) for c in children},
+            )
+            for key in deleted:
+                self._events(state.ref(), type="Normal", reason="Deleted", message=f"deleted {key[1]} {key[2]}")
+        state.optional_present = frozenset(rendered & OPTIONAL_KINDS)
+        return next((item.body for item in applied if item.key[1] == "Deployment"), None)
+
+    async def _publish(
+        self,
+        state: AgentState,
+        *,
+        deployment: Mapping[str, Any] | None,
+        observed: int,
+        previous: Mapping[str, Any] | None,
+    ) -> None:
+        """Write status when it changed, and post an Event for each change of state."""
+        before = list((previous or {}).get("conditions") or [])
+        new = compute_status(state.agent, generation=state.generation, observed_generation=observed,
+                             deployment=deployment, problem=state.problem, previous=before, now=self._now())
+        if not status_changed(previous, new):
+            state.status = new
+            return
+        meta = state.agent.metadata
+        await self._kube.patch_status(namespace=meta.namespace, name=meta.name, status=new)
+        state.status = new
+        kind = "Warning" if is_degraded(new["conditions"]) else "Normal"
+        for change in transitions(before, new["conditions"]):
+            message = f"{change.type}={change.status}: {change.message}" if change.message else change.type
+            self._events(state.ref(), type=kind, reason=change.reason, message=message)
+
+
+def _drifted(state: AgentState, body: Mapping[str, Any]) -> bool:
+    """Whether a child event shows someone else's write (ours are recorded when applied)."""
+    kind = body.get("kind", "")
+    meta = body.get("metadata") or {}
+    applied = state.applied.get((body.get("apiVersion", ""), kind, meta.get("name", "")))
+    if applied is None:
+        return True
+    if kind in GENERATION_KINDS:
+        return int(meta.get("generation") or 0) != applied.generation
+    return str(meta.get("resourceVersion", "")) != applied.resource_version
