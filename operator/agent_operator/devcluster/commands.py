@@ -9,6 +9,7 @@ from typing import TypeAlias
 
 from agent_operator.devcluster.build import ensure_built
 from agent_operator.devcluster.cluster import Cluster, ClusterError
+from agent_operator.devcluster.network import pod_cidr
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -90,7 +91,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"cluster {args.name} is not running")
         return 3
     alive = cluster.status()
-    print(f"cluster {cluster.name}: {cluster.server} (kubeconfig {cluster.kubeconfig})")
+    print(f"cluster {cluster.name}: {cluster.server}, pod IPs from {pod_cidr(cluster.layout.octet)}")
+    print(f"  kubeconfig {cluster.kubeconfig}; logs in {cluster.layout.logs}")
     for component, running in alive.items():
         print(f"  {component:<24} pid {cluster.pids[component]:<8} {'running' if running else 'STOPPED'}")
     return 0 if alive and all(alive.values()) else 1
