@@ -295,3 +295,16 @@ async def test_a_broken_stream_does_not_lose_the_record() -> None:
     await audit.record(principal="alice", outcome="ok")
     await audit.close()
     assert len(store.rows) == 1 and audit.stream_errors == 2
+
+
+async def test_a_long_backlog_is_stored_in_batches() -> None:
+    store = FakeAuditStore()
+    stream = io.StringIO()
+    audit = trail(store, stream, batch_size=4)
+    for index in range(10):
+        await audit.record(principal=f"user-{index}", outcome="ok")
+    await audit.flush()
+    assert store.appends == 3 and len(store.rows) == 10
+    checkpoints = [json.loads(line) for line in stream.getvalue().splitlines() if "audit_checkpoint" in line]
+    assert [checkpoint["seq"] for checkpoint in checkpoints] == [4, 8, 10]
+    assert verify_chain(store.rows).ok

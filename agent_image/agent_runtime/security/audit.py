@@ -132,24 +132,24 @@ class AuditTrail:
             self._wake.set()
 
     async def flush(self) -> None:
-        """Store every queued record in one transaction; raises (and keeps them) when the store fails."""
+        """Store every queued record, `batch_size` per transaction; raises (and keeps them) when the store fails."""
         async with self._lock:
-            if not self._pending:
-                return
-            batch = list(self._pending)
-            rows = await self._append(batch)
-            del self._pending[: len(batch)]
-            self._head = (rows[-1].seq, rows[-1].hash)
-            self.healthy, self.last_error = True, ""
-            self._write_line(
-                {"kind": "audit_checkpoint", "agent": self._agent, "seq": rows[-1].seq, "hash": rows[-1].hash}
-            )
+            while self._pending:
+                batch = self._pending[: self._batch_size]
+                rows = await self._append(batch)
+                del self._pending[: len(batch)]
+                self._head = (rows[-1].seq, rows[-1].hash)
+                self.healthy, self.last_error = True, ""
+                self._write_line(
+                    {"kind": "audit_checkpoint", "agent": self._agent, "seq": rows[-1].seq, "hash": rows[-1].hash}
+                )
 
     async def close(self) -> None:
         """Stop the flusher and store what is queued; raises when that last flush fails."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            async with self._lock:  # never cancel the flusher in the middle of a transaction
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.enabled:
