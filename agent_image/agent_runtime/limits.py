@@ -52,6 +52,10 @@ class Admission:
             )
             raise ApiError(429, "overloaded", message, retry_after=retry)
 
+    def observe_latency(self, latency_ms: float) -> None:
+        """Fold one run's latency into the typical latency behind Retry-After (a moving average, O(1))."""
+        self.typical_latency_ms = 0.9 * self.typical_latency_ms + 0.1 * latency_ms
+
     @asynccontextmanager
     async def slot(self, *, bypass_queue_limit: bool = False) -> AsyncIterator[None]:
         """Hold one execution slot for the block, queueing for it if needed.

@@ -52,7 +52,7 @@ async def execute(
 def _record(*, runtime: Runtime, started: float, ok: bool) -> None:
     latency_ms = (time.perf_counter() - started) * 1000
     runtime.stats.record(latency_ms=latency_ms, ok=ok)
-    runtime.admission.typical_latency_ms = max(1.0, runtime.stats.snapshot().p50)
+    runtime.admission.observe_latency(latency_ms)
 
 
 async def _charge(*, runtime: Runtime, principal: Principal, outcome: RunOutcome, exchange: Exchange) -> None:
