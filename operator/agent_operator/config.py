@@ -50,8 +50,8 @@ class OperatorConfig:
     """kopf's liveness probe URL (the Deployment's livenessProbe points here); empty turns it off."""
     request_timeout_seconds: float = 30.0
     """Timeout of one API request (kopf's and the apply client's): a hung API server must not hang a handler."""
-    watch_timeout_seconds: float = 300.0
-    """Server-side timeout of one watch request; the watch reconnects after it, so stale connections expire."""
+    watch_timeout_seconds: int = 300
+    """Server-side timeout (whole seconds) of one watch request; the watch reconnects after it."""
     event_level: EventLevel = "warning"
     """Lowest level of kopf's own log lines posted as Events; at scale, info would post one per handler run.
 
@@ -150,7 +150,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "log_level": _choice("debug", "info", "warning", "error"),
     "liveness_endpoint": _endpoint,
     "request_timeout_seconds": _positive(float),
-    "watch_timeout_seconds": _positive(float),
+    "watch_timeout_seconds": _positive(int),
     "event_level": _choice("debug", "info", "warning", "error"),
     "health_poll_concurrency": _positive(int),
     "retry_base_seconds": _positive(float),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -18,6 +19,8 @@ def configure_logging(config: OperatorConfig) -> None:
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
         log_refkey="object",
     )
+    if config.log_level != "debug":  # one line per API request drowns the operator's own lines
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
 def run(config: OperatorConfig) -> None:

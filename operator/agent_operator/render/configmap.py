@@ -17,10 +17,13 @@ from .labels import configmap_name, metadata
 def runtime_config(agent: AgentDeployment) -> str:
     """The manifest the runtime loads: apiVersion, kind, name, namespace and spec; status left out.
 
+    spec.replicas is left out too: it means nothing inside a pod, and keeping it would change the config hash,
+    so every `kubectl scale` (and every autoscaling step) would roll all the pods.
     Secret references stay references: the values reach the pod as projected files, never through here.
     Keys are sorted so that the same spec always gives the same text, and so the same hash.
     """
-    manifest = agent.model_copy(update={"status": None}).wire()
+    spec = agent.spec.model_copy(update={"replicas": None})
+    manifest = agent.model_copy(update={"status": None, "spec": spec}).wire()
     return yaml.safe_dump(manifest, sort_keys=True, allow_unicode=True)
 
 
