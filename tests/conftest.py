@@ -8,4 +8,4 @@ import pydantic_ai.models
 pydantic_ai.models.ALLOW_MODEL_REQUESTS = False
 
 # Each plugin module holds the fixtures of one kind of real dependency (add yours here).
-pytest_plugins: list[str] = ["tests.services"]
+pytest_plugins: list[str] = ["tests.kube", "tests.services"]

@@ -68,9 +68,11 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
         "spec.autoscaling.targetCPUUtilizationPercent",
         "is required when spec.autoscaling.provider is HPA",
     ),
+    BadManifest("no-security", {"spec.security": None}, "spec.security", "Required value"),
+    BadManifest("no-auth", {"spec.security": {"audit": {"enabled": True}}}, "spec.security.auth", "Required value"),
     BadManifest(
         "jwt-without-key",
-        {"spec.security": None},
+        {"spec.security.auth": {"mode": "jwt"}},
         "spec.security.auth",
         "mode jwt needs spec.security.auth.secretRef",
     ),

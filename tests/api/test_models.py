@@ -145,9 +145,9 @@ def test_python_rules_agree_with_cel(model_name: str, obj: dict[str, Any]) -> No
 
 
 def _defaults_for(model: type[ApiModel], obj: dict[str, Any]) -> dict[str, Any]:
-    from agent_operator.api.schema import structural_schema
+    from agent_operator.api.schema import CrdJsonSchema, structural_schema
     from agent_operator.api.validate import apply_defaults
 
-    schema = structural_schema(model.model_json_schema(by_alias=True))
+    schema = structural_schema(model.model_json_schema(by_alias=True, schema_generator=CrdJsonSchema))
     result: dict[str, Any] = apply_defaults(dict(obj), schema)
     return result

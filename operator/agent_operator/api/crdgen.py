@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from . import v1alpha1 as api
-from .schema import structural_schema
+from .schema import CrdJsonSchema, structural_schema
 
 CRD_FILENAME = f"{api.GROUP}_{api.PLURAL}.yaml"
 HEADER = "# Generated from agent_operator/api/v1alpha1.py by `agentry crd`; do not edit by hand.\n"
@@ -52,7 +52,9 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 
 def openapi_schema() -> dict[str, Any]:
     """The openAPIV3Schema of the CRD: the AgentDeployment model, metadata left to the API server."""
-    schema = structural_schema(api.AgentDeployment.model_json_schema(by_alias=True, mode="validation"))
+    schema = structural_schema(
+        api.AgentDeployment.model_json_schema(by_alias=True, mode="validation", schema_generator=CrdJsonSchema)
+    )
     properties = schema["properties"]
     properties["apiVersion"] = {"type": "string", "description": "agentry.dev/v1alpha1"}
     properties["kind"] = {"type": "string", "description": "AgentDeployment"}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic_core import core_schema
+
 # Keys that mean the same in JSON Schema and in a CRD's OpenAPI v3 schema.
 _COPIED = (
     "type",
@@ -24,6 +27,22 @@ _COPIED = (
 )
 # Keys of the outer node that win over the referenced definition (a field's text beats its class's).
 _OVERRIDING = ("description", "default", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-list-type")
+
+
+class CrdJsonSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema, with the values of default factories written out as defaults.
+
+    The API server checks every `default` against the CEL rules of its node *before* filling in the
+    nested defaults, so a nested object's default must be complete (`{}` would fail a rule such as
+    `self.minReplicas <= self.maxReplicas`). The factories here build exactly those complete objects.
+    """
+
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
+        """The static default, or the default factory's value when it needs no data."""
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            return factory()  # type: ignore[call-arg]
+        return schema.get("default", NoDefault)
 
 
 class SchemaError(ValueError):
@@ -73,7 +92,6 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         return node
     name = node["$ref"].rsplit("/", 1)[-1]
     resolved = dict(defs[name])
-    resolved["x-agentry-model"] = True
     resolved.update({key: node[key] for key in _OVERRIDING if key in node})
     return resolved
 
@@ -90,25 +108,26 @@ def _convert_any_of(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any
     if len(branches) != 1:
         raise SchemaError(f"anyOf with more than one non-null branch: {node}")
     merged = {**branches[0], **outer}
-    merged.pop("x-agentry-model", None)  # an optional model is absent by default, not {}
     if outer.get("default") is None:
         merged.pop("default", None)
     return _convert(merged, defs)
 
 
 def _default(node: dict[str, Any], defs: dict[str, Any]) -> Any:
-    """The default the API server should fill in.
+    """The default the API server should fill in, or None for none.
 
-    Empty lists and maps are left out (the API server would write them into every object); a nested
-    model that has its own defaults gets `{}`, so that the server fills in its fields.
+    Empty lists and maps are left out (the API server would write them into every object); nulls
+    inside an object's default are dropped, since absent and null mean the same in the spec.
     """
-    if "default" in node:
-        value = node["default"]
-        if value in ([], {}) or value is None:
-            return None
-        if isinstance(value, dict) and "properties" in node:
-            return {}
-        return value
-    if node.get("x-agentry-model") and not node.get("required"):
-        return {}
-    return None
+    value = _without_nulls(node.get("default"))
+    if value in ([], {}):
+        return None
+    return value
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -128,7 +127,14 @@ class AgentSpec(ApiModel):
     """OpenAI-compatible endpoint to send model requests to, instead of the provider's default."""
     instructions: str = Field("", max_length=100_000)
     """Instructions (system prompt) given to the agent on every run."""
-    output_schema: dict[str, Any] | None = Field(None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    output_schema: dict[str, Any] | None = Field(
+        None,
+        json_schema_extra={
+            "x-kubernetes-preserve-unknown-fields": True,
+            # Declared so that the CEL rule may read it; the rest of the JSON Schema stays free-form.
+            "properties": {"type": {"type": "string", "description": "JSON Schema type; must be object."}},
+        },
+    )
     """JSON Schema (type object) the agent's output must match; omit for plain text output."""
     model_settings: ModelSettings = Field(default_factory=ModelSettings)
     """Sampling settings for every model request."""
@@ -393,8 +399,8 @@ class AuditSpec(ApiModel):
 class SecuritySpec(ApiModel):
     """Authentication, authorisation, rate limits, privacy and audit."""
 
-    auth: AuthSpec = Field(default_factory=cast("Callable[[], AuthSpec]", dict))
-    """How callers authenticate."""
+    auth: AuthSpec
+    """How callers authenticate; required, so that no agent is open by accident (mode: none opts out)."""
     authorization: AuthorizationSpec = Field(default_factory=AuthorizationSpec)
     """Which roles may call the agent."""
     rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)
@@ -516,8 +522,8 @@ class AgentDeploymentSpec(ApiModel):
     """Per-pod concurrency limit, queue and request timeout."""
     services: ServicesSpec = Field(default_factory=ServicesSpec)
     """Database, cache and external API."""
-    security: SecuritySpec = Field(default_factory=cast("Callable[[], SecuritySpec]", dict))
-    """Authentication, authorisation, rate limits, privacy and audit."""
+    security: SecuritySpec
+    """Authentication, authorisation, rate limits, privacy and audit; required (security.auth must be chosen)."""
     health: HealthSpec = Field(default_factory=HealthSpec)
     """Health polling and restart policy."""
     pod: PodSpec = Field(default_factory=PodSpec)
