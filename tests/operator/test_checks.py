@@ -1,0 +1,82 @@
+"""What the operator checks before applying: Secrets and their keys, the output schema, the model provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agent_operator.checks import (
+    INVALID_OUTPUT_SCHEMA,
+    SECRET_NOT_FOUND,
+    UNKNOWN_MODEL_PROVIDER,
+    check_output_schema,
+    check_provider,
+    check_secrets,
+    check_spec,
+)
+
+from .agents import agent
+
+TWO_SECRETS: dict[str, Any] = {"services": {"database": {"urlSecretRef": {"name": "pg", "key": "url"}}}}
+
+
+def test_present_secrets_with_their_keys_pass() -> None:
+    assert check_secrets(agent(**TWO_SECRETS), secrets={"jwt": {"key"}, "pg": {"url", "other"}}) is None
+
+
+def test_a_missing_secret_names_the_field_and_the_secret() -> None:
+    problem = check_secrets(agent(**TWO_SECRETS), secrets={"jwt": {"key"}, "pg": None})
+    assert problem is not None
+    assert problem.reason == SECRET_NOT_FOUND
+    assert "spec.services.database.urlSecretRef: Secret 'pg' not found" in problem.message
+    assert "team-a" in problem.message
+
+
+def test_a_missing_key_is_reported_too() -> None:
+    problem = check_secrets(agent(), secrets={"jwt": {"token"}})
+    assert problem is not None
+    assert problem.reason == SECRET_NOT_FOUND
+    assert "Secret 'jwt' has no key 'key'" in problem.message
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"priority": {"type": "string", "enum": ["low", "high"]}},
+     "required": ["priority"]},
+    {"type": "object"},
+])
+def test_a_valid_output_schema_passes(schema: dict[str, Any]) -> None:
+    assert check_output_schema(agent(agent={"model": "test", "outputSchema": schema})) is None
+
+
+@pytest.mark.parametrize(("schema", "where"), [
+    ({"type": "object", "properties": {"priority": {"type": "strnig"}}}, "properties/priority/type"),
+    ({"type": "object", "required": "priority"}, "required"),
+    ({"type": "object", "properties": {"n": {"minimum": "zero"}}}, "properties/n/minimum"),
+])
+def test_an_invalid_output_schema_is_refused_with_its_location(schema: dict[str, Any], where: str) -> None:
+    problem = check_output_schema(agent(agent={"model": "test", "outputSchema": schema}))
+    assert problem is not None
+    assert problem.reason == INVALID_OUTPUT_SCHEMA
+    assert problem.message.startswith(f"spec.agent.outputSchema at {where}:")
+
+
+@pytest.mark.parametrize("model", ["test", "openai:gpt-4o-mini", "openai-chat:gpt-4o-mini", "ollama:llama3.2",
+                                   "anthropic:claude-sonnet-4-5", "groq:llama-3.3-70b"])
+def test_models_of_providers_pydantic_ai_knows_pass(model: str) -> None:
+    assert check_provider(agent(agent={"model": model})) is None
+
+
+def test_an_unknown_provider_is_refused() -> None:
+    problem = check_provider(agent(agent={"model": "acme-llm:large"}))
+    assert problem is not None
+    assert problem.reason == UNKNOWN_MODEL_PROVIDER
+    assert "'acme-llm'" in problem.message
+
+
+def test_spec_checks_report_the_schema_before_the_provider() -> None:
+    both = agent(agent={"model": "acme-llm:large", "outputSchema": {"type": "object", "required": 1}})
+    problem = check_spec(both)
+    assert problem is not None
+    assert problem.reason == INVALID_OUTPUT_SCHEMA
+    assert check_spec(agent()) is None
