@@ -122,10 +122,11 @@ def _run(args: argparse.Namespace) -> int:
         sys.stderr.writelines(diff)
         print(f"{args.check} is out of date: run `agentry crd -o {args.check}`", file=sys.stderr)
         return 1
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text, encoding="utf-8")
+    for output in args.output or ["-"]:
+        if output == "-":
+            sys.stdout.write(text)
+        else:
+            Path(output).write_text(text, encoding="utf-8")
     return 0
 
 
@@ -133,6 +134,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add `agentry crd`."""
     parser = subparsers.add_parser("crd", help="print or write the AgentDeployment CRD generated from the models")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("-o", "--output", help=f"file to write (e.g. crds/{CRD_FILENAME}); default stdout")
+    group.add_argument(
+        "-o", "--output", action="append", help=f"file to write, repeatable (e.g. crds/{CRD_FILENAME}); default stdout"
+    )
     group.add_argument("--check", metavar="FILE", help="exit 1 with a diff when FILE differs from the generated CRD")
     parser.set_defaults(func=_run)
