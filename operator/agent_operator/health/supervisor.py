@@ -1,0 +1,326 @@
+"""One health daemon per AgentDeployment: a pod index fed by watch events, and a polling task per agent.
+
+The daemons are asyncio tasks owned by this supervisor rather than kopf daemons: kopf puts a finalizer
+on every object that has a daemon, and then an agent could not be deleted while the operator is down.
+Here deletion stays with garbage collection, and a task simply stops when its agent is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from agent_operator.api.v1alpha1 import AgentDeployment
+from agent_operator.api.wiring import RUNTIME_PORT
+
+from .metrics import OperatorMetrics
+from .monitor import AgentMemory, PodInfo, RoundReport, run_round
+from .policy import DeploymentView, PodState
+from .poller import Poller
+
+logger = logging.getLogger(__name__)
+
+#: The agent label on every pod (set by the renderer; the index is keyed by it).
+AGENT_LABEL = "agentry.dev/agent"
+#: lastHealthCheck is rewritten at most this often when nothing else in the health status changed.
+HEARTBEAT_SECONDS = 60.0
+
+
+class HealthApi(Protocol):
+    """The API calls the health daemons make (the operator's API module implements them)."""
+
+    async def deployment(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The agent's Deployment, or None."""
+
+    async def delete_pod(self, *, namespace: str, name: str) -> None:
+        """Delete one pod (404 is fine)."""
+
+    async def scale_agent(self, *, namespace: str, name: str, replicas: int) -> None:
+        """Write spec.replicas through the AgentDeployment's scale subresource."""
+
+    async def patch_health_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the health fields of the AgentDeployment's status."""
+
+
+class EventSink(Protocol):
+    """Posts an Event about an object; never raises."""
+
+    def __call__(self, ref: dict[str, Any], *, type: str, reason: str, message: str) -> None:
+        """Post one Event."""
+
+
+@dataclass(frozen=True)
+class HealthVerdict:
+    """What the health daemon concludes about an agent, for its Degraded condition."""
+
+    degraded: bool
+    reason: str
+    message: str
+
+
+VerdictSink = Callable[[str, str, HealthVerdict], None]
+
+
+def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
+    """The small index entry of a pod (None for a pod without the agent label)."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    started = status.get("startTime") or meta.get("creationTimestamp")
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return PodInfo(
+        name=str(meta.get("name")),
+        ip=str(status.get("podIP") or ""),
+        started_at=_epoch(started) if started else time.time(),
+        ready=ready and status.get("phase") == "Running",
+        terminating=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
+    """The policy's view of a Deployment object."""
+    spec, status, meta = body.get("spec") or {}, body.get("status") or {}, body.get("metadata") or {}
+    return DeploymentView(
+        desired=int(spec.get("replicas", 1)),
+        replicas=int(status.get("replicas", 0)),
+        updated=int(status.get("updatedReplicas", 0)),
+        ready=int(status.get("readyReplicas", 0)),
+        generation=int(meta.get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+    )
+
+
+@dataclass
+class _Agent:
+    agent: AgentDeployment
+    uid: str
+    replicas: int
+    restarts: int
+    task: asyncio.Task[None] | None = None
+    memory: AgentMemory = field(default_factory=AgentMemory)
+    last_status: dict[str, Any] = field(default_factory=dict)
+    last_written: float = 0.0
+    verdict: HealthVerdict | None = None
+
+
+@dataclass
+class _AgentIO:
+    """ClusterIO for one agent: pods from the index, everything else through the API."""
+
+    supervisor: HealthSupervisor
+    namespace: str
+    name: str
+
+    async def pods(self) -> list[PodInfo]:
+        return list(self.supervisor.index.get((self.namespace, self.name), {}).values())
+
+    async def deployment(self) -> DeploymentView | None:
+        body = await self.supervisor.api.deployment(namespace=self.namespace, name=self.name)
+        return None if body is None else deployment_view(body)
+
+    async def delete_pod(self, name: str) -> None:
+        await self.supervisor.api.delete_pod(namespace=self.namespace, name=name)
+
+    async def scale(self, replicas: int) -> None:
+        await self.supervisor.api.scale_agent(namespace=self.namespace, name=self.name, replicas=replicas)
+
+
+class HealthSupervisor:
+    """Owns the pod index and one polling task per agent."""
+
+    def __init__(
+        self,
+        *,
+        api: HealthApi,
+        poller: Poller,
+        events: EventSink,
+        verdicts: VerdictSink,
+        metrics: OperatorMetrics,
+        clock: Callable[[], float] = time.time,
+        port: int = RUNTIME_PORT,
+    ) -> None:
+        self.api, self.poller, self.events, self.verdicts = api, poller, events, verdicts
+        self.metrics, self.clock, self.port = metrics, clock, port
+        self.index: dict[tuple[str, str], dict[str, PodInfo]] = {}
+        self.agents: dict[tuple[str, str], _Agent] = {}
+
+    # --- inputs from watch events --------------------------------------------------------------
+
+    def on_pod_event(self, *, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Keep the index in step with the pods (DELETED removes the entry)."""
+        meta = body.get("metadata") or {}
+        agent = (meta.get("labels") or {}).get(AGENT_LABEL)
+        if not agent or not meta.get("namespace"):
+            return
+        key = (str(meta["namespace"]), str(agent))
+        pods = self.index.setdefault(key, {})
+        if event_type == "DELETED":
+            pods.pop(str(meta.get("name")), None)
+            if not pods:
+                del self.index[key]
+            return
+        info = pod_info(body)
+        if info is not None:
+            pods[info.name] = info
+
+    def ensure(self, body: Mapping[str, Any], agent: AgentDeployment) -> None:
+        """Start the agent's daemon, or hand it the new spec and replica count."""
+        meta, status = body.get("metadata") or {}, body.get("status") or {}
+        key = (agent.metadata.namespace, agent.metadata.name)
+        state = self.agents.get(key)
+        uid = str(meta.get("uid", ""))
+        if state is not None and state.uid != uid:
+            self.forget(*key)
+            state = None
+        replicas = agent.spec.desired_replicas()
+        if state is None:
+            state = self.agents[key] = _Agent(
+                agent=agent, uid=uid, replicas=replicas, restarts=int(status.get("restarts") or 0)
+            )
+        state.agent, state.replicas = agent, replicas
+        if state.task is None or state.task.done():
+            state.task = asyncio.create_task(self._run(key), name=f"health-{key[0]}/{key[1]}")
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Stop the daemon of a deleted agent and drop what it remembered."""
+        state = self.agents.pop((namespace, name), None)
+        if state is not None and state.task is not None:
+            state.task.cancel()
+
+    async def close(self) -> None:
+        """Stop every daemon (operator shutdown)."""
+        tasks = [state.task for state in self.agents.values() if state.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- the daemon ----------------------------------------------------------------------------
+
+    async def _run(self, key: tuple[str, str]) -> None:
+        while key in self.agents:
+            interval = self.agents[key].agent.spec.health.poll_interval_seconds
+            await asyncio.sleep(interval * random.uniform(0.9, 1.1))  # jitter spreads many agents' polls
+            state = self.agents.get(key)
+            if state is None:
+                return
+            try:
+                await self._round(state)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next round tries again; one failed round must not end the daemon
+                logger.exception("%s/%s: health round failed", *key)
+                self.metrics.round_failures.inc()
+
+    async def _round(self, state: _Agent) -> None:
+        meta = state.agent.metadata
+        started = time.monotonic()
+        report = await run_round(
+            spec=state.agent.spec,
+            current_replicas=state.replicas,
+            io=_AgentIO(self, meta.namespace, meta.name),
+            poller=self.poller,
+            memory=state.memory,
+            port=self.port,
+            now=self.clock(),
+        )
+        self.metrics.observe_round(report, seconds=time.monotonic() - started)
+        self._announce(state, report)
+        await self._write_status(state, report)
+
+    def _ref(self, state: _Agent) -> dict[str, Any]:
+        meta = state.agent.metadata
+        return {
+            "apiVersion": "agentry.dev/v1alpha1",
+            "kind": "AgentDeployment",
+            "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": state.uid},
+        }
+
+    def _announce(self, state: _Agent, report: RoundReport) -> None:
+        """An Event per action, and a new verdict when the agent's health changed."""
+        ref = self._ref(state)
+        for pod in report.restart.restart:
+            state.restarts += 1
+            reason = report.polls[pod].reason if pod in report.polls else "failing"
+            threshold = state.agent.spec.health.failure_threshold
+            self.events(
+                ref,
+                type="Warning",
+                reason="PodRestarted",
+                message=f"deleted pod {pod}: failing for {threshold} polls in a row ({reason})",
+            )
+        if report.scale is not None:
+            state.replicas = report.scale.replicas
+            self.events(
+                ref,
+                type="Normal",
+                reason="Scaled",
+                message=f"{report.replicas_before} -> {report.scale.replicas} replicas: {report.scale.reason}",
+            )
+        verdict = _verdict(report, state.memory, threshold=state.agent.spec.health.failure_threshold)
+        if verdict != state.verdict:
+            if verdict.degraded or state.verdict is not None:
+                kind = "Warning" if verdict.degraded else "Normal"
+                self.events(ref, type=kind, reason=verdict.reason, message=verdict.message)
+            state.verdict = verdict
+            self.verdicts(state.agent.metadata.namespace, state.agent.metadata.name, verdict)
+
+    async def _write_status(self, state: _Agent, report: RoundReport) -> None:
+        health: dict[str, Any] = {
+            "healthyReplicas": report.healthy,
+            "degradedPods": [
+                f"{name}: {poll.state}" for name, poll in sorted(report.polls.items()) if poll.state != PodState.HEALTHY
+            ],
+            "restarts": state.restarts,
+        }
+        if report.scale is not None:
+            health["lastScale"] = {
+                "time": _stamp(report.checked_at),
+                "from": report.replicas_before,
+                "to": report.scale.replicas,
+                "reason": report.scale.reason,
+            }
+        due = report.checked_at - state.last_written >= HEARTBEAT_SECONDS
+        if health == {k: state.last_status.get(k) for k in health} and not due:
+            return
+        meta = state.agent.metadata
+        await self.api.patch_health_status(
+            namespace=meta.namespace, name=meta.name, status=health | {"lastHealthCheck": _stamp(report.checked_at)}
+        )
+        state.last_status, state.last_written = health, report.checked_at
+
+
+def _verdict(report: RoundReport, memory: AgentMemory, *, threshold: int) -> HealthVerdict:
+    """Degraded when the restart budget ran out, or when some pod stayed unwell for `threshold` polls.
+
+    The same hysteresis as for restarts: one slow poll does not flip the condition (and post an Event).
+    """
+    if report.restart.budget_exhausted:
+        return HealthVerdict(True, "RestartBudgetExhausted", report.restart.reason)
+    lasting = sorted(
+        name
+        for name, history in memory.histories.items()
+        if len(history) >= threshold and all(poll.state != PodState.HEALTHY for poll in list(history)[-threshold:])
+    )
+    if lasting:
+        latest = {name: memory.histories[name][-1] for name in lasting}
+        detail = "; ".join(
+            f"{name}: {poll.state}" + (f" ({poll.reason})" if poll.reason else "") for name, poll in latest.items()
+        )
+        reason = "PodsUnhealthy" if any(p.state != PodState.DEGRADED for p in latest.values()) else "PodsDegraded"
+        return HealthVerdict(True, reason, detail[:1000])
+    return HealthVerdict(False, "PodsHealthy", f"{report.healthy} of {len(report.polls)} pods healthy")
+
+
+def _stamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
