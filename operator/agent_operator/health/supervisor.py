@@ -319,7 +319,7 @@ def _verdict(report: RoundReport, memory: AgentMemory, *, threshold: int) -> Hea
         )
         reason = "PodsUnhealthy" if any(p.state != PodState.DEGRADED for p in latest.values()) else "PodsDegraded"
         return HealthVerdict(True, reason, detail[:1000])
-    return HealthVerdict(False, "PodsHealthy", f"{report.healthy} of {len(report.polls)} pods healthy")
+    return HealthVerdict(False, "AsExpected", f"no pod unwell for {threshold} polls in a row")
 
 
 def _stamp(epoch: float) -> str:

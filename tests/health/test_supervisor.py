@@ -1,0 +1,133 @@
+"""The supervisor's index and bookkeeping: pod entries, Deployment views, Events, verdicts, status writes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from agent_operator.api.v1alpha1 import AgentDeployment
+from agent_operator.health.metrics import OperatorMetrics
+from agent_operator.health.poller import Poller
+from agent_operator.health.supervisor import HealthSupervisor, HealthVerdict, deployment_view, pod_info
+
+AGENT = AgentDeployment.model_validate(
+    {
+        "metadata": {"name": "triage", "namespace": "team"},
+        "spec": {
+            "agent": {"model": "test"},
+            "security": {"auth": {"mode": "none"}},
+            "health": {"failureThreshold": 2, "startupGraceSeconds": 0, "maxRestartsPerHour": 1},
+        },
+    }
+)
+
+
+def _pod(name: str, ip: str, *, ready: bool = True, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "team", "labels": {"agentry.dev/agent": "triage"}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {
+        "metadata": meta,
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "startTime": "2026-01-01T00:00:00Z",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def test_pod_info_is_small_and_exact() -> None:
+    info = pod_info(_pod("a", "127.0.0.5", deleting=True))
+    assert info is not None
+    assert (info.name, info.ip, info.ready, info.terminating) == ("a", "127.0.0.5", True, True)
+    assert info.started_at == 1767225600.0
+
+
+def test_deployment_view() -> None:
+    body = {
+        "metadata": {"generation": 4},
+        "spec": {"replicas": 3},
+        "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3},
+    }
+    view = deployment_view(body)
+    assert view.settling == "the Deployment controller has not seen the latest spec yet"
+
+
+@dataclass
+class RecordingApi:
+    """Stands in for the API server in a unit test: one Deployment, records writes."""
+
+    deleted: list[str] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+
+    async def deployment(self, *, namespace: str, name: str) -> dict[str, Any]:
+        return {"spec": {"replicas": 1}, "status": {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1}}
+
+    async def delete_pod(self, *, namespace: str, name: str) -> None:
+        self.deleted.append(name)
+
+    async def scale_agent(self, *, namespace: str, name: str, replicas: int) -> None:
+        raise AssertionError("autoscaling is off")
+
+    async def patch_health_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.statuses.append(dict(status))
+
+
+async def test_rounds_restart_once_then_report_budget_exhausted() -> None:
+    async def unhealthy(_: web.Request) -> web.Response:
+        return web.json_response({"status": "unhealthy", "dependencies": [{"name": "database", "state": "down"}]})
+
+    app = web.Application()
+    app.router.add_get("/health", unhealthy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert site._server is not None
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    events: list[tuple[str, str]] = []
+    verdicts: list[HealthVerdict] = []
+    api = RecordingApi()
+    clock = iter(range(1_767_230_000, 1_767_240_000, 10))  # after the pods started
+    try:
+        async with aiohttp.ClientSession() as session:
+            supervisor = HealthSupervisor(
+                api=api,
+                poller=Poller(session=session, max_concurrent=4, clock=time.time),
+                events=lambda ref, *, type, reason, message: events.append((reason, message)),
+                verdicts=lambda ns, name, verdict: verdicts.append(verdict),
+                metrics=OperatorMetrics(),
+                clock=lambda: float(next(clock)),
+                port=port,
+            )
+            supervisor.on_pod_event(event_type="ADDED", body=_pod("triage-1", "127.0.0.1"))
+            supervisor.agents[("team", "triage")] = state = _new_state(supervisor)
+            for _ in range(2):
+                await supervisor._round(state)
+            supervisor.on_pod_event(event_type="DELETED", body=_pod("triage-1", "127.0.0.1"))
+            supervisor.on_pod_event(event_type="ADDED", body=_pod("triage-2", "127.0.0.1"))
+            for _ in range(2):
+                await supervisor._round(state)
+    finally:
+        await runner.cleanup()
+    assert api.deleted == ["triage-1"], "the second pod is held back by the hourly budget of 1"
+    reasons = [reason for reason, _ in events]
+    assert reasons == ["PodRestarted", "RestartBudgetExhausted"]
+    assert "database: down" in events[0][1]
+    assert "maxRestartsPerHour=1" in events[1][1]
+    assert [(v.degraded, v.reason) for v in verdicts] == [(False, "AsExpected"), (True, "RestartBudgetExhausted")]
+    assert api.statuses[-1]["restarts"] == 1
+    assert api.statuses[-1]["degradedPods"] == ["triage-2: unhealthy"]
+    assert "lastHealthCheck" in api.statuses[-1]
+
+
+def _new_state(supervisor: HealthSupervisor) -> Any:
+    from agent_operator.health.supervisor import _Agent
+
+    return _Agent(agent=AGENT, uid="u1", replicas=1, restarts=0)
