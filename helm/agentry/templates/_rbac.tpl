@@ -1,65 +1,77 @@
 {{/*
 The operator's permissions, written once and used by both RBAC modes: cluster-wide (one ClusterRole) and
-namespace-scoped (a Role in each watched namespace plus a small ClusterRole). Each rule says which code needs it.
-A test runs the real operator with exactly these rules and checks it reconciles an agent to Ready, and another
-checks that the ServiceAccount is refused what it does not need.
+namespace-scoped (a Role in each watched namespace plus a small ClusterRole). Each rule names the code that needs
+it, verb by verb; nothing is granted "just in case". Tests run the real operator with exactly these rules and
+check that it reconciles an agent to Ready without a single refusal, and that the ServiceAccount is refused what
+the operator never does (deleting nodes, creating roles, reading Secrets outside its namespaces...).
 */}}
 
 {{/* Rules on objects inside the namespaces the operator watches. */}}
 {{- define "agentry.rbac.namespacedRules" -}}
-# AgentDeployments: kopf lists and watches them, and patches them to keep its per-handler progress and the
-# last-handled configuration in annotations.
+# AgentDeployments. list/watch: kopf's watch that triggers reconciles. get: the reconciler re-reads an agent on
+# resync and when a child drifts (apply.py KubeApi.agent). patch: kopf keeps its handler progress and the
+# last-handled spec in annotations (handlers.py configure_settings). Never create, update or delete: agents
+# belong to their authors.
 - apiGroups: ["agentry.dev"]
   resources: ["agentdeployments"]
   verbs: ["get", "list", "watch", "patch"]
-# The status subresource: observedGeneration, replicas, url and the Ready/Progressing/Degraded conditions.
+# The status subresource: observedGeneration, replicas, url and the Ready/Progressing/Degraded conditions,
+# written as a merge patch (apply.py KubeApi.patch_status).
 - apiGroups: ["agentry.dev"]
   resources: ["agentdeployments/status"]
-  verbs: ["get", "patch"]
-# Children rendered per agent, applied with server-side apply (PATCH; `create` because an apply that creates the
-# object is also authorised as a create). `delete` removes a child the spec no longer asks for (the
-# PodDisruptionBudget when replicas drop to one, the HPA when autoscaling is switched off, the NetworkPolicy when
-# disabled). get/list/watch: drift is noticed and corrected when someone edits or deletes a child by hand.
+  verbs: ["patch"]
+# The scale subresource: the health monitor scales a saturated agent out and back in within its min and max
+# (health/monitor.py ClusterIO.scale).
+- apiGroups: ["agentry.dev"]
+  resources: ["agentdeployments/scale"]
+  verbs: ["patch"]
+# Each agent's children. patch + create: server-side apply (apply.py KubeApi.apply_child); the API server checks
+# `create` too when the apply creates the object (the RBAC test failed with 403 without it). list + delete: pruning a child the spec no longer asks for, found by the operator's
+# labels (KubeApi.delete_stale: the PodDisruptionBudget at one replica, the HPA when autoscaling is off...).
+# watch (with list): kopf's per-kind watches that notice a child edited or deleted by hand and restore it
+# (handlers.py CHILD_RESOURCES).
 - apiGroups: [""]
-  resources: ["configmaps", "services", "serviceaccounts"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  resources: ["serviceaccounts", "configmaps", "services"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# Deployments: as the other children, plus get: the reconciler reads the agent's Deployment for its readiness
+# when nothing was applied (KubeApi.deployment).
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-- apiGroups: ["policy"]
-  resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-- apiGroups: ["autoscaling"]
-  resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-- apiGroups: ["networking.k8s.io"]
-  resources: ["networkpolicies"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Secrets: only read, to check that the Secrets an AgentDeployment references exist (a missing one becomes a
-# Ready=False condition instead of a pod stuck in CreateContainerConfigError). Values are never copied; pods
+# Secrets: get only, by name, to check that the Secrets an agent references exist and hold the keys it names
+# (KubeApi.secret_keys); a missing one becomes Ready=False instead of a pod stuck in CreateContainerConfigError.
+# No list or watch (that would read every Secret of the namespace), and values are never copied: pods
 # reference the Secrets themselves.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# Agent pods: the health monitor lists and watches them (by label) to poll each pod's /health, and deletes a pod
-# that stays unhealthy so that its ReplicaSet replaces it.
+# Agent pods: the health monitor lists and watches them by label to poll each pod's /health, and deletes a pod
+# that stays unhealthy so that its ReplicaSet replaces it (health/monitor.py ClusterIO.pods, delete_pod).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "delete"]
-# Events: kopf posts one for each handler outcome, the operator one for each change of state and each error.
+  verbs: ["list", "watch", "delete"]
+# Events: kopf posts handler outcomes and the reconciler one per change of state or error (core v1 Events,
+# create only; kopf never updates an Event).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* Cluster-scoped reads the framework needs in both modes. */}}
 {{- define "agentry.rbac.clusterRules" -}}
-# kopf watches CustomResourceDefinitions to notice when the AgentDeployment CRD is installed, upgraded or removed
-# while it runs (without this it only discovers resources at start-up and logs a warning).
+# kopf lists and watches CustomResourceDefinitions to notice when the AgentDeployment CRD is installed, upgraded
+# or removed while it runs (without it, it logs "Not enough permissions to watch for resources" and only
+# discovers resources at start-up). Read-only: the chart, not the operator, manages the CRD.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- end }}
