@@ -43,6 +43,10 @@ RESOURCES: dict[tuple[str, str], type[NamespacedResource]] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
 }
 
+#: Kinds that may be deleted and created again when a hand edit makes apply impossible (no pods inside).
+RECREATABLE = frozenset({"ServiceAccount", "ConfigMap", "Service", "PodDisruptionBudget",
+                         "HorizontalPodAutoscaler", "NetworkPolicy"})
+
 ChildKey = tuple[str, str, str]
 """(apiVersion, kind, name) of a child."""
 
@@ -78,21 +82,36 @@ class KubeApi:
         await self._client.close()
 
     async def apply_child(self, obj: dict[str, Any], *, owner: Owner) -> Applied:
-        """Server-side apply one child with the owner reference added; ApplyError when refused."""
+        """Server-side apply one child with the owner reference added; ApplyError when refused.
+
+        When the API server refuses the merged object (422) because a hand edit left entries the operator
+        cannot remove by apply (another manager's port in a Service, say), a child that holds no running
+        workload is deleted and applied afresh. A Deployment is never recreated: that would stop its pods.
+        """
         resource = RESOURCES[(obj["apiVersion"], obj["kind"])]
-        meta = obj["metadata"]
         try:
-            stored = await self._client.patch(
-                resource,
-                meta["name"],
-                with_owner(obj, owner=owner),
-                namespace=meta["namespace"],
-                patch_type=PatchType.APPLY,
-                field_manager=FIELD_MANAGER,
-                force=True,
-            )
+            return await self._apply_once(resource, with_owner(obj, owner=owner))
         except ApiError as exc:
-            raise ApplyError(f"{obj['kind']} {meta['namespace']}/{meta['name']}: {exc.status.message}") from exc
+            if exc.status.code != 422 or obj["kind"] not in RECREATABLE or not await self._delete_owned(
+                resource, obj, owner=owner
+            ):
+                raise ApplyError(_describe(obj, exc)) from exc
+        try:
+            return await self._apply_once(resource, with_owner(obj, owner=owner))
+        except ApiError as exc:
+            raise ApplyError(_describe(obj, exc)) from exc
+
+    async def _apply_once(self, resource: type[NamespacedResource], obj: dict[str, Any]) -> Applied:
+        meta = obj["metadata"]
+        stored = await self._client.patch(
+            resource,
+            meta["name"],
+            obj,
+            namespace=meta["namespace"],
+            patch_type=PatchType.APPLY,
+            field_manager=FIELD_MANAGER,
+            force=True,
+        )
         body = _as_dict(stored)
         return Applied(
             key=key_of(obj),
@@ -100,6 +119,14 @@ class KubeApi:
             generation=int(body["metadata"].get("generation") or 0),
             body=body,
         )
+
+    async def _delete_owned(self, resource: type[NamespacedResource], obj: dict[str, Any], *, owner: Owner) -> bool:
+        meta = obj["metadata"]
+        existing = await self._get(resource, namespace=meta["namespace"], name=meta["name"])
+        if existing is None or not is_owned_by(existing, uid=owner.uid):
+            return False
+        await self._delete(resource, name=meta["name"], namespace=meta["namespace"])
+        return True
 
     async def delete_stale(
         self, *, kinds: Iterable[tuple[str, str]], namespace: str, agent: str, owner_uid: str, keep: set[ChildKey]
@@ -175,3 +202,8 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     """A lightkube object (typed or generic) as the plain JSON dict the API server sent."""
     body: dict[str, Any] = obj.to_dict()
     return body
+
+
+def _describe(obj: dict[str, Any], exc: ApiError) -> str:
+    meta = obj["metadata"]
+    return f"{obj['kind']} {meta['namespace']}/{meta['name']}: {exc.status.message}"

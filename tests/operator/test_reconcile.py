@@ -1,0 +1,307 @@
+"""The real operator against the local control plane: create, update, scale, delete, drift, Secrets, restarts.
+
+Each test runs its own `agentry-operator` process watching only the test's namespace. KWOK marks the pods
+Running and Ready, so Deployments become available without a runtime in them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from tests.kube import KubeCluster
+
+from .agents import manifest
+from .running import OperatorProcess
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+#: The CRD as committed; AGENTRY_TEST_CRD installs another file instead (to try a schema change first).
+CRD = Path(os.environ.get("AGENTRY_TEST_CRD") or Path(__file__).resolve().parents[2] / "crds"
+           / "agentry.dev_agentdeployments.yaml")
+CHILDREN = "serviceaccounts,configmaps,services,deployments,poddisruptionbudgets,horizontalpodautoscalers"
+SELECTOR = "app.kubernetes.io/managed-by=agentry"
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def crd(kube_cluster: KubeCluster) -> KubeCluster:
+    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/agentdeployments.agentry.dev", "--timeout=30s")
+    return kube_cluster
+
+
+@pytest.fixture
+def operator(crd: KubeCluster, kube_namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(kubeconfig=crd.kubeconfig, namespaces=(kube_namespace,), log=tmp_path / "operator.log")
+    process.start()
+    yield process
+    assert process.stop() == 0, process.tail()
+    assert "Traceback" not in process.log.read_text(), process.tail(200)
+
+
+class Agents:
+    """kubectl as a user drives it, in one namespace, with failures that show the operator's log."""
+
+    def __init__(self, cluster: KubeCluster, namespace: str, operator: OperatorProcess) -> None:
+        self.cluster, self.namespace, self.operator = cluster, namespace, operator
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return self.cluster.kubectl(*args, "-n", self.namespace, stdin=stdin).stdout
+
+    def apply(self, name: str, **spec: Any) -> None:
+        self.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(manifest(name, self.namespace, **spec)))
+
+    def secret(self, name: str, **data: str) -> None:
+        self.kubectl("create", "secret", "generic", name, *(f"--from-literal={k}={v}" for k, v in data.items()))
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        answer = self.cluster.kubectl("get", kind, name, "-n", self.namespace, "-o", "json", check=False)
+        return json.loads(answer.stdout) if answer.returncode == 0 else None
+
+    def items(self, kinds: str, selector: str = SELECTOR) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = json.loads(self.kubectl("get", kinds, "-l", selector, "-o", "json"))["items"]
+        return items
+
+    def until(self, probe: Callable[[], T | None], *, what: str, timeout: float = 60.0) -> T:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = probe()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout} s waiting for {what}\n--- operator log ---\n"
+                            f"{self.operator.tail()}")
+            time.sleep(0.25)
+
+    def condition(self, name: str, kind: str = "Ready") -> dict[str, Any] | None:
+        body = self.get("agentdeployment", name) or {}
+        conditions = (body.get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == kind), None)
+
+    def ready(self, name: str, *, generation: int | None = None) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            body = self.get("agentdeployment", name) or {}
+            status = body.get("status") or {}
+            condition = self.condition(name)
+            current = status.get("observedGeneration") == (generation or body["metadata"]["generation"])
+            return body if condition and condition["status"] == "True" and current else None
+
+        return self.until(probe, what=f"{name} to be Ready")
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        answer = self.kubectl("get", "events", "--field-selector",
+                              f"involvedObject.kind=AgentDeployment,involvedObject.name={name}", "-o", "json")
+        items: list[dict[str, Any]] = json.loads(answer)["items"]
+        return items
+
+
+@pytest.fixture
+def agents(crd: KubeCluster, kube_namespace: str, operator: OperatorProcess) -> Agents:
+    return Agents(crd, kube_namespace, operator)
+
+
+def _owner_uids(obj: dict[str, Any]) -> list[str]:
+    return [ref["uid"] for ref in obj["metadata"].get("ownerReferences", []) if ref.get("controller")]
+
+
+def _template_hash(deployment: dict[str, Any] | None) -> str:
+    annotations = (deployment or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
+    return str(annotations.get("agentry.dev/config-hash", ""))
+
+
+# --- create, user view -------------------------------------------------------------------------
+
+
+def test_create_makes_owned_children_and_a_ready_agent(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage", replicas=2)
+
+    agents.kubectl("wait", "--for=condition=Ready", "agentdeployment/triage", "--timeout=60s")
+
+    body = agents.ready("triage")
+    children = {(c["kind"], c["metadata"]["name"]) for c in agents.items(CHILDREN)}
+    assert children == {("ServiceAccount", "triage"), ("ConfigMap", "triage-config"), ("Service", "triage"),
+                        ("Deployment", "triage"), ("PodDisruptionBudget", "triage")}
+    assert all(_owner_uids(c) == [body["metadata"]["uid"]] for c in agents.items(CHILDREN))
+    status = body["status"]
+    assert (status["replicas"], status["readyReplicas"]) == (2, 2)
+    assert status["url"] == f"http://triage.{agents.namespace}.svc:8080"
+    assert status["selector"] == "app.kubernetes.io/instance=triage,app.kubernetes.io/name=agentry-agent"
+    assert [e["reason"] for e in agents.events("triage") if e["reason"] == "Ready"]
+
+
+def test_kubectl_get_agents_fills_the_printer_columns(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage")
+    agents.ready("triage")
+
+    header, row = agents.kubectl("get", "agents").splitlines()
+    columns = dict(zip(header.split(), row.split(), strict=True))
+    assert columns["NAME"] == "triage"
+    assert columns["MODEL"] == "test"
+    assert columns["READY"] == "True"
+    assert columns["REPLICAS"] == "1"
+    assert columns["URL"] == f"http://triage.{agents.namespace}.svc:8080"
+
+
+# --- update, scale, delete ---------------------------------------------------------------------
+
+
+def test_new_instructions_roll_the_pods(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage")
+    agents.ready("triage")
+    before = _template_hash(agents.get("deployment", "triage"))
+    old_pods = {p["metadata"]["name"] for p in agents.items("pods", "agentry.dev/agent=triage")}
+
+    agents.apply("triage", agent={"model": "test", "instructions": "Answer in French."})
+
+    agents.ready("triage", generation=2)
+    assert _template_hash(agents.get("deployment", "triage")) not in ("", before)
+    config = yaml.safe_load((agents.get("configmap", "triage-config") or {})["data"]["agent.yaml"])
+    assert config["spec"]["agent"]["instructions"] == "Answer in French."
+    agents.until(lambda: not old_pods & {p["metadata"]["name"] for p in agents.items("pods", "agentry.dev/agent=triage")
+                                         if not p["metadata"].get("deletionTimestamp")},
+                 what="the old pods to be replaced")
+
+
+def test_kubectl_scale_goes_through_the_scale_subresource(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage")
+    agents.ready("triage")
+    assert agents.get("poddisruptionbudget", "triage") is None
+    hash_before = _template_hash(agents.get("deployment", "triage"))
+
+    agents.kubectl("scale", "agentdeployment/triage", "--replicas=3")
+
+    agents.until(lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 3,
+                 what="the Deployment to follow to 3 replicas")
+    agents.until(lambda: (agents.get("agentdeployment", "triage") or {}).get("status", {}).get("replicas") == 3,
+                 what="status.replicas to follow to 3")
+    agents.ready("triage")
+    assert agents.get("poddisruptionbudget", "triage") is not None
+    assert _template_hash(agents.get("deployment", "triage")) == hash_before  # scaling does not roll pods
+
+    agents.kubectl("scale", "agentdeployment/triage", "--replicas=1")
+
+    agents.until(lambda: agents.get("poddisruptionbudget", "triage") is None, what="the PDB to be deleted at 1")
+
+
+def test_deleting_the_agent_garbage_collects_its_children(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage", replicas=2)
+    agents.ready("triage")
+
+    agents.kubectl("delete", "agentdeployment", "triage", "--wait=true", "--timeout=30s")
+
+    agents.until(lambda: not agents.items(CHILDREN + ",replicasets,pods", "agentry.dev/agent=triage"),
+                 what="the garbage collector to delete every child", timeout=90)
+
+
+# --- drift -------------------------------------------------------------------------------------
+
+
+def test_deleted_children_are_restored(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage")
+    agents.ready("triage")
+    uids = {c["kind"]: c["metadata"]["uid"] for c in agents.items(CHILDREN)}
+
+    agents.kubectl("delete", "service,configmap,deployment,serviceaccount", "-l", "agentry.dev/agent=triage")
+
+    def restored() -> bool:
+        now = {c["kind"]: c["metadata"]["uid"] for c in agents.items(CHILDREN)}
+        return set(now) == set(uids) and not set(now.values()) & set(uids.values())
+
+    agents.until(restored, what="every deleted child to come back")
+    agents.ready("triage")
+
+
+def test_edited_children_are_put_back(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage")
+    agents.ready("triage")
+    config = (agents.get("configmap", "triage-config") or {})["data"]["agent.yaml"]
+
+    agents.kubectl("patch", "configmap", "triage-config", "--type=merge", "-p", '{"data":{"agent.yaml":"junk"}}')
+    agents.kubectl("scale", "deployment/triage", "--replicas=4")
+    agents.kubectl("patch", "service", "triage", "--type=json",
+                   "-p", '[{"op":"replace","path":"/spec/ports/0/port","value":9999}]')
+
+    agents.until(lambda: (agents.get("configmap", "triage-config") or {}).get("data", {}).get("agent.yaml") == config,
+                 what="the ConfigMap to be restored")
+    agents.until(lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 1,
+                 what="the Deployment replicas to be restored")
+    agents.until(lambda: (agents.get("service", "triage") or {})["spec"]["ports"][0]["port"] == 8080,
+                 what="the Service port to be restored")
+
+
+# --- problems ----------------------------------------------------------------------------------
+
+
+def test_a_missing_secret_is_reported_then_healed_when_it_appears(agents: Agents) -> None:
+    agents.apply("triage")
+
+    condition = agents.until(lambda: (c := agents.condition("triage")) and c["reason"] == "SecretNotFound" and c,
+                             what="Ready=False with reason SecretNotFound")
+    assert condition["status"] == "False"
+    assert "Secret 'jwt' not found" in condition["message"]
+    agents.until(lambda: [e for e in agents.events("triage") if e["reason"] == "SecretNotFound"],
+                 what="a SecretNotFound Event")
+    assert agents.get("deployment", "triage") is None  # nothing is applied while a Secret is missing
+
+    agents.secret("jwt", key="k" * 32)
+
+    agents.ready("triage")
+
+
+@pytest.mark.parametrize(("agent", "reason"), [
+    ({"model": "acme-llm:large"}, "UnknownModelProvider"),
+    ({"model": "test", "outputSchema": {"type": "object", "required": "answer"}}, "InvalidOutputSchema"),
+])
+def test_what_only_the_operator_can_judge_becomes_a_condition(agents: Agents, agent: dict[str, Any],
+                                                              reason: str) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage", agent=agent)
+
+    condition = agents.until(lambda: (c := agents.condition("triage")) and c["reason"] == reason and c,
+                             what=f"Ready=False with reason {reason}")
+    assert condition["status"] == "False"
+    assert (agents.condition("triage", "Degraded") or {}).get("status") == "True"
+    agents.until(lambda: [e for e in agents.events("triage") if e["reason"] == reason], what=f"a {reason} Event")
+
+    agents.apply("triage")
+
+    agents.ready("triage")
+
+
+# --- operator restarts -------------------------------------------------------------------------
+
+
+def test_a_killed_operator_converges_after_restart_without_duplicates(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("first", replicas=2)
+    agents.apply("second")
+    agents.operator.stop(kill=True)  # mid-way: children of some agents may or may not exist yet
+
+    agents.apply("first", replicas=3)
+    agents.apply("third")
+    agents.kubectl("delete", "service", "second", "--ignore-not-found")
+    agents.operator.start()
+
+    for name in ("first", "second", "third"):
+        agents.ready(name)
+    kinds = [(c["kind"], c["metadata"]["name"]) for c in agents.items(CHILDREN + ",replicasets")]
+    assert len(kinds) == len(set(kinds))
+    assert sorted(name for kind, name in kinds if kind == "Deployment") == ["first", "second", "third"]
+    assert len([1 for kind, name in kinds if kind == "ReplicaSet" and name.startswith("first-")]) == 1
+    assert (agents.get("deployment", "first") or {})["spec"]["replicas"] == 3
+    assert agents.get("service", "second") is not None
