@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +231,16 @@ def test_notes_warn_first(tmp_path: Path) -> None:
     assert text[0].startswith("WARNING: crds.keep is false")
     assert any("kubectl get agents" in line for line in text)
     assert any("/v1/run" in line for line in text)
+
+
+def test_works_as_a_subchart(tmp_path: Path) -> None:
+    """A parent chart passes `global` to its subcharts; the closed schema must still accept it."""
+    parent = tmp_path / "platform"
+    shutil.copytree(CHART, parent / "charts" / "agentry")
+    (parent / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: agentry\n    version: 0.1.0\n"
+    )
+    values = {"global": {"imageRegistry": "registry.example.com"}, "agentry": {"crds": {"keep": True}}}
+    (parent / "values.yaml").write_text(yaml.safe_dump(values))
+    docs = objects(helm("template", "platform", str(parent), "--namespace", NAMESPACE).stdout)
+    assert one(docs, "Deployment")["metadata"]["name"] == "platform-agentry"
