@@ -77,10 +77,14 @@ async def reconcile(body: kopf.Body, retry: int, memo: Any, **_: Any) -> None:
         raise kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=delay)
 
 
-@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="forget")
-def forget(type: str, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+def _deleted(type: str, **_: Any) -> bool:
+    return type == "DELETED"
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, id="forget", when=_deleted)
+def forget(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     """Drop the memory of a deleted agent (its children go with garbage collection)."""
-    if type == "DELETED" and namespace:
+    if namespace:
         _reconciler(memo).forget(namespace=namespace, name=name)
 
 

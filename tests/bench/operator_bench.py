@@ -1,0 +1,170 @@
+"""Benchmark: `kubectl apply` of N AgentDeployments until all are Ready, against N plain Deployments.
+
+Both sides run on one local control plane in one run: the plain side applies the very Deployments the
+operator would render (same pod template, no operator involved) and waits until every one is available;
+the operator side applies N AgentDeployments and waits until every one reports Ready=True. Each round uses
+fresh namespaces, and rounds alternate which side goes first so drift hits both alike. The operator's
+resident memory is read after the largest N.
+
+    .venv/bin/python tests/bench/operator_bench.py results.json [--sizes 10 100] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from agent_operator.config import OperatorConfig  # noqa: E402
+from agent_operator.devcluster.api import ApiClient  # noqa: E402
+from agent_operator.devcluster.cluster import Cluster  # noqa: E402
+from agent_operator.render import render_deployment  # noqa: E402
+from tests.operator.agents import agent, manifest  # noqa: E402
+from tests.operator.running import OperatorProcess  # noqa: E402
+
+CRD = ROOT / "crds" / "agentry.dev_agentdeployments.yaml"
+
+
+def kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
+    """Run kubectl against the benchmark cluster; raise with stderr on failure."""
+    done = subprocess.run([str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
+                          input=stdin, capture_output=True, text=True, check=False, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr}")
+    return done.stdout
+
+
+def items(api: ApiClient, path: str) -> list[dict[str, Any]]:
+    """List objects through the API directly (lighter than a kubectl process per poll)."""
+    answer = api.request("GET", path)
+    if answer.status != 200:
+        return []
+    found: list[dict[str, Any]] = answer.json()["items"]
+    return found
+
+
+def wait_all(count: Callable[[], int], *, total: int, timeout: float) -> float:
+    """Seconds until `count()` reaches `total`, polling every 100 ms."""
+    started = time.monotonic()
+    while count() < total:
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"only {count()} of {total} ready after {timeout} s")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def plain_round(cluster: Cluster, *, namespace: str, n: int, timeout: float) -> float:
+    """Apply N Deployments as the operator renders them, and time until all are available."""
+    config = OperatorConfig()
+    docs = [render_deployment(agent(f"agent-{i}", namespace), config) for i in range(n)]
+    api = cluster.client()
+
+    def available() -> int:
+        deployments = items(api, f"/apis/apps/v1/namespaces/{namespace}/deployments")
+        return sum(1 for d in deployments
+                   if d.get("status", {}).get("availableReplicas", 0) >= d["spec"]["replicas"] >= 1)
+
+    started = time.monotonic()
+    kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    return (time.monotonic() - started) + wait_all(available, total=n, timeout=timeout)
+
+
+def operator_round(cluster: Cluster, *, namespace: str, n: int, timeout: float) -> float:
+    """Apply N AgentDeployments, and time until every one reports Ready=True."""
+    docs = [manifest(f"agent-{i}", namespace) for i in range(n)]
+    api = cluster.client()
+
+    def ready() -> int:
+        agents = items(api, f"/apis/agentry.dev/v1alpha1/namespaces/{namespace}/agentdeployments")
+        return sum(1 for a in agents if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                            for c in a.get("status", {}).get("conditions", [])))
+
+    started = time.monotonic()
+    kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    return (time.monotonic() - started) + wait_all(ready, total=n, timeout=timeout)
+
+
+def prepare(cluster: Cluster, namespace: str) -> None:
+    """A namespace with the JWT Secret every benchmark agent references."""
+    kubectl(cluster, "create", "namespace", namespace)
+    kubectl(cluster, "create", "secret", "generic", "jwt", "-n", namespace, "--from-literal=key=" + "k" * 32)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every round of every size; the operator watches exactly the namespaces of its rounds."""
+    cluster = Cluster.up(args.cluster)
+    kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(args.crd))
+    kubectl(cluster, "wait", "--for=condition=Established", "crd/agentdeployments.agentry.dev")
+    suffix = str(int(time.time()))
+    plan = [(n, r) for n in args.sizes for r in range(args.rounds)]
+    namespaces = {(n, r): (f"plain-{n}-{r}-{suffix}", f"agents-{n}-{r}-{suffix}") for n, r in plan}
+    for pair in namespaces.values():
+        for namespace in pair:
+            prepare(cluster, namespace)
+    log = Path(tempfile.mkdtemp(prefix="operator-bench-")) / "operator.log"
+    operator = OperatorProcess(kubeconfig=cluster.kubeconfig, log=log,
+                               namespaces=tuple(ns for _, ns in namespaces.values()),
+                               extra_env={"AGENTRY_LOG_FORMAT": "json", "AGENTRY_LOG_LEVEL": "warning"})
+    operator.start()
+    results: dict[str, Any] = {"sizes": {}, "operator_log": str(log)}
+    try:
+        for n, r in plan:
+            plain_ns, agents_ns = namespaces[(n, r)]
+            sides = [("plain", plain_round, plain_ns), ("operator", operator_round, agents_ns)]
+            if r % 2:
+                sides.reverse()
+            timings = {name: round(fn(cluster, namespace=ns, n=n, timeout=args.timeout), 3) for name, fn, ns in sides}
+            entry = results["sizes"].setdefault(str(n), {"plain_s": [], "operator_s": []})
+            entry["plain_s"].append(timings["plain"])
+            entry["operator_s"].append(timings["operator"])
+            print(f"N={n} round {r}: plain {timings['plain']:.2f}s, operator {timings['operator']:.2f}s",
+                  file=sys.stderr, flush=True)
+            if n == max(args.sizes) and r == args.rounds - 1:
+                results["operator_rss_mib_at_max_n"] = round(operator.rss_bytes() / 2**20, 1)
+        for entry in results["sizes"].values():
+            entry["ratio_best"] = round(min(entry["operator_s"]) / min(entry["plain_s"]), 2)
+            entry["ratio_mean"] = round(sum(entry["operator_s"]) / sum(entry["plain_s"]), 2)
+    finally:
+        operator.stop()
+        for pair in namespaces.values():
+            for namespace in pair:
+                kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
+        if not args.keep_cluster:
+            cluster.down()
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    results["target"] = "operator within 1.5x of plain Deployments"
+    return results
+
+
+def main() -> int:
+    """Parse arguments, run, write the JSON results."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("output", help="file to write the JSON results to")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100], help="agents per round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per size (alternating which side goes first)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds a round may take")
+    parser.add_argument("--cluster", default="bench-operator", help="local cluster name")
+    parser.add_argument("--crd", type=Path, default=CRD, help="CRD file to install (default: the committed one)")
+    parser.add_argument("--keep-cluster", action="store_true", help="leave the cluster running afterwards")
+    args = parser.parse_args()
+    results = run(args)
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
