@@ -44,6 +44,28 @@ def test_rendering_accepted_by_the_api_server(
         done = kube_cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=text)
     applied = [line for line in done.stdout.splitlines() if "(server dry run)" in line]
     assert len(applied) == len([d for d in yaml.safe_load_all(text) if d]), done.stdout
+    assert "PodSecurity" not in done.stderr, done.stderr
+
+
+def test_pod_security_check_is_live(kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path) -> None:
+    """The check above can fail: a weakened security context draws the API server's PodSecurity warning."""
+    values = {"crds": {"enabled": False}, "securityContext": {"allowPrivilegeEscalation": True}}
+    text = render(values, tmp_path, namespace=kube_namespace)
+    done = kube_cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=text)
+    assert 'would violate PodSecurity "restricted' in done.stderr
+
+
+@pytest.fixture
+def kube_namespace(kube_namespace: str, kube_cluster: KubeCluster) -> str:
+    """The test's namespace with the `restricted` Pod Security Standard enforced by the API server's admission."""
+    kube_cluster.kubectl(
+        "label",
+        "namespace",
+        kube_namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    )
+    return kube_namespace
 
 
 def _bumped_chart(tmp: Path) -> Path:
@@ -70,6 +92,7 @@ def test_install_upgrade_uninstall(kube_cluster: KubeCluster, kube_namespace: st
     ns = kube_namespace
     install(kube_cluster, ns, {}, tmp_path)
     deployment = get_json(kube_cluster, "deployment", RELEASE, "-n", ns)
+    # Its pod was admitted under the enforced `restricted` Pod Security Standard.
     assert deployment["status"].get("readyReplicas") == 1
     crd = get_json(kube_cluster, "crd", CRD_NAME)
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
