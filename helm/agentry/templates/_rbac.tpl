@@ -26,24 +26,25 @@ the operator never does (deleting nodes, creating roles, reading Secrets outside
   resources: ["agentdeployments/scale"]
   verbs: ["patch"]
 # Each agent's children. patch + create: server-side apply (apply.py KubeApi.apply_child); the API server checks
-# `create` too when the apply creates the object (the RBAC test failed with 403 without it). list + delete: pruning a child the spec no longer asks for, found by the operator's
-# labels (KubeApi.delete_stale: the PodDisruptionBudget at one replica, the HPA when autoscaling is off...).
+# `create` too when the apply creates the object (the RBAC test failed with 403 without it). list + delete:
+# pruning a child the spec no longer asks for, found by the operator's labels (KubeApi.delete_stale: the
+# PodDisruptionBudget at one replica, the HPA when autoscaling is off...).
 # watch (with list): kopf's per-kind watches that notice a child edited or deleted by hand and restore it
-# (handlers.py CHILD_RESOURCES).
+# (handlers.py CHILD_RESOURCES). get: when a hand edit makes the apply impossible (422), a child without pods
+# inside is read to check the agent owns it, then deleted and applied afresh (KubeApi._delete_owned); the
+# Deployment also for its readiness (KubeApi.deployment).
 - apiGroups: [""]
   resources: ["serviceaccounts", "configmaps", "services"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
-# Deployments: as the other children, plus get: the reconciler reads the agent's Deployment for its readiness
-# when nothing was applied (KubeApi.deployment).
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
