@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agent_operator import apply, handlers
 from agent_operator.config import ENV_PREFIX, OperatorConfig
 from tests.helm.chart import CHART, NAMESPACE, ROOT, helm, objects, one, pick, render, values_args
 
@@ -244,3 +245,29 @@ def test_works_as_a_subchart(tmp_path: Path) -> None:
     (parent / "values.yaml").write_text(yaml.safe_dump(values))
     docs = objects(helm("template", "platform", str(parent), "--namespace", NAMESPACE).stdout)
     assert one(docs, "Deployment")["metadata"]["name"] == "platform-agentry"
+
+
+def _grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
+@pytest.mark.parametrize("case", ["defaults", "namespaced"])
+def test_rbac_covers_every_kind_the_operator_watches_and_applies(
+    renderings: dict[str, list[dict[str, Any]]], case: str
+) -> None:
+    """A child kind added to the operator without a rule here fails fast, before the cluster tests."""
+    docs = renderings[case]
+    role = pick(docs, "Role")[0] if case == "namespaced" else one(docs, "ClusterRole")
+    granted = _grants(role["rules"])
+    for group, _version, plural in handlers.CHILD_RESOURCES:
+        assert {"get", "list", "watch", "create", "patch", "delete"} <= granted[(group, plural)], plural
+    for api_version in {key[0] for key in apply.RESOURCES}:
+        group = api_version.rpartition("/")[0]
+        assert any(g == group for g, _ in granted), api_version
+    assert granted[("agentry.dev", "agentdeployments/status")] == {"patch"}
+    assert granted[("", "secrets")] == {"get"}
