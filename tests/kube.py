@@ -89,7 +89,7 @@ def kube_cluster() -> Iterator[KubeCluster]:
                           kubectl_path=cluster.bin_dir / "kubectl", helm_path=cluster.bin_dir / "helm",
                           pod_network=ipaddress.IPv4Network(pod_cidr(cluster.layout.octet)))
     finally:
-        cluster.down()
+        cluster.down(purge=True)
 
 
 def _namespace_name(test_name: str) -> str:
