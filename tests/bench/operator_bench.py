@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from agent_operator.config import OperatorConfig  # noqa: E402
 from agent_operator.devcluster.api import ApiClient  # noqa: E402
 from agent_operator.devcluster.cluster import Cluster  # noqa: E402
+from agent_operator.devcluster.components import kwok_node  # noqa: E402
 from agent_operator.render import render_deployment  # noqa: E402
 from tests.operator.agents import agent, manifest  # noqa: E402
 from tests.operator.running import OperatorProcess  # noqa: E402
@@ -67,9 +69,14 @@ def wait_all(count: Callable[[], int], *, total: int, timeout: float) -> float:
 
 
 def plain_round(cluster: Cluster, *, namespace: str, n: int, timeout: float) -> float:
-    """Apply N Deployments as the operator renders them, and time until all are available."""
+    """Apply N Deployments as the operator renders them, and time until all are available.
+
+    The pods run as the namespace's default ServiceAccount: the per-agent one is the operator's to create.
+    """
     config = OperatorConfig()
     docs = [render_deployment(agent(f"agent-{i}", namespace), config) for i in range(n)]
+    for doc in docs:
+        del doc["spec"]["template"]["spec"]["serviceAccountName"]
     api = cluster.client()
 
     def available() -> int:
@@ -97,6 +104,15 @@ def operator_round(cluster: Cluster, *, namespace: str, n: int, timeout: float) 
     return (time.monotonic() - started) + wait_all(ready, total=n, timeout=timeout)
 
 
+def add_nodes(cluster: Cluster, *, pods: int) -> None:
+    """Enough KWOK nodes for `pods` (the cluster's own node takes 110 pods, as a kubelet would)."""
+    api = cluster.client()
+    for index in range(pods // 100 + 1):
+        answer = api.request("POST", "/api/v1/nodes", kwok_node(f"bench-node-{index}"))
+        if answer.status not in (201, 409):
+            raise RuntimeError(f"creating a KWOK node failed: {answer.body}")
+
+
 def prepare(cluster: Cluster, namespace: str) -> None:
     """A namespace with the JWT Secret every benchmark agent references."""
     kubectl(cluster, "create", "namespace", namespace)
@@ -110,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     kubectl(cluster, "wait", "--for=condition=Established", "crd/agentdeployments.agentry.dev")
     suffix = str(int(time.time()))
     plan = [(n, r) for n in args.sizes for r in range(args.rounds)]
+    add_nodes(cluster, pods=2 * sum(n for n, _ in plan))
     namespaces = {(n, r): (f"plain-{n}-{r}-{suffix}", f"agents-{n}-{r}-{suffix}") for n, r in plan}
     for pair in namespaces.values():
         for namespace in pair:
@@ -160,6 +177,7 @@ def main() -> int:
     parser.add_argument("--crd", type=Path, default=CRD, help="CRD file to install (default: the committed one)")
     parser.add_argument("--keep-cluster", action="store_true", help="leave the cluster running afterwards")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop the operator and the cluster
     results = run(args)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
