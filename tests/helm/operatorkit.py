@@ -60,8 +60,11 @@ def chart_environment(cluster: KubeCluster, namespace: str) -> dict[str, str]:
         if value is None and item.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
             value = namespace
         env[item["name"]] = "" if value is None else str(value)
-    # Outside a pod the liveness endpoint must not clash with another test's: a free loopback port.
+    # Outside a pod the endpoints must not clash with another process's: free loopback ports.
     env["AGENTRY_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/healthz"
+    if env.get("AGENTRY_METRICS_ENDPOINT"):
+        env["AGENTRY_METRICS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/metrics"
+    env["AGENTRY_METRICS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/metrics"
     env["AGENTRY_LOG_FORMAT"] = "text"
     return env
 
