@@ -5,6 +5,8 @@ The HTTP layer reads from it; tests build one with their own services or model.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +33,12 @@ from .services.protocols import ServiceHealth
 from .services.redis_cache import RedisCache
 from .settings import RuntimeSettings
 from .stats import RecentRequests
+
+
+log = logging.getLogger(__name__)
+
+#: Seconds the audit trail gets to stop its flusher at shutdown before the queue is stored directly.
+AUDIT_CLOSE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -148,10 +156,25 @@ class Runtime:
         await self.runner.close()
         try:
             await self.audit.flush()
-            await self.audit.close()
+            await self._close_audit()
         finally:
             self._guard = None
             await self.container.close()
+
+    async def _close_audit(self) -> None:
+        """Close the audit trail, but never let a stuck flusher task hang the shutdown.
+
+        On Python 3.11 `asyncio.wait_for` can swallow a cancellation that races with its inner
+        future finishing, and then a cancelled background task keeps running. If closing takes
+        longer than AUDIT_CLOSE_TIMEOUT, the queue is stored directly, so no record is lost.
+        """
+        closing = asyncio.ensure_future(self.audit.close())
+        try:
+            async with asyncio.timeout(AUDIT_CLOSE_TIMEOUT):
+                await asyncio.shield(closing)
+        except TimeoutError:
+            log.error("audit flusher did not stop; storing the queued records directly")
+            await self.audit.flush()
 
     def _build_guard(self) -> Guard:
         security = self.config.spec.security
