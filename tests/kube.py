@@ -106,3 +106,27 @@ def kube_namespace(kube_cluster: KubeCluster, request: pytest.FixtureRequest) ->
                .returncode == 0, what=f"the default ServiceAccount of {name}")
     yield name
     kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def install_crd(cluster: KubeCluster, manifest: str, name: str) -> None:
+    """Apply a CRD (server-side) and wait until the API server serves it.
+
+    `kubectl wait --for=condition=Established` fails outright when it runs before the API server has written
+    any condition, so the wait polls the condition itself.
+    """
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "--field-manager=agentry-tests", "-f", "-", stdin=manifest
+    )
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+    eventually(lambda: cluster.kubectl("get", f"crd/{name}", "-o", f"jsonpath={jsonpath}").stdout == "True",
+               what=f"CRD {name} to be Established")
+
+
+@pytest.fixture(scope="session")
+def agentry_crd(kube_cluster: KubeCluster) -> KubeCluster:
+    """The cluster with the AgentDeployment CRD generated from the models installed."""
+    from agent_operator.api import v1alpha1 as api
+    from agent_operator.api.crdgen import render_crd
+
+    install_crd(kube_cluster, render_crd(), f"{api.PLURAL}.{api.GROUP}")
+    return kube_cluster

@@ -9,7 +9,7 @@ annotations added by other tools) are left alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
-from lightkube.resources.core_v1 import ConfigMap, Secret, Service, ServiceAccount
+from lightkube.resources.core_v1 import ConfigMap, Pod, Secret, Service, ServiceAccount
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
@@ -195,6 +195,26 @@ class KubeApi:
             {"status": dict(status)},
             namespace=namespace,
             patch_type=PatchType.MERGE,
+        )
+
+
+    # --- the health monitor's calls -----------------------------------------------------------
+
+    async def delete_pod(self, *, namespace: str, name: str) -> None:
+        """Delete a pod so that its ReplicaSet replaces it (gone already is fine)."""
+        await self._delete(Pod, name=name, namespace=namespace)
+
+    async def scale_agent(self, *, namespace: str, name: str, replicas: int) -> None:
+        """Set spec.replicas through the AgentDeployment's scale subresource, as an autoscaler does."""
+        await self._client.patch(
+            AgentResource.Scale, name, {"spec": {"replicas": replicas}}, namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+    async def patch_health_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the health monitor's status fields (the reconciler's fields stay)."""
+        await self._client.patch(
+            AgentResource.Status, name, {"status": dict(status)}, namespace=namespace, patch_type=PatchType.MERGE
         )
 
 

@@ -59,6 +59,9 @@ class OperatorConfig:
     """
     health_poll_concurrency: int = 64
     """Pod health polls in flight at once across all agents; bounds sockets and memory at many pods."""
+    metrics_endpoint: str = "http://0.0.0.0:9090/metrics"
+    """Where the operator serves its Prometheus metrics (host, port; the path is always /metrics); empty turns
+    it off."""
     retry_base_seconds: float = 2.0
     """First delay before a failed reconcile (missing Secret, API error) is retried; it doubles per attempt."""
     retry_max_seconds: float = 60.0
@@ -153,6 +156,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "watch_timeout_seconds": _positive(int),
     "event_level": _choice("debug", "info", "warning", "error"),
     "health_poll_concurrency": _positive(int),
+    "metrics_endpoint": _endpoint,
     "retry_base_seconds": _positive(float),
     "retry_max_seconds": _positive(float),
     "resync_seconds": _positive(float),

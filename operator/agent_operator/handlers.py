@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any, cast
 
+import aiohttp
 import kopf
+from pydantic import ValidationError
 
 from .api import v1alpha1 as api
 from .apply import KubeApi
 from .config import OperatorConfig
-from .reconcile import Reconciler
+from .health.metrics import OperatorMetrics, serve_metrics
+from .health.poller import Poller
+from .health.supervisor import HealthSupervisor
+from .reconcile import Reconciler, parse_agent
 from .render.labels import MANAGED_BY, MANAGED_BY_VALUE
 
 #: (group/version, plural) of every child kind the operator watches for drift, with its own label selector.
@@ -45,21 +51,35 @@ def _reconciler(memo: Any) -> Reconciler:
     return cast(Reconciler, memo.reconciler)
 
 
+def _health(memo: Any) -> HealthSupervisor:
+    return cast(HealthSupervisor, memo.health)
+
+
 @kopf.on.startup()
 async def start(memo: Any, **_: Any) -> None:
-    """One API client and one reconciler for the process, and the resync loop."""
+    """One API client, one reconciler, one health supervisor for the process; the resync loop; metrics."""
     config = _config(memo)
     memo.kube = KubeApi(config=config)
+    memo.metrics = OperatorMetrics()
     memo.reconciler = Reconciler(kube=memo.kube, config=config, events=_post_event)
     memo.resync = asyncio.create_task(memo.reconciler.resync_forever(), name="agentry-resync")
+    memo.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=config.health_poll_concurrency))
+    poller = Poller(session=memo.http, max_concurrent=config.health_poll_concurrency, clock=time.time)
+    memo.health = HealthSupervisor(api=memo.kube, poller=poller, events=_post_event,
+                                   verdicts=memo.reconciler.set_health, metrics=memo.metrics)
+    memo.metrics_server = await serve_metrics(memo.metrics, endpoint=config.metrics_endpoint)
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
-    """Stop the resync loop and close the connection pool."""
+    """Stop the health daemons and the resync loop, close the connection pools."""
+    await _health(memo).close()
     memo.resync.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await memo.resync
+    if memo.metrics_server is not None:
+        await memo.metrics_server.cleanup()
+    await memo.http.close()
     await memo.kube.close()
 
 
@@ -69,8 +89,11 @@ async def stop(memo: Any, **_: Any) -> None:
 async def reconcile(body: kopf.Body, retry: int, memo: Any, **_: Any) -> None:
     """Reconcile; a problem (missing Secret, bad schema, unknown provider) is retried with a growing delay."""
     delay = _config(memo).retry_delay(retry)
+    with contextlib.suppress(ValidationError):  # an invalid spec gets its condition from the reconciler
+        _health(memo).ensure(body, parse_agent(body))
     try:
-        problem = await _reconciler(memo).reconcile(dict(body), retry_here=False)
+        with memo.metrics.reconcile_seconds.time():
+            problem = await _reconciler(memo).reconcile(dict(body), retry_here=False)
     except Exception as exc:  # API errors, timeouts: same backoff, and kopf logs (and posts) the error
         raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=delay) from exc
     if problem is not None:
@@ -86,6 +109,7 @@ def forget(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     """Drop the memory of a deleted agent (its children go with garbage collection)."""
     if namespace:
         _reconciler(memo).forget(namespace=namespace, name=name)
+        _health(memo).forget(namespace, name)
 
 
 async def child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
@@ -96,6 +120,12 @@ async def child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
 for _group, _version, _plural in CHILD_RESOURCES:
     _groupversion = f"{_group}/{_version}" if _group else _version
     kopf.on.event(_groupversion, _plural, id=f"child-{_plural}", labels=OWNED)(child_event)
+
+
+@kopf.on.event("v1", "pods", id="pods", labels=OWNED)
+def pod_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Keep the health monitor's pod index current (a small entry per pod, found by label server-side)."""
+    _health(memo).on_pod_event(event_type=type, body=body)
 
 
 def configure_settings(settings: kopf.OperatorSettings, *, config: OperatorConfig) -> None:
@@ -110,7 +140,7 @@ def configure_settings(settings: kopf.OperatorSettings, *, config: OperatorConfi
     settings.watching.client_timeout = config.watch_timeout_seconds + 60
     settings.watching.connect_timeout = min(10.0, config.request_timeout_seconds)
     selector = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
-    for group, _, plural in CHILD_RESOURCES:
+    for group, _, plural in (*CHILD_RESOURCES, ("", "v1", "pods")):
         settings.watching.label_selectors[(group or "v1", plural)] = selector
     # Progress and the last handled spec live in annotations: the CRD's structural schema prunes status.kopf.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.agentry.dev")

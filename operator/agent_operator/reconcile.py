@@ -24,6 +24,7 @@ from .api.base import error_lines
 from .apply import Applied, ApplyError, ChildKey, KubeApi, key_of
 from .checks import Problem, check_secrets, check_spec
 from .config import OperatorConfig
+from .health.policy import HealthVerdict
 from .render import CHILD_KINDS, Owner, render_children
 from .render.labels import AGENT
 from .status import StatusPatch, compute_status, is_degraded, status_changed, transitions
@@ -92,6 +93,7 @@ class Reconciler:
         self._kube, self._config, self._events = kube, config, events
         self._now, self._monotonic = now, monotonic
         self._agents: dict[tuple[str, str], AgentState] = {}
+        self._health: dict[tuple[str, str], HealthVerdict] = {}
 
     # --- triggers ------------------------------------------------------------------------------
 
@@ -146,6 +148,14 @@ class Reconciler:
     def forget(self, *, namespace: str, name: str) -> None:
         """Drop the memory of a deleted agent."""
         self._agents.pop((namespace, name), None)
+        self._health.pop((namespace, name), None)
+
+    def set_health(self, namespace: str, name: str, verdict: HealthVerdict) -> None:
+        """Take the health monitor's new verdict; the status follows on the next resync tick."""
+        self._health[(namespace, name)] = verdict
+        state = self._agents.get((namespace, name))
+        if state is not None:
+            state.due = min(state.due, self._monotonic())
 
     async def resync_forever(self, *, tick: float = 1.0, concurrency: int = 8) -> None:
         """Reconcile every known agent whose resync or retry is due; runs until cancelled."""
@@ -242,12 +252,13 @@ class Reconciler:
     ) -> None:
         """Write status when it changed, and post an Event for each change of state."""
         before = list((previous or {}).get("conditions") or [])
+        meta = state.agent.metadata
         new = compute_status(state.agent, generation=state.generation, observed_generation=observed,
-                             deployment=deployment, problem=state.problem, previous=before, now=self._now())
+                             deployment=deployment, problem=state.problem, previous=before, now=self._now(),
+                             health=self._health.get((meta.namespace, meta.name)))
         if not status_changed(previous, new):
             state.status = new
             return
-        meta = state.agent.metadata
         await self._kube.patch_status(namespace=meta.namespace, name=meta.name, status=new)
         state.status = new
         kind = "Warning" if is_degraded(new["conditions"]) else "Normal"

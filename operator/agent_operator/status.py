@@ -16,6 +16,7 @@ from typing import Any, NotRequired, TypedDict, cast
 from agent_operator.api.v1alpha1 import AgentDeployment
 
 from .checks import Problem
+from .health.policy import HealthVerdict
 from .render.labels import selector_string
 from .render.service import service_url
 
@@ -107,14 +108,21 @@ def compute_status(
     problem: Problem | None,
     previous: Sequence[Mapping[str, Any]],
     now: datetime,
+    health: HealthVerdict | None = None,
 ) -> StatusPatch:
     """The status to write.
+
+    `health` is the health monitor's verdict: when pods stay unwell or the restart budget ran out, Degraded
+    turns True with its reason even though the Deployment itself is fine.
 
     `observed_generation` is the generation last applied: the agent's own after a successful reconcile,
     the previous status's value when only the Deployment moved.
     """
     status = (deployment or {}).get("status") or {}
     wanted = _conditions(generation=generation, observed=observed_generation, deployment=deployment, problem=problem)
+    if health is not None and health.degraded:
+        wanted = [(DEGRADED, "True", health.reason, health.message) if kind == DEGRADED and status == "False"
+                  else (kind, status, reason, message) for kind, status, reason, message in wanted]
     return {
         "observedGeneration": observed_generation,
         "replicas": int(status.get("replicas", 0)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from agent_operator.api.crdgen import render_crd
 from tests.kube import KubeCluster
 
 from .bad_manifests import BAD_MANIFESTS
@@ -15,10 +14,8 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
-def crd_installed(kube_cluster: KubeCluster) -> KubeCluster:
-    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=render_crd())
-    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/agentdeployments.agentry.dev")
-    return kube_cluster
+def crd_installed(agentry_crd: KubeCluster) -> KubeCluster:
+    return agentry_crd
 
 
 def _dry_run(cluster: KubeCluster, namespace: str, manifest: dict[str, object]) -> tuple[int, str]:

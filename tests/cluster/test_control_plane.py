@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent_operator.devcluster.versions import PINNED
-from tests.kube import KubeCluster, eventually
+from tests.kube import KubeCluster, eventually, install_crd
 
 pytestmark = pytest.mark.cluster
 
@@ -132,8 +132,7 @@ def test_service_account_token_is_held_to_its_role(kube_cluster: KubeCluster, ku
 
 
 def test_agentry_crd_installs_and_serves_agents(kube_cluster: KubeCluster, kube_namespace: str) -> None:
-    kube_cluster.kubectl("apply", "--server-side", "-f", str(CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/agentdeployments.agentry.dev", "--timeout=30s")
+    install_crd(kube_cluster, CRD.read_text(), "agentdeployments.agentry.dev")
 
     # Discovery can lag the Established condition by a moment; kubectl must then find the short name `agents`.
     answer = eventually(lambda: _succeeded(kube_cluster, "get", "agents", "-n", kube_namespace),

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from agent_operator.api.v1alpha1 import AgentDeployment
 from agent_operator.health.metrics import OperatorMetrics
+from agent_operator.health.policy import HealthVerdict
 from agent_operator.health.poller import Poller
-from agent_operator.health.supervisor import HealthSupervisor, HealthVerdict, deployment_view, pod_info
+from agent_operator.health.supervisor import HealthSupervisor, deployment_view, pod_info
 
 AGENT = AgentDeployment.model_validate(
     {

@@ -32,13 +32,15 @@ class OperatorProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
+    metrics_port: int = 0
 
     def start(self, *, timeout: float = 30.0) -> None:
         """Start and wait until kopf's liveness endpoint answers (the operator is watching by then)."""
-        self.port = free_ports(1)[0]
+        self.port, self.metrics_port = free_ports(2)
         env = {**os.environ, **TEST_SETTINGS, **self.extra_env, "KUBECONFIG": str(self.kubeconfig),
                "AGENTRY_NAMESPACES": ",".join(self.namespaces),
-               "AGENTRY_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz"}
+               "AGENTRY_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
+               "AGENTRY_METRICS_ENDPOINT": f"http://127.0.0.1:{self.metrics_port}/metrics"}
         binary = Path(sys.executable).parent / "agentry-operator"
         with self.log.open("ab") as out:
             self.process = subprocess.Popen([str(binary)], stdout=out, stderr=subprocess.STDOUT, env=env,

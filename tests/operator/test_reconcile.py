@@ -7,7 +7,6 @@ Running and Ready, so Deployments become available without a runtime in them.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,19 +22,14 @@ from .running import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
-#: The CRD as committed; AGENTRY_TEST_CRD installs another file instead (to try a schema change first).
-CRD = Path(os.environ.get("AGENTRY_TEST_CRD") or Path(__file__).resolve().parents[2] / "crds"
-           / "agentry.dev_agentdeployments.yaml")
 CHILDREN = "serviceaccounts,configmaps,services,deployments,poddisruptionbudgets,horizontalpodautoscalers"
 SELECTOR = "app.kubernetes.io/managed-by=agentry"
 T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def crd(kube_cluster: KubeCluster) -> KubeCluster:
-    kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/agentdeployments.agentry.dev", "--timeout=30s")
-    return kube_cluster
+def crd(agentry_crd: KubeCluster) -> KubeCluster:
+    return agentry_crd
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 if TYPE_CHECKING:
     from .monitor import RoundReport
@@ -56,3 +58,20 @@ class OperatorMetrics:
             direction = "out" if report.scale.replicas > report.replicas_before else "in"
             self.scale_actions.labels(direction=direction).inc()
         self.round_seconds.observe(seconds)
+
+
+async def serve_metrics(metrics: OperatorMetrics, *, endpoint: str) -> web.AppRunner | None:
+    """Serve /metrics in Prometheus text format at `endpoint` (http://host:port/...); None when it is empty."""
+    if not endpoint:
+        return None
+    url = urlsplit(endpoint)
+
+    async def handle(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, url.hostname or "0.0.0.0", url.port or 9090).start()
+    return runner

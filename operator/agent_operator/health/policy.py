@@ -90,6 +90,15 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+@dataclass(frozen=True)
+class HealthVerdict:
+    """What the health daemon concludes about an agent, for its Degraded condition."""
+
+    degraded: bool
+    reason: str
+    message: str
+
+
 # --- restarts ----------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from agent_operator.api.wiring import RUNTIME_PORT
 
 from .metrics import OperatorMetrics
 from .monitor import AgentMemory, PodInfo, RoundReport, run_round
-from .policy import DeploymentView, PodState
+from .policy import DeploymentView, HealthVerdict, PodState
 from .poller import Poller
 
 logger = logging.getLogger(__name__)
@@ -54,15 +54,6 @@ class EventSink(Protocol):
 
     def __call__(self, ref: dict[str, Any], *, type: str, reason: str, message: str) -> None:
         """Post one Event."""
-
-
-@dataclass(frozen=True)
-class HealthVerdict:
-    """What the health daemon concludes about an agent, for its Degraded condition."""
-
-    degraded: bool
-    reason: str
-    message: str
 
 
 VerdictSink = Callable[[str, str, HealthVerdict], None]
