@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 import time
 from typing import Any, cast
 
@@ -37,10 +39,32 @@ CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
 OWNED = {MANAGED_BY: MANAGED_BY_VALUE}
+logger = logging.getLogger(__name__)
+
+
+_poster: contextvars.Context | None = None
+"""A context of one of kopf's workers: kopf.event finds its Event queue there, and only there.
+
+The resync loop (and anything else started at start-up) runs outside every worker, so its Events are posted
+through this context, taken from the first handler that runs (every agent the loop knows came from one).
+"""
+
+
+def _remember_poster() -> None:
+    global _poster
+    if _poster is None:
+        _poster = contextvars.copy_context()
 
 
 def _post_event(ref: dict[str, Any], *, type: str, reason: str, message: str) -> None:
-    kopf.event(cast(kopf.Body, ref), type=type, reason=reason, message=message[:1024])
+    body, text = cast(kopf.Body, ref), message[:1024]
+    try:
+        kopf.event(body, type=type, reason=reason, message=text)
+    except LookupError:  # not in a kopf worker
+        if _poster is None:
+            logger.warning("Event not posted (no kopf worker yet): %s %s: %s", type, reason, text)
+            return
+        _poster.run(kopf.event, body, type=type, reason=reason, message=text)
 
 
 def _config(memo: Any) -> OperatorConfig:
@@ -88,6 +112,7 @@ async def stop(memo: Any, **_: Any) -> None:
 @kopf.on.update(api.GROUP, api.VERSION, api.PLURAL, id="reconcile")
 async def reconcile(body: kopf.Body, retry: int, memo: Any, **_: Any) -> None:
     """Reconcile; a problem (missing Secret, bad schema, unknown provider) is retried with a growing delay."""
+    _remember_poster()
     delay = _config(memo).retry_delay(retry)
     with contextlib.suppress(ValidationError):  # an invalid spec gets its condition from the reconciler
         _health(memo).ensure(body, parse_agent(body))
@@ -114,6 +139,7 @@ def forget(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
 
 async def child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     """A child changed or vanished: restore it when someone else did it; follow the Deployment's readiness."""
+    _remember_poster()
     await _reconciler(memo).on_child_event(event_type=type, body=dict(body))
 
 
@@ -130,8 +156,6 @@ def pod_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
 
 def configure_settings(settings: kopf.OperatorSettings, *, config: OperatorConfig) -> None:
     """Settings for many agents: server-side selectors, bounded timeouts, few Events, annotations only."""
-    import logging
-
     settings.posting.level = getattr(logging, config.event_level.upper())
     settings.posting.reporting_component = "agentry-operator"
     settings.networking.request_timeout = config.request_timeout_seconds
