@@ -23,6 +23,7 @@ from agent_operator.api.crdgen import render_crd
 from agent_operator.api.wiring import RUNTIME_PORT
 from agent_operator.devcluster.cluster import Cluster, ClusterError, clusters_dir
 from agent_operator.devcluster.commands import Subparsers, dev_subparsers
+from agent_operator.devcluster.network import free_ports
 from agent_operator.devcluster.versions import cache_root
 
 from .podrunner import AGENT_LABEL, PodRunner, run_forever
@@ -137,7 +138,14 @@ def _bring_up(name: str) -> None:
     for what in PROCESSES:
         _stop(what, folder=folder)
     _step("starting the operator and the pod runner")
-    _spawn("operator", [str(bin_dir / "agentry-operator")], folder=folder, env=env | {"AGENTRY_LOG_FORMAT": "text"})
+    liveness, metrics = free_ports(2)
+    operator_env = env | {
+        "AGENTRY_LOG_FORMAT": "text",
+        # On the host, pods' runtimes listen on 127.x:8080, so the operator's endpoints take other ports.
+        "AGENTRY_LIVENESS_ENDPOINT": f"http://127.0.0.1:{liveness}/healthz",
+        "AGENTRY_METRICS_ENDPOINT": f"http://127.0.0.1:{metrics}/metrics",
+    }
+    _spawn("operator", [str(bin_dir / "agentry-operator")], folder=folder, env=operator_env)
     _spawn("pod-runner", [str(bin_dir / "agentry"), "dev", "pod-runner", "--name", name], folder=folder, env=env)
     _step(f"applying the sample agent {DEMO_NAMESPACE}/{DEMO_AGENT}")
     key = _demo_key(cluster)

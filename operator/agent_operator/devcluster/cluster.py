@@ -20,7 +20,7 @@ from agent_operator.devcluster.build import ensure_built
 from agent_operator.devcluster.components import COMMANDS, kwok_node
 from agent_operator.devcluster.layout import COMPONENTS, Layout, Ports, kubeconfig_document, read_state
 from agent_operator.devcluster.network import HOST, choose_octet, free_ports, is_listening
-from agent_operator.devcluster.pki import CLIENTS, write_pki
+from agent_operator.devcluster.pki import CLIENTS, pki_complete, write_pki
 from agent_operator.devcluster.versions import cache_root
 
 NODE_NAME = "kwok-node-0"
@@ -217,7 +217,7 @@ def _new_layout(*, name: str, root: Path, bin_dir: Path) -> Layout:
     shutil.rmtree(layout.etcd_data, ignore_errors=True)
     shutil.rmtree(layout.logs, ignore_errors=True)
     layout.logs.mkdir(parents=True)
-    if not layout.pki.cert("ca").exists():
+    if not pki_complete(layout.pki.root):
         write_pki(root=layout.pki.root, now=datetime.datetime.now(datetime.UTC))
     for user in CLIENTS:
         document = kubeconfig_document(layout=layout, user=user)

@@ -134,6 +134,13 @@ def _write(paths: PkiPaths, name: str, issued: Issued) -> None:
     key_path.write_bytes(issued.key)
 
 
+def pki_complete(root: Path) -> bool:
+    """Whether every file `write_pki` makes is there (a folder from an older version may lack some)."""
+    paths = PkiPaths(root)
+    names = ("ca", "apiserver", "sa", *CLIENTS)
+    return all(paths.cert(name).exists() and paths.key(name).exists() for name in names)
+
+
 def write_pki(*, root: Path, now: datetime.datetime, server_ips: tuple[str, ...] = ("127.0.0.1",)) -> PkiPaths:
     """Create (or replace) the CA, serving cert, client certs and SA key pair of one cluster under `root`."""
     root.mkdir(parents=True, exist_ok=True)
