@@ -102,16 +102,38 @@ async def store(*, runtime: Runtime, request: RunRequest, outcome: RunOutcome, e
 
 
 async def load(*, runtime: Runtime, run_id: str) -> dict[str, Any]:
-    """A stored result, from the cache when it was read recently; 404 when there is none."""
-    cache = runtime.services.cache
-    cached = await cache.get(RESULT_KEY + run_id)
+    """A stored result, from the cache when it was read recently; 404 when there is none.
+
+    The cache is an optimisation: when it fails the database answers; when the database fails the
+    caller gets 503 with Retry-After, not a 500.
+    """
+    cached = await _cache_get(runtime, RESULT_KEY + run_id)
     if cached is not None:
         return dict(json.loads(cached))
-    stored = await runtime.services.database.get_result(run_id)
+    try:
+        stored = await runtime.services.database.get_result(run_id)
+    except Exception as exc:
+        log.error("reading a result failed", exc_info=exc)
+        raise ApiError(503, "database_unavailable", "results cannot be read now; retry later", retry_after=5) from None
     if stored is None:
         raise ApiError(404, "not_found", f"no result with id {run_id!r}")
-    await cache.set(RESULT_KEY + run_id, json.dumps(stored))
+    await _cache_set(runtime, RESULT_KEY + run_id, json.dumps(stored))
     return dict(stored)
+
+
+async def _cache_get(runtime: Runtime, key: str) -> str | None:
+    try:
+        return await runtime.services.cache.get(key)
+    except Exception as exc:
+        log.warning("cache read failed", exc_info=exc)
+        return None
+
+
+async def _cache_set(runtime: Runtime, key: str, value: str) -> None:
+    try:
+        await runtime.services.cache.set(key, value)
+    except Exception as exc:
+        log.warning("cache write failed", exc_info=exc)
 
 
 async def execute_batch(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from agent_runtime import runs
+from agent_runtime.errors import ApiError
 from agent_runtime.ops import health_report
 
 from .harness import Backend
@@ -29,3 +33,16 @@ async def test_stop_closes_services_and_is_not_ready(runtime_backend: Backend) -
     await runtime.stop()
     assert not runtime.ready
     assert not runtime.container.started
+
+
+async def test_reading_a_result_with_the_database_down_is_a_503(runtime_backend: Backend) -> None:
+    runtime = runtime_backend.runtime()
+    await runtime.start()
+    try:
+        await runtime.services.database.close()
+        with pytest.raises(ApiError) as refused:
+            await runs.load(runtime=runtime, run_id="abc")
+    finally:
+        await runtime.stop()
+    assert (refused.value.status, refused.value.kind) == (503, "database_unavailable")
+    assert refused.value.retry_after == 5

@@ -52,11 +52,12 @@ class SqliteDatabase:
     async def start(self) -> None:
         """Open the file (creating its directory) and the tables."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await aiosqlite.connect(self.path, timeout=self._timeout)
+        # Autocommit: a single-statement write is its own transaction, one hop to the SQLite thread
+        # instead of two (execute, commit); multi-row writes open their transaction explicitly.
+        self._conn = await aiosqlite.connect(self.path, timeout=self._timeout, isolation_level=None)
         await self._conn.execute("PRAGMA journal_mode=WAL")
         await self._conn.execute("PRAGMA synchronous=NORMAL")
         await self._conn.executescript(SCHEMA)
-        await self._conn.commit()
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
@@ -79,7 +80,6 @@ class SqliteDatabase:
         await self.conn.execute(
             "INSERT OR REPLACE INTO run_results (run_id, result) VALUES (?, ?)", (run_id, json.dumps(result))
         )
-        await self.conn.commit()
 
     async def get_result(self, run_id: str) -> Mapping[str, Any] | None:
         """The stored result, or None."""
@@ -90,14 +90,15 @@ class SqliteDatabase:
     async def append_audit(self, rows: list[AuditRow]) -> None:
         """Insert all rows in one transaction; a duplicate seq rolls back the whole batch."""
         values = [(row.seq, row.prev_hash, row.hash, json.dumps(row.record)) for row in rows]
+        await self.conn.execute("BEGIN IMMEDIATE")
         try:
             await self.conn.executemany(
                 "INSERT INTO audit_log (seq, prev_hash, hash, record) VALUES (?, ?, ?, ?)", values
             )
-            await self.conn.commit()
         except BaseException:
-            await self.conn.rollback()
+            await self.conn.execute("ROLLBACK")
             raise
+        await self.conn.execute("COMMIT")
 
     async def last_audit(self) -> AuditRow | None:
         """The row with the highest seq, or None."""
