@@ -61,14 +61,6 @@ def exists(cluster: KubeCluster, *args: str) -> bool:
     return cluster.kubectl("get", *args, check=False).returncode == 0
 
 
-def ensure_crd(cluster: KubeCluster, manifest: str, name: str) -> None:
-    """Apply a CRD (server-side) and wait until the API server serves it."""
-    cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "--field-manager=agentry-tests", "-f", "-", stdin=manifest
-    )
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=30s")
-
-
 @contextmanager
 def namespaces(cluster: KubeCluster, count: int) -> Iterator[list[str]]:
     """Extra namespaces for one test (watched, or deliberately not watched), deleted afterwards."""

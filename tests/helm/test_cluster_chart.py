@@ -15,7 +15,6 @@ from tests.helm.clusterkit import (
     SERVICE_MONITOR_CRD,
     can_i,
     create_agent,
-    ensure_crd,
     exists,
     get_json,
     install,
@@ -24,7 +23,7 @@ from tests.helm.clusterkit import (
     uninstall,
 )
 from tests.helm.test_render import MATRIX
-from tests.kube import KubeCluster
+from tests.kube import KubeCluster, install_crd
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -36,7 +35,7 @@ def test_rendering_accepted_by_the_api_server(
     """Server-side dry run of each rendering of the matrix (watched namespaces replaced by real ones)."""
     values: dict[str, Any] = dict(MATRIX[case])
     if values.get("metrics", {}).get("serviceMonitor", {}).get("enabled"):
-        ensure_crd(kube_cluster, SERVICE_MONITOR_CRD, "servicemonitors.monitoring.coreos.com")
+        install_crd(kube_cluster, SERVICE_MONITOR_CRD, "servicemonitors.monitoring.coreos.com")
     with namespaces(kube_cluster, 2) as extra:
         if "watchNamespaces" in values:
             values["watchNamespaces"] = extra

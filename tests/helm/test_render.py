@@ -25,6 +25,7 @@ MATRIX: dict[str, dict[str, Any]] = {
     "servicemonitor": {
         "metrics": {"enabled": True, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}
     },
+    "metrics-off": {"metrics": {"enabled": False}},
     "custom": {
         "image": {"repository": "registry.example.com/agentry", "tag": "dev", "pullPolicy": "Always"},
         "runtimeImage": {"repository": "registry.example.com/runtime", "digest": "sha256:" + "a" * 64},
@@ -185,8 +186,16 @@ def test_servicemonitor(renderings: dict[str, list[dict[str, Any]]]) -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
 
 
-def test_metrics_off_by_default(renderings: dict[str, list[dict[str, Any]]]) -> None:
+def test_metrics_on_by_default(renderings: dict[str, list[dict[str, Any]]]) -> None:
     docs = renderings["defaults"]
+    assert _env(docs)["AGENTRY_METRICS_ENDPOINT"] == "http://0.0.0.0:9090/metrics"
+    assert one(docs, "Service")["spec"]["ports"][0]["port"] == 9090
+    assert [p["name"] for p in _container(docs)["ports"]] == ["health", "metrics"]
+
+
+def test_metrics_off(renderings: dict[str, list[dict[str, Any]]]) -> None:
+    docs = renderings["metrics-off"]
+    assert _env(docs)["AGENTRY_METRICS_ENDPOINT"] == ""
     assert pick(docs, "Service") == []
     assert [p["name"] for p in _container(docs)["ports"]] == ["health"]
 

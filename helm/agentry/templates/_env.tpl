@@ -33,10 +33,9 @@ the variable, when a value is invalid.
   value: {{ $op.resyncSeconds | toString | quote }}
 - name: AGENTRY_NETWORK_POLICY
   value: {{ $op.networkPolicy | toString | quote }}
-{{- if .Values.metrics.enabled }}
-- name: AGENTRY_METRICS_PORT
-  value: {{ .Values.metrics.port | toString | quote }}
-{{- end }}
+# Prometheus metrics (path /metrics); empty turns them off.
+- name: AGENTRY_METRICS_ENDPOINT
+  value: {{ ternary (printf "http://0.0.0.0:%d/metrics" (int .Values.metrics.port)) "" .Values.metrics.enabled | quote }}
 # The agents' NetworkPolicies admit the operator's namespace, so that its health poller reaches the pods.
 - name: AGENTRY_OPERATOR_NAMESPACE
   valueFrom:
