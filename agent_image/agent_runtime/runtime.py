@@ -34,7 +34,6 @@ from .services.redis_cache import RedisCache
 from .settings import RuntimeSettings
 from .stats import RecentRequests
 
-
 log = logging.getLogger(__name__)
 
 #: Seconds the audit trail gets to stop its flusher at shutdown before the queue is stored directly.
