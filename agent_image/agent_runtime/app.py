@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -16,6 +17,8 @@ from .openapi import openapi_document
 from .ops import ops_routes
 from .routes import v1_routes
 from .runtime import Runtime
+
+log = logging.getLogger("agentry.runtime")
 
 #: Version reported in the OpenAPI document.
 API_VERSION = "v1"
@@ -32,7 +35,12 @@ def build_app(runtime: Runtime) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await runtime.start()
+        try:
+            await runtime.start()
+        except Exception as exc:
+            # One readable line first; uvicorn then logs the traceback and exits with code 3.
+            log.error("start-up failed: %s", exc)
+            raise
         try:
             yield
         finally:

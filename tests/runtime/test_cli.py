@@ -53,3 +53,15 @@ def test_bad_configuration_exits_2_naming_the_key(
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_an_unreachable_database_fails_the_start_with_one_clear_line(tmp_path: Path) -> None:
+    spec = merge(base_spec(), {"services": {"database": {"urlSecretRef": {"name": "pg", "key": "url"}}}})
+    env = {
+        "AGENTRY_SECRET_JWT__KEY": "k" * 32,
+        "AGENTRY_SECRET_PG__URL": "postgresql://u:hunter2-secret@127.0.0.1:9/db",
+    }
+    result = run_cli(tmp_path, spec, env)
+    assert result.returncode == 3
+    assert "start-up failed: service database failed to start: cannot reach PostgreSQL" in result.stdout
+    assert "hunter2-secret" not in result.stdout + result.stderr
