@@ -299,3 +299,25 @@ def test_a_killed_operator_converges_after_restart_without_duplicates(agents: Ag
     assert len([1 for kind, name in kinds if kind == "ReplicaSet" and name.startswith("first-")]) == 1
     assert (agents.get("deployment", "first") or {})["spec"]["replicas"] == 3
     assert agents.get("service", "second") is not None
+
+
+def test_a_secret_deleted_later_is_noticed_and_healed_by_the_retry_loop(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage")
+    agents.ready("triage")
+
+    agents.kubectl("delete", "secret", "jwt")
+    agents.kubectl("delete", "service", "triage")  # any trigger will do; the drift one is the quickest
+
+    agents.until(lambda: (c := agents.condition("triage")) and c["reason"] == "SecretNotFound",
+                 what="Ready=False with reason SecretNotFound")
+    assert agents.get("service", "triage") is None  # nothing is applied while a Secret is missing
+    readies = len([e for e in agents.events("triage") if e["reason"] == "Ready"])
+
+    agents.secret("jwt", key="k" * 32)  # no event of the operator's sees this: the retry loop must
+
+    agents.ready("triage")
+    agents.until(lambda: agents.get("service", "triage"), what="the Service to be restored")
+    agents.until(lambda: len([e for e in agents.events("triage") if e["reason"] == "Ready"]) > readies,
+                 what="a new Ready Event")
+    assert "Event not posted" not in agents.operator.log.read_text()
