@@ -137,7 +137,7 @@ class Reconciler:
             await self.reconcile_named(namespace=namespace, name=owner)
             return
         async with state.lock:  # after our own apply has finished and been recorded
-            drifted = event_type == "DELETED" or _drifted(state, body)
+            drifted = event_type == "DELETED" or is_drift(state, body)
             if not drifted and body.get("kind") == "Deployment" and meta.get("name") == owner:
                 await self._publish(state, deployment=body, observed=state.generation, previous=state.status)
         if drifted:
@@ -267,7 +267,7 @@ class Reconciler:
             self._events(state.ref(), type=kind, reason=change.reason, message=message)
 
 
-def _drifted(state: AgentState, body: Mapping[str, Any]) -> bool:
+def is_drift(state: AgentState, body: Mapping[str, Any]) -> bool:
     """Whether a child event shows someone else's write (ours are recorded when applied)."""
     kind = body.get("kind", "")
     meta = body.get("metadata") or {}
