@@ -50,6 +50,26 @@ spec:
 """
 
 
+HEALING_AGENT = """
+apiVersion: agentry.dev/v1alpha1
+kind: AgentDeployment
+metadata:
+  name: {name}
+spec:
+  agent:
+    model: test
+  security:
+    auth:
+      secretRef: {{name: {name}-jwt, key: key}}
+  health:
+    pollIntervalSeconds: 2
+    failureThreshold: 1
+    startupGraceSeconds: 0
+    restartCooldownSeconds: 0
+"""
+"""An agent whose health monitor restarts an unreachable pod at once (KWOK pods never answer /health)."""
+
+
 def get_json(cluster: KubeCluster, *args: str) -> dict[str, Any]:
     """`kubectl get ... -o json`, parsed."""
     found: dict[str, Any] = json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
@@ -130,12 +150,12 @@ def service_account(namespace: str) -> str:
     return f"system:serviceaccount:{namespace}:{RELEASE}"
 
 
-def create_agent(cluster: KubeCluster, namespace: str, name: str) -> None:
-    """A minimal agent and the Secret it names, in `namespace`."""
+def create_agent(cluster: KubeCluster, namespace: str, name: str, *, manifest: str = MINIMAL_AGENT) -> None:
+    """An agent (minimal unless told) and the Secret it names, in `namespace`."""
     cluster.kubectl(
         "create", "secret", "generic", f"{name}-jwt", "-n", namespace, f"--from-literal=key={secrets.token_hex(32)}"
     )
-    cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", stdin=MINIMAL_AGENT.format(name=name))
+    cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", stdin=manifest.format(name=name))
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:

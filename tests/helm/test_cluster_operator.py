@@ -1,6 +1,8 @@
-"""The chart's RBAC is sufficient: the real operator, as the chart's ServiceAccount, makes an agent Ready.
+"""The chart's RBAC is sufficient: the real operator, as the chart's ServiceAccount, does its whole job.
 
-In both RBAC modes, without one refusal in its log; in namespace mode it leaves other namespaces alone.
+In both RBAC modes, without one refusal in its log: an agent becomes Ready, hand-deleted and hand-edited children
+are restored, the health monitor replaces a pod that does not answer; in namespace mode other namespaces are left
+alone.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helm.clusterkit import create_agent, get_json, install, namespaces, uninstall, wait_ready
+from tests.helm.clusterkit import HEALING_AGENT, create_agent, get_json, install, namespaces, uninstall, wait_ready
 from tests.helm.operatorkit import chart_environment, forbidden_lines, running_operator, service_account_kubeconfig
 from tests.kube import KubeCluster, eventually
 
@@ -54,6 +56,22 @@ def restore_after_hand_edits(cluster: KubeCluster, namespace: str, agent: str) -
     wait_ready(cluster, namespace, agent)
 
 
+def _pod_uids(cluster: KubeCluster, namespace: str, agent: str) -> set[str]:
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", f"agentry.dev/agent={agent}")["items"]
+    return {pod["metadata"]["uid"] for pod in pods}
+
+
+def restart_unhealthy_pod(cluster: KubeCluster, namespace: str) -> None:
+    """The health monitor's path: watch the agent's pods, poll them, delete the one that does not answer."""
+    create_agent(cluster, namespace, "healer", manifest=HEALING_AGENT)
+    first = eventually(lambda: _pod_uids(cluster, namespace, "healer"), timeout=60, what="the healer's pod")
+    eventually(
+        lambda: _pod_uids(cluster, namespace, "healer") - first,
+        timeout=60,
+        what="the unreachable pod to be deleted by the health monitor and replaced",
+    )
+
+
 @pytest.mark.parametrize("mode", ["cluster", "namespaced"])
 def test_operator_with_chart_rbac_reconciles_to_ready(
     kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path, mode: str
@@ -71,6 +89,7 @@ def test_operator_with_chart_rbac_reconciles_to_ready(
                     agent = wait_ready(kube_cluster, watched, "hello")
                     assert agent["status"]["url"]
                     restore_after_hand_edits(kube_cluster, watched, "hello")
+                    restart_unhealthy_pod(kube_cluster, watched)
                     if mode == "cluster":
                         wait_ready(kube_cluster, elsewhere, "other")
                     else:

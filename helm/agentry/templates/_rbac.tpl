@@ -15,13 +15,14 @@ the operator never does (deleting nodes, creating roles, reading Secrets outside
 - apiGroups: ["agentry.dev"]
   resources: ["agentdeployments"]
   verbs: ["get", "list", "watch", "patch"]
-# The status subresource: observedGeneration, replicas, url and the Ready/Progressing/Degraded conditions,
-# written as a merge patch (apply.py KubeApi.patch_status).
+# The status subresource: observedGeneration, replicas, url and the Ready/Progressing/Degraded conditions from
+# the reconciler, healthyReplicas, degradedPods, restarts and lastScale from the health monitor; merge patches
+# (apply.py KubeApi.patch_status, patch_health_status).
 - apiGroups: ["agentry.dev"]
   resources: ["agentdeployments/status"]
   verbs: ["patch"]
-# The scale subresource: the health monitor scales a saturated agent out and back in within its min and max
-# (health/monitor.py ClusterIO.scale).
+# The scale subresource: the health monitor scales a saturated agent out and back in within its min and max,
+# as an HPA would (KubeApi.scale_agent).
 - apiGroups: ["agentry.dev"]
   resources: ["agentdeployments/scale"]
   verbs: ["patch"]
@@ -55,8 +56,9 @@ the operator never does (deleting nodes, creating roles, reading Secrets outside
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# Agent pods: the health monitor lists and watches them by label to poll each pod's /health, and deletes a pod
-# that stays unhealthy so that its ReplicaSet replaces it (health/monitor.py ClusterIO.pods, delete_pod).
+# Agent pods: kopf lists and watches them by label for the health monitor's pod index (handlers.py pod_event),
+# which polls each pod's /health; a pod that stays unhealthy is deleted so that its ReplicaSet replaces it
+# (KubeApi.delete_pod). No get, no exec, no logs.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "delete"]
