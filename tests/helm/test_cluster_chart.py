@@ -135,6 +135,11 @@ NEVER = [
     ("impersonate", "serviceaccounts"),
     ("create", "serviceaccounts/token"),
     ("escalate", "roles"),
+    ("get", "pods/log"),
+    ("create", "pods"),
+    ("delete", "events"),
+    ("update", "agentdeployments.agentry.dev/status"),
+    ("create", "agentdeployments.agentry.dev"),
 ]
 
 
@@ -154,6 +159,9 @@ def test_service_account_is_least_privilege(
             assert not can_i(kube_cluster, sa, "delete", "nodes", namespace=None)
             assert can_i(kube_cluster, sa, "get", "secrets", namespace=watched)
             assert can_i(kube_cluster, sa, "patch", "agentdeployments.agentry.dev/status", namespace=watched)
+            assert can_i(kube_cluster, sa, "patch", "agentdeployments.agentry.dev/scale", namespace=watched)
+            assert can_i(kube_cluster, sa, "delete", "pods", namespace=watched)
+            assert can_i(kube_cluster, sa, "create", "events", namespace=watched)
             assert can_i(kube_cluster, sa, "watch", "customresourcedefinitions", namespace=None)
             if mode == "namespaced":
                 # Outside its namespaces it may not even read a Secret or an agent.

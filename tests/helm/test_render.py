@@ -279,4 +279,5 @@ def test_rbac_covers_every_kind_the_operator_watches_and_applies(
         group = api_version.rpartition("/")[0]
         assert any(g == group for g, _ in granted), api_version
     assert granted[("agentry.dev", "agentdeployments/status")] == {"patch"}
+    assert granted[("agentry.dev", "agentdeployments/scale")] == {"patch"}
     assert granted[("", "secrets")] == {"get"}
