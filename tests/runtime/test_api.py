@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -127,6 +128,8 @@ async def test_mode_none_needs_no_token(runtime_backend: Backend) -> None:
     assert response.status_code == 200
 
 
+#: Nesting deeper than the JSON parser's recursion limit, small enough to pass the size limit.
+DEEP = b"[" * 1900 + b"]" * 1900
 BAD_REQUESTS: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("not json", b"{prompt:", {}, 400, "not valid JSON"),
     ("empty body", b"", {}, 400, "empty"),
@@ -142,8 +145,15 @@ BAD_REQUESTS: list[tuple[str, bytes, dict[str, str], int, str]] = [
         "context: Input should be a valid dictionary",
     ),
     ("unknown field", b'{"prompt": "x", "temperature": 2}', {}, 422, "temperature: Extra inputs are not permitted"),
-    ("too large", b'{"prompt": "' + b"x" * 5000 + b'"}', {}, 413, "larger than 4096 bytes"),
-    ("deeply nested", b'{"prompt": "x", "context": ' + b'{"a":' * 100_0 + b"1" + b"}" * 1000 + b"}", {}, 413, "larger"),
+    ("just too large", b'{"prompt": "' + b"x" * 5000 + b'"}', {}, 413, "larger than 4096 bytes"),
+    ("too large", b'{"prompt": "' + b"y" * 100_000 + b'"}', {}, 413, "larger than 4096 bytes"),
+    (
+        "deeply nested",
+        b'{"prompt": "x", "context": {"a": ' + b"[" * 1900 + b"]" * 1900 + b"}}",
+        {},
+        400,
+        "not valid JSON",
+    ),
 ]
 
 
@@ -270,3 +280,19 @@ async def test_concurrent_runs_all_answered(runtime_backend: Backend) -> None:
                 *(client.post("/v1/run", json={"prompt": f"p{i}"}, headers=auth()) for i in range(12))
             )
     assert sorted(r.json()["output"] for r in responses) == sorted(f"echo: p{i}" for i in range(12))
+
+
+async def test_a_chunked_body_is_cut_off_at_the_limit(runtime_backend: Backend) -> None:
+    runtime = runtime_backend.runtime(settings=RuntimeSettings(max_body_bytes=4096))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"prompt": "'
+        for _ in range(100):
+            yield b"z" * 1000
+        yield b'"}'
+
+    with serving(runtime) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            response = await client.post("/v1/run", content=chunks(), headers=auth())
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
