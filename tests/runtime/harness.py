@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic_ai.models import Model
 
 from agent_operator.api import wiring
@@ -119,3 +121,13 @@ def serving(runtime: Runtime) -> Iterator[str]:
     """The runtime's app on a real uvicorn (with the SIGTERM-draining server class) in a thread."""
     with serve_in_thread(build_app(runtime), server_class=DrainingServer, runtime=runtime) as url:
         yield url
+
+
+async def wait_for_load(client: httpx.AsyncClient, *, in_flight: int, queued: int) -> dict[str, Any]:
+    """Poll /health until the runtime reports this load (at most 5 s), and return that report."""
+    async with asyncio.timeout(5):
+        while True:
+            report: dict[str, Any] = (await client.get("/health")).json()
+            if (report["inFlight"], report["queued"]) == (in_flight, queued):
+                return report
+            await asyncio.sleep(0.02)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 
@@ -35,3 +41,27 @@ def serve_in_thread(
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def chat_completions_app(requests: list[dict[str, Any]], *, delay: float = 0.0) -> Starlette:
+    """A stand-in for an OpenAI-compatible model server: echoes the last user message after `delay` seconds."""
+
+    async def completions(request: Request) -> JSONResponse:
+        body = await request.json()
+        requests.append({"authorization": request.headers.get("authorization"), "body": body})
+        await asyncio.sleep(delay)
+        last = body["messages"][-1]["content"]
+        return JSONResponse(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"echo: {last}"}}
+                ],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+            }
+        )
+
+    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])

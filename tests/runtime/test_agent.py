@@ -12,10 +12,6 @@ import pytest
 from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.models.test import TestModel
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from agent_operator.api.v1alpha1 import AgentSpec
 from agent_runtime.agent import build_agent, build_model, model_settings, schema_problems, usage_limits
@@ -24,7 +20,7 @@ from agent_runtime.services.memory_cache import MemoryCache
 from agent_runtime.services.sqlite import SqliteDatabase
 
 from .models import structured_model, tool_then_text
-from .servers import serve_in_thread
+from .servers import chat_completions_app, serve_in_thread
 
 SCHEMA = {
     "type": "object",
@@ -156,29 +152,6 @@ def test_an_invalid_output_schema_is_named() -> None:
 
 
 # --- the OpenAI-compatible path, against a local stand-in server -------------------------------
-
-
-def chat_completions_app(requests: list[dict[str, Any]]) -> Starlette:
-    """Answers /v1/chat/completions in OpenAI's format, echoing the last user message."""
-
-    async def completions(request: Request) -> JSONResponse:
-        body = await request.json()
-        requests.append({"authorization": request.headers.get("authorization"), "body": body})
-        last = body["messages"][-1]["content"]
-        return JSONResponse(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 1700000000,
-                "model": body["model"],
-                "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"echo: {last}"}}
-                ],
-                "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
-            }
-        )
-
-    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
 
 
 @pytest.fixture

@@ -6,21 +6,20 @@ import asyncio
 
 import httpx
 
-from .harness import Backend, auth, serving
+from .harness import Backend, auth, serving, wait_for_load
 from .models import echo_model
 
 SMALL = {"concurrency": {"maxConcurrentRequests": 2, "maxQueuedRequests": 2, "requestTimeoutSeconds": 10}}
 
 
 async def test_saturation_is_refused_with_retry_after_then_recovers(runtime_backend: Backend) -> None:
-    runtime = runtime_backend.runtime(SMALL, model=echo_model(delay=0.6))
+    runtime = runtime_backend.runtime(SMALL, model=echo_model(delay=1.5))
     with serving(runtime) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             burst = [
                 asyncio.create_task(client.post("/v1/run", json={"prompt": f"p{i}"}, headers=auth())) for i in range(10)
             ]
-            await asyncio.sleep(0.3)
-            health = (await client.get("/health")).json()
+            health = await wait_for_load(client, in_flight=2, queued=2)
             responses = await asyncio.gather(*burst)
             after = await client.post("/v1/run", json={"prompt": "again"}, headers=auth())
             metrics = (await client.get("/metrics")).text

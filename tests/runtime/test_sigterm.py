@@ -21,9 +21,10 @@ from agent_runtime.services.build import build_database
 from .harness import Backend, auth
 from .process import running_runtime, write_manifest
 from .servers import serve_in_thread
+from .test_backpressure import wait_for_load
 
 #: Seconds the stand-in model takes per answer, so requests are in flight when SIGTERM arrives.
-MODEL_DELAY = 0.4
+MODEL_DELAY = 0.5
 
 
 def slow_chat_app() -> Starlette:
@@ -69,7 +70,7 @@ async def test_sigterm_drains_in_flight_requests_and_keeps_every_audit_record(
             load = [
                 asyncio.create_task(client.post("/v1/run", json={"prompt": f"p{i}"}, headers=auth())) for i in range(16)
             ]
-            await asyncio.sleep(MODEL_DELAY / 2)
+            await wait_for_load(client, in_flight=4, queued=12)  # all 16 admitted before the signal
             proc.process.send_signal(signal.SIGTERM)
             responses = await asyncio.gather(*load, return_exceptions=True)
         exit_code = proc.wait()
