@@ -3,7 +3,8 @@
 Both sides run on one local control plane in one run: the plain side applies the very Deployments the
 operator would render (same pod template, no operator involved) and waits until every one is available;
 the operator side applies N AgentDeployments and waits until every one reports Ready=True. Each round uses
-fresh namespaces, and rounds alternate which side goes first so drift hits both alike. The operator's
+fresh namespaces (deleted before the next round starts), and rounds alternate which side goes first so drift
+hits both alike. The operator's
 resident memory is read after the largest N.
 
 KWOK pods run no process, so every health poll of the operator finds its pod unreachable. The benchmark agents
@@ -120,9 +121,24 @@ def add_nodes(cluster: Cluster, *, pods: int) -> None:
             raise RuntimeError(f"creating a KWOK node failed: {answer.body}")
 
 
+def clean(cluster: Cluster, namespaces: tuple[str, ...], *, timeout: float) -> None:
+    """Delete a round's namespaces and wait until they are gone (untimed).
+
+    Every round then starts on the same cluster, and the Service range (a /24) never runs out.
+    """
+    for namespace in namespaces:
+        kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
+    api = cluster.client()
+    wait_all(lambda: sum(api.request("GET", f"/api/v1/namespaces/{ns}").status == 404 for ns in namespaces),
+             total=len(namespaces), timeout=timeout)
+
+
 def prepare(cluster: Cluster, namespace: str) -> None:
-    """A namespace with the JWT Secret every benchmark agent references."""
+    """A namespace with its default ServiceAccount (pods need it) and the JWT Secret every agent references."""
     kubectl(cluster, "create", "namespace", namespace)
+    api = cluster.client()
+    wait_all(lambda: int(api.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default").status == 200),
+             total=1, timeout=60)
     kubectl(cluster, "create", "secret", "generic", "jwt", "-n", namespace, "--from-literal=key=" + "k" * 32)
 
 
@@ -133,20 +149,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     kubectl(cluster, "wait", "--for=condition=Established", "crd/agentdeployments.agentry.dev")
     suffix = str(int(time.time()))
     plan = [(n, r) for n in args.sizes for r in range(args.rounds)]
-    add_nodes(cluster, pods=2 * sum(n for n, _ in plan))
+    add_nodes(cluster, pods=4 * max(args.sizes))
     namespaces = {(n, r): (f"plain-{n}-{r}-{suffix}", f"agents-{n}-{r}-{suffix}") for n, r in plan}
-    for pair in namespaces.values():
-        for namespace in pair:
-            prepare(cluster, namespace)
     log = Path(tempfile.mkdtemp(prefix="operator-bench-")) / "operator.log"
     operator = OperatorProcess(kubeconfig=cluster.kubeconfig, log=log,
                                namespaces=tuple(ns for _, ns in namespaces.values()),
-                               extra_env={"AGENTRY_LOG_FORMAT": "json", "AGENTRY_LOG_LEVEL": "warning"})
+                               extra_env={"AGENTRY_LOG_FORMAT": "json", "AGENTRY_LOG_LEVEL": "warning",
+                                          "AGENTRY_RETRY_BASE_SECONDS": "2", "AGENTRY_RETRY_MAX_SECONDS": "60"})
     operator.start()
     results: dict[str, Any] = {"sizes": {}, "operator_log": str(log)}
     try:
         for n, r in plan:
             plain_ns, agents_ns = namespaces[(n, r)]
+            for namespace in (plain_ns, agents_ns):
+                prepare(cluster, namespace)
             sides = [("plain", plain_round, plain_ns), ("operator", operator_round, agents_ns)]
             if r % 2:
                 sides.reverse()
@@ -156,8 +172,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             entry["operator_s"].append(timings["operator"])
             print(f"N={n} round {r}: plain {timings['plain']:.2f}s, operator {timings['operator']:.2f}s",
                   file=sys.stderr, flush=True)
-            if n == max(args.sizes) and r == args.rounds - 1:
-                results["operator_rss_mib_at_max_n"] = round(operator.rss_bytes() / 2**20, 1)
+            if n == max(args.sizes):
+                rss = round(operator.rss_bytes() / 2**20, 1)
+                results["operator_rss_mib_at_max_n"] = max(rss, results.get("operator_rss_mib_at_max_n", 0.0))
+            clean(cluster, (plain_ns, agents_ns), timeout=args.timeout)
         for entry in results["sizes"].values():
             ratios = sorted(o / p for o, p in zip(entry["operator_s"], entry["plain_s"], strict=True))
             entry["ratio_per_round"] = [round(r, 2) for r in ratios]
@@ -165,9 +183,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             entry["ratio_of_means"] = round(sum(entry["operator_s"]) / sum(entry["plain_s"]), 2)
     finally:
         operator.stop()
-        for pair in namespaces.values():
-            for namespace in pair:
-                kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
         if not args.keep_cluster:
             cluster.down()
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
