@@ -18,10 +18,9 @@ from starlette.routing import Route
 from agent_runtime.security.audit import verify_chain
 from agent_runtime.services.build import build_database
 
-from .harness import Backend, auth
+from .harness import Backend, auth, wait_for_load
 from .process import running_runtime, write_manifest
 from .servers import serve_in_thread
-from .test_backpressure import wait_for_load
 
 #: Seconds the stand-in model takes per answer, so requests are in flight when SIGTERM arrives.
 MODEL_DELAY = 0.5
