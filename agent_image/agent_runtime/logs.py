@@ -13,6 +13,9 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+#: Loggers held at WARNING whatever the level: they would log request URLs.
+QUIET_LOGGERS = ("httpx", "httpcore", "openai")
+
 
 class JsonFormatter(logging.Formatter):
     """Formats a record as `{"time", "level", "logger", "message", ...fields}`."""
@@ -45,3 +48,6 @@ def configure_logging(*, level: str = "info", stream: TextIO | None = None) -> N
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # HTTP clients log every URL at INFO; a tool's URL path can carry personal data the model chose.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
