@@ -150,14 +150,14 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """`redis-server` on a free loopback port, no RDB snapshots, no AOF."""
+@contextlib.contextmanager
+def running_redis(port: int | None = None) -> Iterator[RedisServer]:
+    """`redis-server` on a loopback port (a free one unless given), no RDB snapshots, no AOF; stopped after."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server not found: apt-get install redis-server")
     root = Path(tempfile.mkdtemp(prefix="agentry-redis-"))
-    port, log = free_port(), root / "redis.log"
+    port, log = port or free_port(), root / "redis.log"
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(root)]
     with log.open("wb") as log_file:
         process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
@@ -173,6 +173,13 @@ def redis_server() -> Iterator[RedisServer]:
             process.kill()
             process.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The session's Redis."""
+    with running_redis() as server:
+        yield server
 
 
 def _wait_for_redis(server: RedisServer, process: subprocess.Popen[bytes]) -> None:

@@ -227,7 +227,8 @@ def _pod_runner(args: argparse.Namespace) -> int:
         print(f"error: no local cluster named {args.name!r}; run `agentry dev up` first", file=sys.stderr)
         return 1
     kubectl = [str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig)]
-    run_forever(PodRunner(kubectl=kubectl, workdir=_state_dir(args.name) / "pods"), interval=args.interval)
+    workdir = Path(args.workdir) if args.workdir else _state_dir(args.name) / "pods"
+    run_forever(PodRunner(kubectl=kubectl, workdir=workdir, namespace=args.namespace), interval=args.interval)
     return 0
 
 
@@ -243,4 +244,6 @@ def register(subparsers: Subparsers) -> None:
         parser.add_argument("--name", default="agentry", help="local cluster name (default: %(default)s)")
         if name == "pod-runner":
             parser.add_argument("--interval", type=float, default=1.0, help="seconds between pod listings")
+            parser.add_argument("--namespace", help="only this namespace's pods (default: all namespaces)")
+            parser.add_argument("--workdir", help="folder for the runtimes' config, secrets, data and logs")
         parser.set_defaults(func=func)

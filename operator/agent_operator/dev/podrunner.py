@@ -78,12 +78,15 @@ class PodRunner:
     kubectl: Sequence[str]
     workdir: Path
     runtime: Sequence[str] = (sys.executable, "-m", "agent_runtime")
+    namespace: str | None = None
+    """Only this namespace's pods (None: every namespace)."""
     running: dict[str, Running] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
 
     def sync(self) -> None:
         """Start runtimes for new pods, stop those whose pod is gone."""
-        pods = self._get_json("get", "pods", "--all-namespaces", "-l", AGENT_LABEL)["items"]
+        scope = ["-n", self.namespace] if self.namespace else ["--all-namespaces"]
+        pods = self._get_json("get", "pods", *scope, "-l", AGENT_LABEL)["items"]
         plans = {plan.uid: plan for plan in map(pod_plan, pods) if plan is not None}
         self.finished &= {pod["metadata"]["uid"] for pod in pods}  # forget pods that are gone
         for uid in list(self.running):

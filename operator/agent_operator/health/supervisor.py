@@ -258,7 +258,14 @@ class HealthSupervisor:
                 reason="Scaled",
                 message=f"{report.replicas_before} -> {report.scale.replicas} replicas: {report.scale.reason}",
             )
-        verdict = _verdict(report, state.memory, threshold=state.agent.spec.health.failure_threshold)
+        health = state.agent.spec.health
+        meta = state.agent.metadata
+        starting = {
+            pod.name
+            for pod in self.index.get((meta.namespace, meta.name), {}).values()
+            if report.checked_at - pod.started_at < health.startup_grace_seconds
+        }
+        verdict = _verdict(report, state.memory, threshold=health.failure_threshold, starting=starting)
         if verdict != state.verdict:
             if verdict.degraded or state.verdict is not None:
                 kind = "Warning" if verdict.degraded else "Normal"
@@ -291,17 +298,18 @@ class HealthSupervisor:
         state.last_status, state.last_written = health, report.checked_at
 
 
-def _verdict(report: RoundReport, memory: AgentMemory, *, threshold: int) -> HealthVerdict:
+def _verdict(report: RoundReport, memory: AgentMemory, *, threshold: int, starting: set[str]) -> HealthVerdict:
     """Degraded when the restart budget ran out, or when some pod stayed unwell for `threshold` polls.
 
-    The same hysteresis as for restarts: one slow poll does not flip the condition (and post an Event).
+    The same hysteresis as for restarts: one slow poll does not flip the condition (and post an Event),
+    and a pod within its start-up grace is starting, not unwell.
     """
     if report.restart.budget_exhausted:
         return HealthVerdict(True, "RestartBudgetExhausted", report.restart.reason)
     lasting = sorted(
         name
         for name, history in memory.histories.items()
-        if len(history) >= threshold and all(poll.state != PodState.HEALTHY for poll in list(history)[-threshold:])
+        if name not in starting and len(history) >= threshold and all(poll.state != PodState.HEALTHY for poll in list(history)[-threshold:])
     )
     if lasting:
         latest = {name: memory.histories[name][-1] for name in lasting}
