@@ -5,13 +5,14 @@ Glue over the `security` package: it turns that package's verdicts into ApiError
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ApiError
 from .metrics import RuntimeMetrics
 from .security.auth import Authenticator, AuthError, Principal
 from .security.permissions import Permission, authorize
 from .security.ratelimit import RateDecision, RateLimiter
+from .token_cache import VerifiedTokens
 
 _KINDS = {401: "unauthenticated", 403: "forbidden"}
 
@@ -24,14 +25,27 @@ class Guard:
     allowed_roles: tuple[str, ...]
     limiter: RateLimiter
     metrics: RuntimeMetrics
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens)
 
     def admit(self, *, authorization: str | None, permission: Permission) -> Principal:
-        """The caller, when it proves who it is and holds the permission; 401 or 403 otherwise."""
+        """The caller, when it proves who it is and holds the permission; 401 or 403 otherwise.
+
+        Authorisation is checked on every request, also for a remembered token.
+        """
         try:
-            principal = self.authenticator.authenticate(authorization)
+            principal = self._authenticate(authorization)
             authorize(principal, permission, allowed_roles=self.allowed_roles)
         except AuthError as exc:
             raise ApiError(exc.status_code, _KINDS.get(exc.status_code, "forbidden"), exc.message) from None
+        return principal
+
+    def _authenticate(self, authorization: str | None) -> Principal:
+        remembered = self.verified.get(authorization) if authorization else None
+        if remembered is not None:
+            return remembered
+        principal = self.authenticator.authenticate(authorization)
+        if authorization:
+            self.verified.put(authorization, principal)
         return principal
 
     async def hit_request(self, principal: Principal) -> None:

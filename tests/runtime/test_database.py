@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agent_runtime.services.protocols import AuditRow, Database
@@ -49,3 +51,13 @@ async def test_check_after_close_is_down_not_raised(database: Database) -> None:
     await database.close()
     health = await database.check()
     assert health.state == "down"
+
+
+async def test_concurrent_saves_are_all_committed(database: Database) -> None:
+    await asyncio.gather(*(database.save_result(f"r{i}", {"i": i}) for i in range(450)))
+    assert [await database.get_result(f"r{i}") for i in (0, 199, 200, 449)] == [
+        {"i": 0},
+        {"i": 199},
+        {"i": 200},
+        {"i": 449},
+    ]

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 """
 
+#: Results committed by one statement at most (two bound values each, far below SQLite's limit).
+GROUP_COMMIT_ROWS = 200
 #: Rows read per query while iterating the audit trail, so verifying a long trail stays flat in memory.
 PAGE = 500
 
@@ -41,6 +43,8 @@ class SqliteDatabase:
         self.path = Path(path)
         self._timeout = timeout
         self._conn: aiosqlite.Connection | None = None
+        self._queue: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -60,7 +64,9 @@ class SqliteDatabase:
         await self._conn.executescript(SCHEMA)
 
     async def close(self) -> None:
-        """Close the connection; safe to call twice."""
+        """Finish queued writes, then close the connection; safe to call twice."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -76,10 +82,28 @@ class SqliteDatabase:
         return ServiceHealth(name=self.name, state="ok", detail=f"sqlite {self.path.name}", latency_ms=latency)
 
     async def save_result(self, run_id: str, result: Mapping[str, Any]) -> None:
-        """Insert or replace the result stored under run_id."""
-        await self.conn.execute(
-            "INSERT OR REPLACE INTO run_results (run_id, result) VALUES (?, ?)", (run_id, json.dumps(result))
-        )
+        """Insert or replace the result stored under run_id; returns once it is committed.
+
+        Concurrent saves are committed together (group commit): one statement and one trip to the
+        SQLite thread for all results queued meanwhile, instead of one per result.
+        """
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((run_id, json.dumps(result), committed))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued(), name="sqlite-results-writer")
+        await committed
+
+    async def _write_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:GROUP_COMMIT_ROWS], self._queue[GROUP_COMMIT_ROWS:]
+            rows = ", ".join(["(?, ?)"] * len(batch))
+            values = [value for run_id, text, _ in batch for value in (run_id, text)]
+            try:
+                await self.conn.execute(f"INSERT OR REPLACE INTO run_results (run_id, result) VALUES {rows}", values)
+            except Exception as exc:
+                _settle(batch, exc)
+            else:
+                _settle(batch, None)
 
     async def get_result(self, run_id: str) -> Mapping[str, Any] | None:
         """The stored result, or None."""
@@ -122,3 +146,14 @@ class SqliteDatabase:
 
 def _row(row: Any) -> AuditRow:
     return AuditRow(seq=int(row[0]), prev_hash=str(row[1]), hash=str(row[2]), record=json.loads(row[3]))
+
+
+def _settle(batch: list[tuple[str, str, asyncio.Future[None]]], error: Exception | None) -> None:
+    """Wake the savers of a batch; a saver that gave up (timed out) is skipped."""
+    for _, _, committed in batch:
+        if committed.done():
+            continue
+        if error is None:
+            committed.set_result(None)
+        else:
+            committed.set_exception(error)
