@@ -321,3 +321,45 @@ def test_a_secret_deleted_later_is_noticed_and_healed_by_the_retry_loop(agents: 
     agents.until(lambda: len([e for e in agents.events("triage") if e["reason"] == "Ready"]) > readies,
                  what="a new Ready Event")
     assert "Event not posted" not in agents.operator.log.read_text()
+
+
+# --- optional children -------------------------------------------------------------------------
+
+
+def test_an_hpa_owns_the_replicas_and_goes_when_autoscaling_is_turned_off(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage", autoscaling={"enabled": True, "provider": "HPA", "minReplicas": 2, "maxReplicas": 4,
+                                        "targetCPUUtilizationPercent": 60})
+
+    agents.until(lambda: agents.get("horizontalpodautoscaler", "triage"), what="the HPA")
+    agents.until(lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 2,
+                 what="the HPA to bring the Deployment to minReplicas")
+    agents.ready("triage")
+    deployment = json.loads(agents.kubectl("get", "deployment", "triage", "-o", "json", "--show-managed-fields"))
+    ours = [m for m in deployment["metadata"]["managedFields"] if m["manager"] == "agentry-operator"]
+    assert ours and all("f:replicas" not in m.get("fieldsV1", {}).get("f:spec", {}) for m in ours)
+
+    agents.apply("triage", replicas=3)
+
+    agents.until(lambda: agents.get("horizontalpodautoscaler", "triage") is None, what="the HPA to be deleted")
+    agents.until(lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 3,
+                 what="the operator to own the replicas again")
+    agents.ready("triage")
+
+
+def test_network_policies_follow_the_operator_setting_across_restarts(agents: Agents) -> None:
+    agents.secret("jwt", key="k" * 32)
+    agents.operator.stop()
+    agents.operator.extra_env["AGENTRY_NETWORK_POLICY"] = "true"
+    agents.operator.start()
+    agents.apply("triage")
+    agents.ready("triage")
+    policy = agents.until(lambda: agents.get("networkpolicy", "triage"), what="the NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "triage"
+
+    agents.operator.stop()
+    agents.operator.extra_env["AGENTRY_NETWORK_POLICY"] = "false"
+    agents.operator.start()
+
+    agents.until(lambda: agents.get("networkpolicy", "triage") is None,
+                 what="the restarted operator to delete the NetworkPolicy it no longer renders")
