@@ -189,10 +189,14 @@ def test_kubectl_scale_goes_through_the_scale_subresource(agents: Agents) -> Non
     agents.until(lambda: agents.get("poddisruptionbudget", "triage") is None, what="the PDB to be deleted at 1")
 
 
-def test_deleting_the_agent_garbage_collects_its_children(agents: Agents) -> None:
+@pytest.mark.parametrize("operator_running", [True, False], ids=["operator-running", "operator-down"])
+def test_deleting_the_agent_garbage_collects_its_children(agents: Agents, operator_running: bool) -> None:
     agents.secret("jwt", key="k" * 32)
     agents.apply("triage", replicas=2)
-    agents.ready("triage")
+    body = agents.ready("triage")
+    assert not body["metadata"].get("finalizers")  # nothing waits for the operator
+    if not operator_running:
+        agents.operator.stop()
 
     agents.kubectl("delete", "agentdeployment", "triage", "--wait=true", "--timeout=30s")
 
