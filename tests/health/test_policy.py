@@ -157,6 +157,12 @@ def test_disruption_budget_limits_restarts_at_once() -> None:
     assert blocked.restart == () and "disruption budget" in blocked.reason
 
 
+def test_pod_that_never_answered_is_left_to_the_startup_probe() -> None:
+    histories = {"a": _history(X, X, X), "b": _history(H, X, X, X)}
+    assert _plan(histories, answered={"b"}).restart == ("b",)
+    assert _plan({"a": _history(X, X, X)}, answered=set()).restart == ()
+
+
 def test_terminating_pod_is_left_alone() -> None:
     pods = {"a": PodView(name="a", started_at=0, terminating=True)}
     assert _plan({"a": _history(U, U, U)}, pods=pods).restart == ()

@@ -225,3 +225,58 @@ def test_sustained_load_scales_out_then_back_in(healing: Healing, tmp_path: Path
     reasons = [event["reason"] for event in healing.events("busy")]
     assert reasons.count("Scaled") >= 2
     assert "PodRestarted" not in reasons
+
+
+SOAK_SECONDS = float(os.environ.get("AGENTRY_SOAK_SECONDS", "600"))
+
+
+def test_many_agents_polled_for_ten_minutes_get_no_restart(healing: Healing) -> None:
+    """20 agents with 3 pods each, polled every 10 s for SOAK_SECONDS under light load: zero restarts."""
+    from agent_runtime.security.tokens import mint_token
+
+    names = [f"soak-{i:02d}" for i in range(20)]
+    for batch in range(0, len(names), 5):  # a few at a time, so 60 runtimes do not all start at once
+        for name in names[batch:batch + 5]:
+            healing.apply_agent(name, {"agent": {"model": "test"}, "replicas": 3})
+        for name in names[batch:batch + 5]:
+            eventually(lambda name=name: len(healing.answering(name)) == 3, timeout=240,  # type: ignore[misc]
+                       what=f"3 answering pods of {name}")
+    keys = {name: json.loads(healing.cluster.kubectl("get", "secret", f"{name}-jwt", "-n", healing.namespace,
+                                                     "-o", "json").stdout)["data"]["key"] for name in names}
+    import base64
+
+    tokens = {name: mint_token(key=base64.b64decode(key), subject="soak", roles=["agent_operator"])
+              for name, key in keys.items()}
+    ips = {name: [p["status"]["podIP"] for p in healing.pods(name)] for name in names}
+    pods_before = {name: sorted(p["metadata"]["name"] for p in healing.pods(name)) for name in names}
+    started = time.monotonic()
+    answered = asyncio.run(_steady_load(ips, tokens, seconds=SOAK_SECONDS))
+    print(f"soak: {SOAK_SECONDS:.0f}s, {answered} requests answered")
+    for name in names:
+        status = healing.agent(name)["status"]
+        assert status.get("restarts", 0) == 0, (name, status)
+        assert status.get("healthyReplicas") == 3, (name, status)
+        assert sorted(p["metadata"]["name"] for p in healing.pods(name)) == pods_before[name]
+        assert healing.condition(name, "Degraded")["status"] == "False"
+        assert "PodRestarted" not in [event["reason"] for event in healing.events(name)]
+    assert time.monotonic() - started >= SOAK_SECONDS
+
+
+async def _steady_load(ips: dict[str, list[str]], tokens: dict[str, str], *, seconds: float) -> int:
+    """About two requests a second spread over every pod: normal load, not saturation."""
+    import httpx
+
+    answered = 0
+    targets = [(name, ip) for name, pod_ips in ips.items() for ip in pod_ips]
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(timeout=10) as client:
+        index = 0
+        while time.monotonic() < deadline:
+            name, ip = targets[index % len(targets)]
+            index += 1
+            response = await client.post(f"http://{ip}:8080/v1/run", json={"prompt": "status?"},
+                                         headers={"Authorization": f"Bearer {tokens[name]}"})
+            assert response.status_code == 200, response.text
+            answered += 1
+            await asyncio.sleep(0.5)
+    return answered

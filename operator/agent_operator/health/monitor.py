@@ -61,14 +61,19 @@ class AgentMemory:
     histories: dict[str, deque[Poll]] = field(default_factory=dict)
     samples: deque[LoadSample] = field(default_factory=lambda: deque(maxlen=2000))
     restart_times: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    answered: set[str] = field(default_factory=set)
+    """Pods that have answered a poll at least once (only those are ever restarted)."""
 
     def record(self, polls: Mapping[str, Poll], *, live: set[str], sample: LoadSample) -> None:
         """Add a round of polls and forget pods that no longer exist."""
         for name in list(self.histories):
             if name not in live:
                 del self.histories[name]
+        self.answered &= live
         for name, poll in polls.items():
             self.histories.setdefault(name, deque(maxlen=HISTORY_PER_POD)).append(poll)
+            if poll.state != PodState.UNREACHABLE:
+                self.answered.add(name)
         self.samples.append(sample)
 
 
@@ -123,6 +128,7 @@ async def run_round(
             health=spec.health,
             max_unavailable=1,
             now=now,
+            answered=memory.answered,
         )
     for name in restart.restart:
         await io.delete_pod(name)

@@ -9,7 +9,7 @@ scales up, or that flaps, must not be restarted in a loop.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -164,12 +164,18 @@ def plan_restarts(
     health: HealthSpec,
     max_unavailable: int,
     now: float,
+    answered: Collection[str] | None = None,
 ) -> RestartPlan:
-    """Decide which failing pods to restart, honouring rollouts, grace, disruption budget, cooldown and budget."""
+    """Decide which failing pods to restart, honouring rollouts, grace, disruption budget, cooldown and budget.
+
+    `answered` names the pods that have answered a poll at least once (None: all). A pod that never came up
+    is the start-up probe's business (the kubelet restarts it with back-off); restarting it from here would
+    only add a second loop, and on a busy node slow starts would look like failures.
+    """
     candidates = [
         name
         for name in failing_pods(histories, threshold=health.failure_threshold)
-        if name in pods and not pods[name].terminating
+        if name in pods and not pods[name].terminating and (answered is None or name in answered)
     ]
     candidates = [name for name in candidates if now - pods[name].started_at >= health.startup_grace_seconds]
     if not candidates:
