@@ -191,17 +191,19 @@ def status_changed(current: Mapping[str, Any] | None, new: StatusPatch) -> bool:
 
 
 def transitions(previous: Sequence[Mapping[str, Any]], new: Sequence[ConditionDict]) -> list[Transition]:
-    """The changes worth an Event: Ready changing status or reason, Degraded turning True or back to False.
+    """The changes worth an Event: Ready flipping, a new problem, Degraded turning True or back to False.
 
-    A Degraded change that only repeats the new Ready reason is left out, so one problem is one Event.
+    Progress while not ready (RollingOut, then PodsNotReady) is left to the conditions: at many agents an
+    Event per step would be most of the operator's writes. A Degraded change that only repeats the new Ready
+    reason is left out too, so one problem is one Event.
     """
     before = {c.get("type"): c for c in previous}
     now = {c["type"]: c for c in new}
     changed = []
-    ready = now.get(READY)
-    if ready and _moved(before.get(READY), ready):
+    ready, degraded, old = now.get(READY), now.get(DEGRADED), before.get(DEGRADED) or {}
+    broken = bool(degraded and degraded["status"] == "True")
+    if ready and _ready_moved(before.get(READY), ready, degraded=broken):
         changed.append(Transition(type=READY, status=ready["status"], reason=ready["reason"], message=ready["message"]))
-    degraded, old = now.get(DEGRADED), before.get(DEGRADED) or {}
     flipped = degraded and degraded["status"] != old.get("status", "False")
     if degraded and flipped and not (ready and ready["reason"] == degraded["reason"]):
         changed.append(Transition(type=DEGRADED, status=degraded["status"], reason=degraded["reason"],
@@ -209,8 +211,12 @@ def transitions(previous: Sequence[Mapping[str, Any]], new: Sequence[ConditionDi
     return changed
 
 
-def _moved(old: Mapping[str, Any] | None, new: ConditionDict) -> bool:
-    return old is None or (old.get("status"), old.get("reason")) != (new["status"], new["reason"])
+def _ready_moved(old: Mapping[str, Any] | None, new: ConditionDict, *, degraded: bool) -> bool:
+    if old is None:
+        return new["status"] == "True" or degraded
+    if old.get("status") != new["status"]:
+        return True
+    return degraded and old.get("reason") != new["reason"]
 
 
 def is_degraded(conditions: Sequence[Mapping[str, Any]]) -> bool:

@@ -122,14 +122,27 @@ def test_status_is_unchanged_when_nothing_moved() -> None:
     assert not status_changed({**first, "healthyReplicas": 2}, again)
 
 
-def test_each_change_of_state_is_one_transition() -> None:
+def test_each_change_of_state_is_one_transition_and_progress_is_none() -> None:
     progressing = compute(deployment(ready=0, available=0))
-    assert [(t.type, t.status, t.reason) for t in transitions([], progressing["conditions"])] == [
-        ("Ready", "False", "PodsNotReady")]
-    ready = compute(deployment(), previous=progressing["conditions"])
-    assert [(t.type, t.status, t.reason) for t in transitions(progressing["conditions"], ready["conditions"])] == [
+    assert transitions([], progressing["conditions"]) == []
+    rolling = compute(deployment(updated=1, replicas=3), previous=progressing["conditions"])
+    assert transitions(progressing["conditions"], rolling["conditions"]) == []
+    ready = compute(deployment(), previous=rolling["conditions"])
+    assert [(t.type, t.status, t.reason) for t in transitions(rolling["conditions"], ready["conditions"])] == [
         ("Ready", "True", "Ready")]
     assert transitions(ready["conditions"], compute(deployment(), previous=ready["conditions"])["conditions"]) == []
+    again = compute(deployment(generation=2, observed=1), previous=ready["conditions"])
+    assert [(t.type, t.status, t.reason) for t in transitions(ready["conditions"], again["conditions"])] == [
+        ("Ready", "False", "Reconciling")]
+
+
+def test_a_problem_from_the_start_and_a_new_problem_are_events() -> None:
+    missing = compute(None, problem=MISSING)
+    assert [(t.type, t.reason) for t in transitions([], missing["conditions"])] == [("Ready", "SecretNotFound")]
+    schema = Problem(reason="InvalidOutputSchema", message="spec.agent.outputSchema: ...")
+    other = compute(None, problem=schema, previous=missing["conditions"])
+    assert [(t.type, t.reason) for t in transitions(missing["conditions"], other["conditions"])] == [
+        ("Ready", "InvalidOutputSchema")]
 
 
 def test_a_problem_is_one_event_and_its_end_another() -> None:
