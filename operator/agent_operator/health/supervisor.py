@@ -309,7 +309,9 @@ def _verdict(report: RoundReport, memory: AgentMemory, *, threshold: int, starti
     lasting = sorted(
         name
         for name, history in memory.histories.items()
-        if name not in starting and len(history) >= threshold and all(poll.state != PodState.HEALTHY for poll in list(history)[-threshold:])
+        if name not in starting
+        and len(history) >= threshold
+        and all(poll.state != PodState.HEALTHY for poll in list(history)[-threshold:])
     )
     if lasting:
         latest = {name: memory.histories[name][-1] for name in lasting}
