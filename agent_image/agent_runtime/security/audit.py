@@ -69,6 +69,7 @@ class AuditTrail:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.healthy = True
         """False while queued records cannot be stored."""
         self.last_error = ""
@@ -148,10 +149,11 @@ class AuditTrail:
         """Stop the flusher and store what is queued; raises when that last flush fails."""
         task, self._task = self._task, None
         if task is not None:
-            async with self._lock:  # never cancel the flusher in the middle of a transaction
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Ask the flusher to stop rather than cancel it: a cancellation can land inside a transaction, and
+            # on Python 3.11 `wait_for` may swallow it, leaving close() waiting forever.
+            self._stopping = True
+            self._wake.set()
+            await task
         if self.enabled:
             await self.flush()
 
@@ -192,11 +194,13 @@ class AuditTrail:
         self._head = (0, GENESIS) if last is None else (last.seq, last.hash)
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._flush_interval)
+                async with asyncio.timeout(self._flush_interval):
+                    await self._wake.wait()
             self._wake.clear()
-            await self._flush_quietly()
+            if not self._stopping:
+                await self._flush_quietly()
 
     async def _flush_quietly(self) -> None:
         try:
