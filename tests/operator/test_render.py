@@ -311,3 +311,10 @@ def test_owner_reference_makes_the_agent_the_controller_and_leaves_the_input_alo
 
 def test_selector_string_is_what_kubectl_scale_needs() -> None:
     assert selector_string(agent()) == "app.kubernetes.io/instance=triage,app.kubernetes.io/name=agentry-agent"
+
+
+def test_termination_leaves_time_to_drain_after_the_pre_stop_pause() -> None:
+    deployment = render_deployment(agent(concurrency={"requestTimeoutSeconds": 42.5}), CONFIG)
+    pod = deployment["spec"]["template"]["spec"]
+    assert _container(deployment)["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "5"]}}}
+    assert pod["terminationGracePeriodSeconds"] == 5 + 43 + 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from agent_operator.api.v1alpha1 import AgentDeployment, AutoscalingProvider, SecretKeyRef
@@ -22,6 +23,10 @@ def hpa_owns_replicas(agent: AgentDeployment) -> bool:
     """An HPA decides the replica count, so the Deployment must leave spec.replicas to it."""
     scaling = agent.spec.autoscaling
     return scaling.enabled and scaling.provider == AutoscalingProvider.HPA
+
+
+#: Seconds a terminating pod keeps serving before the runtime gets SIGTERM (endpoint removal is not instant).
+PRE_STOP_SECONDS = 5
 
 
 def render_deployment(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]:
@@ -58,6 +63,9 @@ def _pod_template(agent: AgentDeployment, config: OperatorConfig) -> dict[str, A
         },
         "containers": [_container(agent, config)],
         "volumes": _volumes(agent),
+        # The pre-stop pause, then the runtime's drain (the request timeout plus 5 s), then a margin.
+        "terminationGracePeriodSeconds": PRE_STOP_SECONDS + math.ceil(agent.spec.concurrency.request_timeout_seconds)
+        + 10,
     }
     optional = {
         "nodeSelector": dict(pod.node_selector),
@@ -84,6 +92,8 @@ def _container(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         ],
         "resources": pod.resources.wire(),
+        # Endpoints drop a terminating pod asynchronously: keep serving a moment before SIGTERM closes the port.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "readinessProbe": _probe("/readyz", period=5, failures=2),
         # Up to 60 s to start (model clients, database pools) before liveness may kill the pod.
