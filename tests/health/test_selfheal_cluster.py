@@ -41,16 +41,22 @@ class Healing:
 
     def apply_agent(self, name: str, spec: dict[str, Any]) -> None:
         key = secrets.token_hex(32)
-        self.cluster.kubectl("create", "secret", "generic", f"{name}-jwt", "-n", self.namespace,
-                             f"--from-literal=key={key}")
+        self.cluster.kubectl(
+            "create", "secret", "generic", f"{name}-jwt", "-n", self.namespace, f"--from-literal=key={key}"
+        )
         spec = {"security": {"auth": {"secretRef": {"name": f"{name}-jwt", "key": "key"}}}, **spec}
-        manifest = {"apiVersion": "agentry.dev/v1alpha1", "kind": "AgentDeployment",
-                    "metadata": {"name": name, "namespace": self.namespace}, "spec": spec}
+        manifest = {
+            "apiVersion": "agentry.dev/v1alpha1",
+            "kind": "AgentDeployment",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": spec,
+        }
         self.cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
 
     def agent(self, name: str) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(
-            self.cluster.kubectl("get", "agentdeployment", name, "-n", self.namespace, "-o", "json").stdout)
+            self.cluster.kubectl("get", "agentdeployment", name, "-n", self.namespace, "-o", "json").stdout
+        )
         return found
 
     def condition(self, name: str, kind: str) -> dict[str, Any]:
@@ -58,8 +64,11 @@ class Healing:
         return next((c for c in conditions if c["type"] == kind), {})
 
     def pods(self, name: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = json.loads(self.cluster.kubectl(
-            "get", "pods", "-n", self.namespace, "-l", f"agentry.dev/agent={name}", "-o", "json").stdout)["items"]
+        items: list[dict[str, Any]] = json.loads(
+            self.cluster.kubectl(
+                "get", "pods", "-n", self.namespace, "-l", f"agentry.dev/agent={name}", "-o", "json"
+            ).stdout
+        )["items"]
         return [pod for pod in items if not pod["metadata"].get("deletionTimestamp")]
 
     def answering(self, name: str) -> list[dict[str, Any]]:
@@ -73,10 +82,27 @@ class Healing:
         assert len(pids) == 1, f"expected one runtime for {pod}, found {pids}"
         return pids[0]
 
+    def wait_polled_healthy(self, name: str, replicas: int = 1) -> None:
+        """Until the operator's own polls found the pods healthy (only pods seen up are ever restarted)."""
+        eventually(
+            lambda: self.agent(name).get("status", {}).get("healthyReplicas") == replicas,
+            timeout=30,
+            what=f"the operator to see {replicas} healthy pods of {name}",
+        )
+
     def events(self, name: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = json.loads(self.cluster.kubectl(
-            "get", "events", "-n", self.namespace, "--field-selector",
-            f"involvedObject.kind=AgentDeployment,involvedObject.name={name}", "-o", "json").stdout)["items"]
+        items: list[dict[str, Any]] = json.loads(
+            self.cluster.kubectl(
+                "get",
+                "events",
+                "-n",
+                self.namespace,
+                "--field-selector",
+                f"involvedObject.kind=AgentDeployment,involvedObject.name={name}",
+                "-o",
+                "json",
+            ).stdout
+        )["items"]
         return items
 
 
@@ -92,15 +118,30 @@ def _ready(ip: str | None) -> bool:
 
 @pytest.fixture
 def healing(agentry_crd: KubeCluster, kube_namespace: str, tmp_path: Path) -> Iterator[Healing]:
-    operator = OperatorProcess(kubeconfig=agentry_crd.kubeconfig, namespaces=(kube_namespace,),
-                               log=tmp_path / "operator.log")
+    operator = OperatorProcess(
+        kubeconfig=agentry_crd.kubeconfig, namespaces=(kube_namespace,), log=tmp_path / "operator.log"
+    )
     operator.start()
     workdir = tmp_path / "pods"
     runner_log = (tmp_path / "pod-runner.log").open("wb")
     runner = subprocess.Popen(
-        [str(Path(sys.executable).parent / "agentry"), "dev", "pod-runner", "--name", agentry_crd.name,
-         "--namespace", kube_namespace, "--workdir", str(workdir), "--interval", "0.5"],
-        stdout=runner_log, stderr=subprocess.STDOUT, start_new_session=True, env=agentry_crd.env,
+        [
+            str(Path(sys.executable).parent / "agentry"),
+            "dev",
+            "pod-runner",
+            "--name",
+            agentry_crd.name,
+            "--namespace",
+            kube_namespace,
+            "--workdir",
+            str(workdir),
+            "--interval",
+            "0.5",
+        ],
+        stdout=runner_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=agentry_crd.env,
     )
     try:
         yield Healing(agentry_crd, kube_namespace, workdir)
@@ -116,20 +157,24 @@ def healing(agentry_crd: KubeCluster, kube_namespace: str, tmp_path: Path) -> It
 def test_killed_runtime_is_restarted_and_the_new_one_answers(healing: Healing) -> None:
     healing.apply_agent("heal", {"agent": {"model": "test"}, "health": FAST_HEALTH})
     first = eventually(lambda: healing.answering("heal"), timeout=90, what="the runtime to answer")[0]
-    eventually(lambda: healing.agent("heal").get("status", {}).get("healthyReplicas") == 1, timeout=30,
-               what="the operator to see the pod healthy")
+    healing.wait_polled_healthy("heal")
     os.kill(healing.runtime_pid(first["metadata"]["name"]), signal.SIGKILL)
     killed = time.monotonic()
     replacement = eventually(
         lambda: [p for p in healing.answering("heal") if p["metadata"]["name"] != first["metadata"]["name"]],
-        timeout=60, what="a replacement pod that answers")
+        timeout=60,
+        what="a replacement pod that answers",
+    )
     elapsed = time.monotonic() - killed
     # failureThreshold x interval (4 s), plus jitter, a new pod, and a runtime start on a busy machine.
     assert elapsed < 4 + 26, f"replacement answered after {elapsed:.1f}s"
     print(f"killed runtime -> replacement answering: {elapsed:.1f}s")
     assert replacement[0]["status"]["podIP"].startswith("127.")
-    status = eventually(lambda: (s := healing.agent("heal")["status"]).get("restarts") == 1 and s, timeout=30,
-                        what="status.restarts to count the restart")
+    status = eventually(
+        lambda: (s := healing.agent("heal")["status"]).get("restarts") == 1 and s,
+        timeout=30,
+        what="status.restarts to count the restart",
+    )
     assert status["restarts"] == 1
     reasons = [event["reason"] for event in healing.events("heal")]
     assert "PodRestarted" in reasons
@@ -138,14 +183,21 @@ def test_killed_runtime_is_restarted_and_the_new_one_answers(healing: Healing) -
 def test_restart_budget_stops_a_restart_loop_and_says_so(healing: Healing) -> None:
     healing.apply_agent("loop", {"agent": {"model": "test"}, "health": {**FAST_HEALTH, "maxRestartsPerHour": 1}})
     first = eventually(lambda: healing.answering("loop"), timeout=90, what="the runtime to answer")[0]
+    healing.wait_polled_healthy("loop")
     os.kill(healing.runtime_pid(first["metadata"]["name"]), signal.SIGKILL)
     pod = eventually(
         lambda: [p for p in healing.answering("loop") if p["metadata"]["name"] != first["metadata"]["name"]],
-        timeout=60, what="the first restart")[0]
+        timeout=60,
+        what="the first restart",
+    )[0]
+    healing.wait_polled_healthy("loop")
     os.kill(healing.runtime_pid(pod["metadata"]["name"]), signal.SIGKILL)
     # PodsUnhealthy first (the new pod is within its start-up grace), then the budget verdict.
-    degraded = eventually(lambda: (c := healing.condition("loop", "Degraded")).get("reason")
-                          == "RestartBudgetExhausted" and c, timeout=40, what="Degraded=True, RestartBudgetExhausted")
+    degraded = eventually(
+        lambda: (c := healing.condition("loop", "Degraded")).get("reason") == "RestartBudgetExhausted" and c,
+        timeout=40,
+        what="Degraded=True, RestartBudgetExhausted",
+    )
     assert degraded["status"] == "True"
     assert "maxRestartsPerHour=1" in degraded["message"]
     time.sleep(8)  # four more polls: the dead pod stays, no second restart
@@ -157,16 +209,25 @@ def test_restart_budget_stops_a_restart_loop_and_says_so(healing: Healing) -> No
 def test_degraded_dependency_is_reported_not_restarted_and_recovers(healing: Healing) -> None:
     with running_redis() as redis:
         port = redis.port
-        healing.cluster.kubectl("create", "secret", "generic", "cache", "-n", healing.namespace,
-                                f"--from-literal=url={redis.url}")
-        healing.apply_agent("deg", {"agent": {"model": "test"}, "health": FAST_HEALTH,
-                                    "services": {"cache": {"urlSecretRef": {"name": "cache", "key": "url"}}}})
+        healing.cluster.kubectl(
+            "create", "secret", "generic", "cache", "-n", healing.namespace, f"--from-literal=url={redis.url}"
+        )
+        healing.apply_agent(
+            "deg",
+            {
+                "agent": {"model": "test"},
+                "health": FAST_HEALTH,
+                "services": {"cache": {"urlSecretRef": {"name": "cache", "key": "url"}}},
+            },
+        )
         pod = eventually(lambda: healing.answering("deg"), timeout=90, what="the runtime to answer")[0]
-        eventually(lambda: healing.agent("deg").get("status", {}).get("healthyReplicas") == 1, timeout=30,
-                   what="the pod healthy while Redis runs")
+        healing.wait_polled_healthy("deg")
         assert healing.condition("deg", "Degraded")["status"] == "False"
-    degraded = eventually(lambda: (c := healing.condition("deg", "Degraded")).get("status") == "True" and c,
-                          timeout=40, what="Degraded=True after Redis stopped")
+    degraded = eventually(
+        lambda: (c := healing.condition("deg", "Degraded")).get("status") == "True" and c,
+        timeout=40,
+        what="Degraded=True after Redis stopped",
+    )
     assert degraded["reason"] == "PodsDegraded", degraded
     assert "degraded" in degraded["message"]
     assert healing.condition("deg", "Ready")["status"] == "True", "a degraded pod still serves"
@@ -174,8 +235,11 @@ def test_degraded_dependency_is_reported_not_restarted_and_recovers(healing: Hea
     assert [p["metadata"]["name"] for p in healing.pods("deg")] == [pod["metadata"]["name"]], "no restart"
     assert "PodsDegraded" in [event["reason"] for event in healing.events("deg")]
     with running_redis(port=port):
-        eventually(lambda: healing.condition("deg", "Degraded").get("status") == "False", timeout=60,
-                   what="Degraded back to False once Redis is back")
+        eventually(
+            lambda: healing.condition("deg", "Degraded").get("status") == "False",
+            timeout=60,
+            what="Degraded back to False once Redis is back",
+        )
     assert healing.agent("deg")["status"].get("restarts", 0) == 0
 
 
@@ -200,15 +264,24 @@ def test_sustained_load_scales_out_then_back_in(healing: Healing, tmp_path: Path
     from agent_runtime.security.tokens import mint_token
 
     with serve_in_thread(chat_completions_app([], delay=1.5)) as llm:
-        healing.apply_agent("busy", {
-            "agent": {"model": "openai-chat:slow", "endpoint": {"baseURL": f"{llm}/v1"}},
-            "health": FAST_HEALTH,
-            "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 3, "targetInFlightPerReplica": 2,
-                            "scaleDownStabilizationSeconds": 10},
-        })
+        healing.apply_agent(
+            "busy",
+            {
+                "agent": {"model": "openai-chat:slow", "endpoint": {"baseURL": f"{llm}/v1"}},
+                "health": FAST_HEALTH,
+                "autoscaling": {
+                    "enabled": True,
+                    "minReplicas": 1,
+                    "maxReplicas": 3,
+                    "targetInFlightPerReplica": 2,
+                    "scaleDownStabilizationSeconds": 10,
+                },
+            },
+        )
         pod = eventually(lambda: healing.answering("busy"), timeout=90, what="the runtime to answer")[0]
-        secret = json.loads(healing.cluster.kubectl("get", "secret", "busy-jwt", "-n", healing.namespace, "-o",
-                                                    "json").stdout)
+        secret = json.loads(
+            healing.cluster.kubectl("get", "secret", "busy-jwt", "-n", healing.namespace, "-o", "json").stdout
+        )
         import base64
 
         token = mint_token(key=base64.b64decode(secret["data"]["key"]), subject="load", roles=["agent_operator"])
@@ -219,8 +292,11 @@ def test_sustained_load_scales_out_then_back_in(healing: Healing, tmp_path: Path
         assert scaled is not None and scaled["to"] > 1, healing.agent("busy")["status"]
         assert "scale out" in scaled["reason"]
         assert healing.agent("busy")["spec"]["replicas"] >= 2
-        back = eventually(lambda: (s := healing.agent("busy"))["spec"].get("replicas") == 1 and s, timeout=90,
-                          what="scale back in to 1 after the stabilisation window")
+        back = eventually(
+            lambda: (s := healing.agent("busy"))["spec"].get("replicas") == 1 and s,
+            timeout=90,
+            what="scale back in to 1 after the stabilisation window",
+        )
         assert "scale in" in back["status"]["lastScale"]["reason"]
     reasons = [event["reason"] for event in healing.events("busy")]
     assert reasons.count("Scaled") >= 2
@@ -236,17 +312,26 @@ def test_many_agents_polled_for_ten_minutes_get_no_restart(healing: Healing) -> 
 
     names = [f"soak-{i:02d}" for i in range(20)]
     for batch in range(0, len(names), 5):  # a few at a time, so 60 runtimes do not all start at once
-        for name in names[batch:batch + 5]:
+        for name in names[batch : batch + 5]:
             healing.apply_agent(name, {"agent": {"model": "test"}, "replicas": 3})
-        for name in names[batch:batch + 5]:
-            eventually(lambda name=name: len(healing.answering(name)) == 3, timeout=240,  # type: ignore[misc]
-                       what=f"3 answering pods of {name}")
-    keys = {name: json.loads(healing.cluster.kubectl("get", "secret", f"{name}-jwt", "-n", healing.namespace,
-                                                     "-o", "json").stdout)["data"]["key"] for name in names}
+        for name in names[batch : batch + 5]:
+            eventually(
+                lambda name=name: len(healing.answering(name)) == 3,
+                timeout=240,  # type: ignore[misc]
+                what=f"3 answering pods of {name}",
+            )
+    keys = {
+        name: json.loads(
+            healing.cluster.kubectl("get", "secret", f"{name}-jwt", "-n", healing.namespace, "-o", "json").stdout
+        )["data"]["key"]
+        for name in names
+    }
     import base64
 
-    tokens = {name: mint_token(key=base64.b64decode(key), subject="soak", roles=["agent_operator"])
-              for name, key in keys.items()}
+    tokens = {
+        name: mint_token(key=base64.b64decode(key), subject="soak", roles=["agent_operator"])
+        for name, key in keys.items()
+    }
     ips = {name: [p["status"]["podIP"] for p in healing.pods(name)] for name in names}
     pods_before = {name: sorted(p["metadata"]["name"] for p in healing.pods(name)) for name in names}
     started = time.monotonic()
@@ -274,8 +359,11 @@ async def _steady_load(ips: dict[str, list[str]], tokens: dict[str, str], *, sec
         while time.monotonic() < deadline:
             name, ip = targets[index % len(targets)]
             index += 1
-            response = await client.post(f"http://{ip}:8080/v1/run", json={"prompt": "status?"},
-                                         headers={"Authorization": f"Bearer {tokens[name]}"})
+            response = await client.post(
+                f"http://{ip}:8080/v1/run",
+                json={"prompt": "status?"},
+                headers={"Authorization": f"Bearer {tokens[name]}"},
+            )
             assert response.status_code == 200, response.text
             answered += 1
             await asyncio.sleep(0.5)
