@@ -40,19 +40,31 @@ class KubeCluster:
     @property
     def env(self) -> dict[str, str]:
         """Environment for a child process that should talk to this cluster with kubectl or helm."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig),
-                "PATH": f"{self.kubectl_path.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.kubectl_path.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
 
-    def _run(self, binary: Path, args: tuple[str, ...], *, stdin: str | None, check: bool,
-             timeout: float) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([str(binary), *args], input=stdin, capture_output=True, text=True, env=self.env,
-                              timeout=timeout, check=False)
+    def _run(
+        self, binary: Path, args: tuple[str, ...], *, stdin: str | None, check: bool, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(binary), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
         if check and done.returncode != 0:
             raise KubectlError(f"{binary.name} {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
         return done
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True,
-                timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this cluster; raises KubectlError with stderr on failure unless `check=False`."""
         return self._run(self.kubectl_path, args, stdin=stdin, check=check, timeout=timeout)
 
@@ -85,9 +97,14 @@ def kube_cluster() -> Iterator[KubeCluster]:
     except (ClusterError, RuntimeError) as error:
         pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
     try:
-        yield KubeCluster(name=cluster.name, server=cluster.server, kubeconfig=cluster.kubeconfig,
-                          kubectl_path=cluster.bin_dir / "kubectl", helm_path=cluster.bin_dir / "helm",
-                          pod_network=ipaddress.IPv4Network(pod_cidr(cluster.layout.octet)))
+        yield KubeCluster(
+            name=cluster.name,
+            server=cluster.server,
+            kubeconfig=cluster.kubeconfig,
+            kubectl_path=cluster.bin_dir / "kubectl",
+            helm_path=cluster.bin_dir / "helm",
+            pod_network=ipaddress.IPv4Network(pod_cidr(cluster.layout.octet)),
+        )
     finally:
         cluster.down(purge=True)
 
@@ -102,8 +119,10 @@ def kube_namespace(kube_cluster: KubeCluster, request: pytest.FixtureRequest) ->
     """A new namespace named after the test, with its default ServiceAccount ready; deleted afterwards."""
     name = _namespace_name(request.node.name)
     kube_cluster.kubectl("create", "namespace", name)
-    eventually(lambda: kube_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False)
-               .returncode == 0, what=f"the default ServiceAccount of {name}")
+    eventually(
+        lambda: kube_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+        what=f"the default ServiceAccount of {name}",
+    )
     yield name
     kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -118,8 +137,10 @@ def install_crd(cluster: KubeCluster, manifest: str, name: str) -> None:
         "apply", "--server-side", "--force-conflicts", "--field-manager=agentry-tests", "-f", "-", stdin=manifest
     )
     jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
-    eventually(lambda: cluster.kubectl("get", f"crd/{name}", "-o", f"jsonpath={jsonpath}").stdout == "True",
-               what=f"CRD {name} to be Established")
+    eventually(
+        lambda: cluster.kubectl("get", f"crd/{name}", "-o", f"jsonpath={jsonpath}").stdout == "True",
+        what=f"CRD {name} to be Established",
+    )
 
 
 @pytest.fixture(scope="session")

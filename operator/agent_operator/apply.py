@@ -44,8 +44,9 @@ RESOURCES: dict[tuple[str, str], type[NamespacedResource]] = {
 }
 
 #: Kinds that may be deleted and created again when a hand edit makes apply impossible (no pods inside).
-RECREATABLE = frozenset({"ServiceAccount", "ConfigMap", "Service", "PodDisruptionBudget",
-                         "HorizontalPodAutoscaler", "NetworkPolicy"})
+RECREATABLE = frozenset(
+    {"ServiceAccount", "ConfigMap", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"}
+)
 
 ChildKey = tuple[str, str, str]
 """(apiVersion, kind, name) of a child."""
@@ -92,8 +93,10 @@ class KubeApi:
         try:
             return await self._apply_once(resource, with_owner(obj, owner=owner))
         except ApiError as exc:
-            if exc.status.code != 422 or obj["kind"] not in RECREATABLE or not await self._delete_owned(
-                resource, obj, owner=owner
+            if (
+                exc.status.code != 422
+                or obj["kind"] not in RECREATABLE
+                or not await self._delete_owned(resource, obj, owner=owner)
             ):
                 raise ApplyError(_describe(obj, exc)) from exc
         try:
@@ -197,7 +200,6 @@ class KubeApi:
             patch_type=PatchType.MERGE,
         )
 
-
     # --- the health monitor's calls -----------------------------------------------------------
 
     async def delete_pod(self, *, namespace: str, name: str) -> None:
@@ -207,7 +209,10 @@ class KubeApi:
     async def scale_agent(self, *, namespace: str, name: str, replicas: int) -> None:
         """Set spec.replicas through the AgentDeployment's scale subresource, as an autoscaler does."""
         await self._client.patch(
-            AgentResource.Scale, name, {"spec": {"replicas": replicas}}, namespace=namespace,
+            AgentResource.Scale,
+            name,
+            {"spec": {"replicas": replicas}},
+            namespace=namespace,
             patch_type=PatchType.MERGE,
         )
 

@@ -89,8 +89,9 @@ async def start(memo: Any, **_: Any) -> None:
     memo.resync = asyncio.create_task(memo.reconciler.resync_forever(), name="agentry-resync")
     memo.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=config.health_poll_concurrency))
     poller = Poller(session=memo.http, max_concurrent=config.health_poll_concurrency, clock=time.time)
-    memo.health = HealthSupervisor(api=memo.kube, poller=poller, events=_post_event,
-                                   verdicts=memo.reconciler.set_health, metrics=memo.metrics)
+    memo.health = HealthSupervisor(
+        api=memo.kube, poller=poller, events=_post_event, verdicts=memo.reconciler.set_health, metrics=memo.metrics
+    )
     memo.metrics_server = await serve_metrics(memo.metrics, endpoint=config.metrics_endpoint)
 
 

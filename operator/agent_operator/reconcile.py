@@ -66,8 +66,11 @@ class AgentState:
     def ref(self) -> dict[str, Any]:
         """Object reference for Events."""
         meta = self.agent.metadata
-        return {"apiVersion": api.API_VERSION, "kind": api.KIND,
-                "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": self.uid}}
+        return {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": self.uid},
+        }
 
 
 def parse_agent(body: Mapping[str, Any]) -> api.AgentDeployment:
@@ -141,8 +144,14 @@ class Reconciler:
             if not drifted and body.get("kind") == "Deployment" and meta.get("name") == owner:
                 await self._publish(state, deployment=body, observed=state.generation, previous=state.status)
         if drifted:
-            logger.info("%s/%s: %s %s changed by someone else (%s), restoring", namespace, owner, body.get("kind"),
-                        meta.get("name"), event_type)
+            logger.info(
+                "%s/%s: %s %s changed by someone else (%s), restoring",
+                namespace,
+                owner,
+                body.get("kind"),
+                meta.get("name"),
+                event_type,
+            )
             await self.reconcile_named(namespace=namespace, name=owner)
 
     def forget(self, *, namespace: str, name: str) -> None:
@@ -200,9 +209,11 @@ class Reconciler:
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         problem = check_spec(agent) or await self._check_secrets(agent)
         deployment: Mapping[str, Any] | None = None
+        children: list[dict[str, Any]] = []
         if problem is None:
+            children = render_children(agent, self._config)
             try:
-                deployment = await self._apply(state)
+                deployment = await self._apply(state, children)
             except ApplyError as exc:
                 problem = Problem(reason=APPLY_FAILED, message=str(exc))
         if deployment is None:
@@ -211,6 +222,9 @@ class Reconciler:
         state.generation, state.problem = generation, problem
         previous = state.status if state.status is not None else (body.get("status") or {})
         await self._publish(state, deployment=deployment, observed=generation, previous=previous)
+        # A never-reconciled agent (no status yet) has nothing stale: its first reconcile skips the listings.
+        if problem is None and body.get("status"):
+            await self._prune(state, children)
         return problem
 
     async def _check_secrets(self, agent: api.AgentDeployment) -> Problem | None:
@@ -220,27 +234,32 @@ class Reconciler:
         keys = await self._kube.secret_keys(namespace=agent.metadata.namespace, names=names)
         return check_secrets(agent, secrets=keys)
 
-    async def _apply(self, state: AgentState) -> Mapping[str, Any] | None:
-        """Apply every rendered child (what the pods mount first, concurrently), prune the unwanted ones."""
-        agent = state.agent
-        owner = Owner(name=agent.metadata.name, uid=state.uid)
-        children = render_children(agent, self._config)
+    async def _apply(self, state: AgentState, children: list[dict[str, Any]]) -> Mapping[str, Any] | None:
+        """Apply every rendered child, what the pods mount first (concurrently); return the Deployment."""
+        owner = Owner(name=state.agent.metadata.name, uid=state.uid)
         first = [c for c in children if c["kind"] in ("ServiceAccount", "ConfigMap", "Service")]
         rest = [c for c in children if c not in first]
         applied = list(await asyncio.gather(*(self._kube.apply_child(c, owner=owner) for c in first)))
         applied += await asyncio.gather(*(self._kube.apply_child(c, owner=owner) for c in rest))
         state.applied = {item.key: item for item in applied}
+        return next((item.body for item in applied if item.key[1] == "Deployment"), None)
+
+    async def _prune(self, state: AgentState, children: list[dict[str, Any]]) -> None:
+        """Delete optional children the agent no longer renders (listed only for kinds that may exist)."""
+        agent = state.agent
         rendered = {(c["apiVersion"], c["kind"]) for c in children}
         stale_kinds = state.optional_present - rendered
         if stale_kinds:
             deleted = await self._kube.delete_stale(
-                kinds=sorted(stale_kinds), namespace=agent.metadata.namespace, agent=agent.metadata.name,
-                owner_uid=state.uid, keep={key_of(c) for c in children},
+                kinds=sorted(stale_kinds),
+                namespace=agent.metadata.namespace,
+                agent=agent.metadata.name,
+                owner_uid=state.uid,
+                keep={key_of(c) for c in children},
             )
             for key in deleted:
                 self._events(state.ref(), type="Normal", reason="Deleted", message=f"deleted {key[1]} {key[2]}")
         state.optional_present = frozenset(rendered & OPTIONAL_KINDS)
-        return next((item.body for item in applied if item.key[1] == "Deployment"), None)
 
     async def _publish(
         self,
@@ -253,9 +272,16 @@ class Reconciler:
         """Write status when it changed, and post an Event for each change of state."""
         before = list((previous or {}).get("conditions") or [])
         meta = state.agent.metadata
-        new = compute_status(state.agent, generation=state.generation, observed_generation=observed,
-                             deployment=deployment, problem=state.problem, previous=before, now=self._now(),
-                             health=self._health.get((meta.namespace, meta.name)))
+        new = compute_status(
+            state.agent,
+            generation=state.generation,
+            observed_generation=observed,
+            deployment=deployment,
+            problem=state.problem,
+            previous=before,
+            now=self._now(),
+            health=self._health.get((meta.namespace, meta.name)),
+        )
         if not status_changed(previous, new):
             state.status = new
             return

@@ -84,18 +84,27 @@ def rollout(deployment: Mapping[str, Any] | None) -> Rollout:
         return Rollout(complete=False, stuck=False, reason="Reconciling", message="Deployment change not seen yet")
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            return Rollout(complete=False, stuck=True, reason="ProgressDeadlineExceeded",
-                           message=condition.get("message", "the rollout exceeded its progress deadline"))
+            return Rollout(
+                complete=False,
+                stuck=True,
+                reason="ProgressDeadlineExceeded",
+                message=condition.get("message", "the rollout exceeded its progress deadline"),
+            )
     updated, replicas = status.get("updatedReplicas", 0), status.get("replicas", 0)
     available = status.get("availableReplicas", 0)
     if updated < desired or replicas > updated:
-        return Rollout(complete=False, stuck=False, reason="RollingOut",
-                       message=f"{updated} of {desired} pods updated, {replicas} pods in total")
+        return Rollout(
+            complete=False,
+            stuck=False,
+            reason="RollingOut",
+            message=f"{updated} of {desired} pods updated, {replicas} pods in total",
+        )
     if replicas > desired:
         return Rollout(complete=False, stuck=False, reason="ScalingDown", message=f"{replicas} pods, {desired} wanted")
     if available < desired:
-        return Rollout(complete=False, stuck=False, reason="PodsNotReady",
-                       message=f"{available} of {desired} pods available")
+        return Rollout(
+            complete=False, stuck=False, reason="PodsNotReady", message=f"{available} of {desired} pods available"
+        )
     return Rollout(complete=True, stuck=False, reason="Ready", message=f"{available} of {desired} pods available")
 
 
@@ -121,8 +130,12 @@ def compute_status(
     status = (deployment or {}).get("status") or {}
     wanted = _conditions(generation=generation, observed=observed_generation, deployment=deployment, problem=problem)
     if health is not None and health.degraded:
-        wanted = [(DEGRADED, "True", health.reason, health.message) if kind == DEGRADED and status == "False"
-                  else (kind, status, reason, message) for kind, status, reason, message in wanted]
+        wanted = [
+            (DEGRADED, "True", health.reason, health.message)
+            if kind == DEGRADED and status == "False"
+            else (kind, status, reason, message)
+            for kind, status, reason, message in wanted
+        ]
     return {
         "observedGeneration": observed_generation,
         "replicas": int(status.get("replicas", 0)),
@@ -145,18 +158,30 @@ def _conditions(
         ]
     if observed < generation:
         message = f"generation {generation} not applied yet"
-        return [(READY, "False", "Reconciling", message), (PROGRESSING, "True", "Reconciling", message),
-                (DEGRADED, "False", "AsExpected", "")]
+        return [
+            (READY, "False", "Reconciling", message),
+            (PROGRESSING, "True", "Reconciling", message),
+            (DEGRADED, "False", "AsExpected", ""),
+        ]
     state = rollout(deployment)
     if state.complete:
         ready_reason = "ScaledToZero" if (deployment or {}).get("spec", {}).get("replicas") == 0 else "Ready"
-        return [(READY, "True", ready_reason, state.message), (PROGRESSING, "False", "Complete", state.message),
-                (DEGRADED, "False", "AsExpected", "")]
+        return [
+            (READY, "True", ready_reason, state.message),
+            (PROGRESSING, "False", "Complete", state.message),
+            (DEGRADED, "False", "AsExpected", ""),
+        ]
     if state.stuck:
-        return [(READY, "False", state.reason, state.message), (PROGRESSING, "False", state.reason, state.message),
-                (DEGRADED, "True", state.reason, state.message)]
-    return [(READY, "False", state.reason, state.message), (PROGRESSING, "True", state.reason, state.message),
-            (DEGRADED, "False", "AsExpected", "")]
+        return [
+            (READY, "False", state.reason, state.message),
+            (PROGRESSING, "False", state.reason, state.message),
+            (DEGRADED, "True", state.reason, state.message),
+        ]
+    return [
+        (READY, "False", state.reason, state.message),
+        (PROGRESSING, "True", state.reason, state.message),
+        (DEGRADED, "False", "AsExpected", ""),
+    ]
 
 
 def merge_conditions(
@@ -172,14 +197,16 @@ def merge_conditions(
     for kind, status, reason, message in wanted:
         old = before.get(kind)
         unchanged = old is not None and old.get("status") == status and old.get("lastTransitionTime")
-        merged.append({
-            "type": kind,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": str(old["lastTransitionTime"]) if unchanged and old else timestamp(now),
-            "observedGeneration": observed_generation,
-        })
+        merged.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": str(old["lastTransitionTime"]) if unchanged and old else timestamp(now),
+                "observedGeneration": observed_generation,
+            }
+        )
     others = [cast(ConditionDict, dict(c)) for c in previous if c.get("type") not in OWN_CONDITIONS]
     return merged + others
 
@@ -206,8 +233,9 @@ def transitions(previous: Sequence[Mapping[str, Any]], new: Sequence[ConditionDi
         changed.append(Transition(type=READY, status=ready["status"], reason=ready["reason"], message=ready["message"]))
     flipped = degraded and degraded["status"] != old.get("status", "False")
     if degraded and flipped and not (ready and ready["reason"] == degraded["reason"]):
-        changed.append(Transition(type=DEGRADED, status=degraded["status"], reason=degraded["reason"],
-                                  message=degraded["message"]))
+        changed.append(
+            Transition(type=DEGRADED, status=degraded["status"], reason=degraded["reason"], message=degraded["message"])
+        )
     return changed
 
 

@@ -30,8 +30,15 @@ from agent_operator.devcluster.network import free_ports
 from tests.operator.running import OperatorProcess
 
 NAMESPACE = "bench"
-HEALTHY = {"status": "healthy", "inFlight": 0, "queued": 0, "maxConcurrent": 10, "errorRate": 0.0,
-           "latencyMs": {"p50": 5, "p95": 9, "p99": 12}, "dependencies": [{"name": "database", "state": "ok"}]}
+HEALTHY = {
+    "status": "healthy",
+    "inFlight": 0,
+    "queued": 0,
+    "maxConcurrent": 10,
+    "errorRate": 0.0,
+    "latencyMs": {"p50": 5, "p95": 9, "p99": 12},
+    "dependencies": [{"name": "database", "state": "ok"}],
+}
 
 
 class Responder:
@@ -73,10 +80,16 @@ def kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
 
 
 def running_pods(cluster: Cluster) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = json.loads(kubectl(cluster, "get", "pods", "-n", NAMESPACE, "-l",
-                                                     "agentry.dev/agent", "-o", "json"))["items"]
-    return [p for p in items if p["status"].get("podIP") and not p["metadata"].get("deletionTimestamp")
-            and p["status"].get("phase") == "Running"]
+    items: list[dict[str, Any]] = json.loads(
+        kubectl(cluster, "get", "pods", "-n", NAMESPACE, "-l", "agentry.dev/agent", "-o", "json")
+    )["items"]
+    return [
+        p
+        for p in items
+        if p["status"].get("podIP")
+        and not p["metadata"].get("deletionTimestamp")
+        and p["status"].get("phase") == "Running"
+    ]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -89,8 +102,11 @@ def metric(port: int, name: str) -> float:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         text = answer.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")
-               or line.startswith(name + " "))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
 
 
 async def follow(cluster: Cluster, responder: Responder, *, until: float) -> int:
@@ -112,12 +128,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         log = Path(tempfile.mkdtemp()) / "operator.log"
         operator = OperatorProcess(kubeconfig=cluster.kubeconfig, namespaces=(NAMESPACE,), log=log)
         operator.start(timeout=60)
-        agents = [{"apiVersion": "agentry.dev/v1alpha1", "kind": "AgentDeployment",
-                   "metadata": {"name": f"agent-{i:03d}", "namespace": NAMESPACE},
-                   "spec": {"agent": {"model": "test"}, "replicas": args.pods,
-                            "security": {"auth": {"mode": "none"}},
-                            "health": {"pollIntervalSeconds": 10}}}
-                  for i in range(args.agents)]
+        agents = [
+            {
+                "apiVersion": "agentry.dev/v1alpha1",
+                "kind": "AgentDeployment",
+                "metadata": {"name": f"agent-{i:03d}", "namespace": NAMESPACE},
+                "spec": {
+                    "agent": {"model": "test"},
+                    "replicas": args.pods,
+                    "security": {"auth": {"mode": "none"}},
+                    "health": {"pollIntervalSeconds": 10},
+                },
+            }
+            for i in range(args.agents)
+        ]
         kubectl(cluster, "apply", "-f", "-", stdin=yaml.safe_dump_all(agents))
         total = args.agents * args.pods
         deadline = time.monotonic() + 600
@@ -127,16 +151,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await follow(cluster, responder, until=time.monotonic() + 25)  # a few poll rounds before measuring
         assert operator.process is not None
         pid = operator.process.pid
-        polls0, cpu0, t0 = metric(operator.metrics_port, "agentry_operator_health_polls_total"), cpu_seconds(pid), \
-            time.monotonic()
+        polls0, cpu0, t0 = (
+            metric(operator.metrics_port, "agentry_operator_health_polls_total"),
+            cpu_seconds(pid),
+            time.monotonic(),
+        )
         await follow(cluster, responder, until=t0 + args.window)
-        polls1, cpu1, t1 = metric(operator.metrics_port, "agentry_operator_health_polls_total"), cpu_seconds(pid), \
-            time.monotonic()
+        polls1, cpu1, t1 = (
+            metric(operator.metrics_port, "agentry_operator_health_polls_total"),
+            cpu_seconds(pid),
+            time.monotonic(),
+        )
         rss = operator.rss_bytes()
         restarts = metric(operator.metrics_port, "agentry_operator_pod_restarts_total")
         replacement = await failure_to_replacement(cluster, responder)
         return {
-            "agents": args.agents, "pods": total, "poll_interval_seconds": 10, "window_seconds": round(t1 - t0, 1),
+            "agents": args.agents,
+            "pods": total,
+            "poll_interval_seconds": 10,
+            "window_seconds": round(t1 - t0, 1),
             "pods_answering": len(responder.sites),
             "operator_cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
             "operator_rss_mib": round(rss / 2**20, 1),

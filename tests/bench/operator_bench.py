@@ -50,8 +50,14 @@ QUIET_HEALTH = {"pollIntervalSeconds": 3600, "maxRestartsPerHour": 0}
 
 def kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
     """Run kubectl against the benchmark cluster; raise with stderr on failure."""
-    done = subprocess.run([str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
-                          input=stdin, capture_output=True, text=True, check=False, timeout=300)
+    done = subprocess.run(
+        [str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr}")
     return done.stdout
@@ -89,8 +95,9 @@ def plain_round(cluster: Cluster, *, namespace: str, n: int, timeout: float) -> 
 
     def available() -> int:
         deployments = items(api, f"/apis/apps/v1/namespaces/{namespace}/deployments")
-        return sum(1 for d in deployments
-                   if d.get("status", {}).get("availableReplicas", 0) >= d["spec"]["replicas"] >= 1)
+        return sum(
+            1 for d in deployments if d.get("status", {}).get("availableReplicas", 0) >= d["spec"]["replicas"] >= 1
+        )
 
     started = time.monotonic()
     kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
@@ -104,8 +111,14 @@ def operator_round(cluster: Cluster, *, namespace: str, n: int, timeout: float) 
 
     def ready() -> int:
         agents = items(api, f"/apis/agentry.dev/v1alpha1/namespaces/{namespace}/agentdeployments")
-        return sum(1 for a in agents if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                            for c in a.get("status", {}).get("conditions", [])))
+        return sum(
+            1
+            for a in agents
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in a.get("status", {}).get("conditions", [])
+            )
+        )
 
     started = time.monotonic()
     kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
@@ -129,16 +142,22 @@ def clean(cluster: Cluster, namespaces: tuple[str, ...], *, timeout: float) -> N
     for namespace in namespaces:
         kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
     api = cluster.client()
-    wait_all(lambda: sum(api.request("GET", f"/api/v1/namespaces/{ns}").status == 404 for ns in namespaces),
-             total=len(namespaces), timeout=timeout)
+    wait_all(
+        lambda: sum(api.request("GET", f"/api/v1/namespaces/{ns}").status == 404 for ns in namespaces),
+        total=len(namespaces),
+        timeout=timeout,
+    )
 
 
 def prepare(cluster: Cluster, namespace: str) -> None:
     """A namespace with its default ServiceAccount (pods need it) and the JWT Secret every agent references."""
     kubectl(cluster, "create", "namespace", namespace)
     api = cluster.client()
-    wait_all(lambda: int(api.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default").status == 200),
-             total=1, timeout=60)
+    wait_all(
+        lambda: int(api.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default").status == 200),
+        total=1,
+        timeout=60,
+    )
     kubectl(cluster, "create", "secret", "generic", "jwt", "-n", namespace, "--from-literal=key=" + "k" * 32)
 
 
@@ -152,10 +171,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     add_nodes(cluster, pods=4 * max(args.sizes))
     namespaces = {(n, r): (f"plain-{n}-{r}-{suffix}", f"agents-{n}-{r}-{suffix}") for n, r in plan}
     log = Path(tempfile.mkdtemp(prefix="operator-bench-")) / "operator.log"
-    operator = OperatorProcess(kubeconfig=cluster.kubeconfig, log=log,
-                               namespaces=tuple(ns for _, ns in namespaces.values()),
-                               extra_env={"AGENTRY_LOG_FORMAT": "json", "AGENTRY_LOG_LEVEL": "warning",
-                                          "AGENTRY_RETRY_BASE_SECONDS": "2", "AGENTRY_RETRY_MAX_SECONDS": "60"})
+    operator = OperatorProcess(
+        kubeconfig=cluster.kubeconfig,
+        log=log,
+        namespaces=tuple(ns for _, ns in namespaces.values()),
+        extra_env={
+            "AGENTRY_LOG_FORMAT": "json",
+            "AGENTRY_LOG_LEVEL": "warning",
+            "AGENTRY_RETRY_BASE_SECONDS": "2",
+            "AGENTRY_RETRY_MAX_SECONDS": "60",
+        },
+    )
     operator.start()
     results: dict[str, Any] = {"sizes": {}, "operator_log": str(log)}
     try:
@@ -170,8 +196,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             entry = results["sizes"].setdefault(str(n), {"plain_s": [], "operator_s": []})
             entry["plain_s"].append(timings["plain"])
             entry["operator_s"].append(timings["operator"])
-            print(f"N={n} round {r}: plain {timings['plain']:.2f}s, operator {timings['operator']:.2f}s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"N={n} round {r}: plain {timings['plain']:.2f}s, operator {timings['operator']:.2f}s",
+                file=sys.stderr,
+                flush=True,
+            )
             if n == max(args.sizes):
                 rss = round(operator.rss_bytes() / 2**20, 1)
                 results["operator_rss_mib_at_max_n"] = max(rss, results.get("operator_rss_mib_at_max_n", 0.0))

@@ -63,16 +63,17 @@ def test_deployment_pods_run_ready_with_loopback_ips(kube_cluster: KubeCluster, 
     assert len(set(ips)) == 2
 
 
-def test_deleting_a_deployment_collects_its_replicaset_and_pods(kube_cluster: KubeCluster,
-                                                                kube_namespace: str) -> None:
+def test_deleting_a_deployment_collects_its_replicaset_and_pods(kube_cluster: KubeCluster, kube_namespace: str) -> None:
     kube_cluster.kubectl("apply", "-n", kube_namespace, "-f", "-", stdin=DEPLOYMENT)
     eventually(lambda: _running_ready_pods(kube_cluster, kube_namespace), what="2 Running, Ready pods")
     assert _items(kube_cluster, "replicasets", kube_namespace, "-l", "app=web")
 
     kube_cluster.kubectl("delete", "deployment", "web", "-n", kube_namespace, "--wait=false")
 
-    eventually(lambda: not _items(kube_cluster, "replicasets,pods", kube_namespace, "-l", "app=web"),
-               what="the garbage collector to delete the ReplicaSet and its pods")
+    eventually(
+        lambda: not _items(kube_cluster, "replicasets,pods", kube_namespace, "-l", "app=web"),
+        what="the garbage collector to delete the ReplicaSet and its pods",
+    )
 
 
 def test_server_reports_the_pinned_version(kube_cluster: KubeCluster) -> None:
@@ -110,12 +111,19 @@ def _as_token(cluster: KubeCluster, token: str, tmp_path: Path) -> KubeCluster:
     config["users"][0]["user"] = {"token": token}
     path = tmp_path / "token.kubeconfig"
     path.write_text(json.dumps(config))
-    return KubeCluster(name=cluster.name, server=cluster.server, kubeconfig=path, kubectl_path=cluster.kubectl_path,
-                       helm_path=cluster.helm_path, pod_network=cluster.pod_network)
+    return KubeCluster(
+        name=cluster.name,
+        server=cluster.server,
+        kubeconfig=path,
+        kubectl_path=cluster.kubectl_path,
+        helm_path=cluster.helm_path,
+        pod_network=cluster.pod_network,
+    )
 
 
-def test_service_account_token_is_held_to_its_role(kube_cluster: KubeCluster, kube_namespace: str,
-                                                   tmp_path: Path) -> None:
+def test_service_account_token_is_held_to_its_role(
+    kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path
+) -> None:
     kube_cluster.kubectl("apply", "-n", kube_namespace, "-f", "-", stdin=ROLE)
     kube_cluster.kubectl("create", "configmap", "settings", "-n", kube_namespace, "--from-literal=a=b")
     token = kube_cluster.kubectl("create", "token", "reader", "-n", kube_namespace).stdout.strip()
@@ -124,9 +132,13 @@ def test_service_account_token_is_held_to_its_role(kube_cluster: KubeCluster, ku
     whoami = json.loads(reader.kubectl("auth", "whoami", "-o", "json").stdout)
     assert whoami["status"]["userInfo"]["username"] == f"system:serviceaccount:{kube_namespace}:reader"
     assert reader.kubectl("get", "configmap", "settings", "-n", kube_namespace, "-o", "name").stdout.strip() == (
-        "configmap/settings")
-    for refused in (("get", "secrets", "-n", kube_namespace), ("delete", "configmap", "settings", "-n", kube_namespace),
-                    ("get", "configmaps", "-n", "default")):
+        "configmap/settings"
+    )
+    for refused in (
+        ("get", "secrets", "-n", kube_namespace),
+        ("delete", "configmap", "settings", "-n", kube_namespace),
+        ("get", "configmaps", "-n", "default"),
+    ):
         answer = reader.kubectl(*refused, check=False)
         assert answer.returncode != 0 and "Forbidden" in answer.stderr, (refused, answer.stderr)
 
@@ -135,8 +147,9 @@ def test_agentry_crd_installs_and_serves_agents(kube_cluster: KubeCluster, kube_
     install_crd(kube_cluster, CRD.read_text(), "agentdeployments.agentry.dev")
 
     # Discovery can lag the Established condition by a moment; kubectl must then find the short name `agents`.
-    answer = eventually(lambda: _succeeded(kube_cluster, "get", "agents", "-n", kube_namespace),
-                        what="kubectl get agents to succeed")
+    answer = eventually(
+        lambda: _succeeded(kube_cluster, "get", "agents", "-n", kube_namespace), what="kubectl get agents to succeed"
+    )
 
     assert "No resources found" in answer.stderr
 

@@ -145,13 +145,15 @@ def test_pki_serving_cert_is_signed_by_the_ca_for_loopback_and_in_cluster_names(
     assert ExtendedKeyUsageOID.SERVER_AUTH in usage
 
 
-@pytest.mark.parametrize(("client", "user", "groups"), [
-    ("admin", "kubernetes-admin", ["system:masters"]),
-    ("controller-manager", "system:kube-controller-manager", []),
-    ("scheduler", "system:kube-scheduler", []),
-])
-def test_pki_client_certs_name_the_user_and_groups(tmp_path: Path, client: str, user: str,
-                                                   groups: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("client", "user", "groups"),
+    [
+        ("admin", "kubernetes-admin", ["system:masters"]),
+        ("controller-manager", "system:kube-controller-manager", []),
+        ("scheduler", "system:kube-scheduler", []),
+    ],
+)
+def test_pki_client_certs_name_the_user_and_groups(tmp_path: Path, client: str, user: str, groups: list[str]) -> None:
     paths = write_pki(root=tmp_path, now=NOW)
     cert = _cert(paths.cert(client))
 
@@ -168,8 +170,9 @@ def test_pki_service_account_key_is_a_public_key(tmp_path: Path) -> None:
 
 
 def _layout(tmp_path: Path) -> Layout:
-    return Layout(name="demo", root=tmp_path / "demo", bin_dir=tmp_path / "bin", ports=Ports(1, 2, 3, 4, 5, 6),
-                  octet=42)
+    return Layout(
+        name="demo", root=tmp_path / "demo", bin_dir=tmp_path / "bin", ports=Ports(1, 2, 3, 4, 5, 6), octet=42
+    )
 
 
 def test_state_file_round_trips(tmp_path: Path) -> None:
@@ -192,8 +195,14 @@ def test_kubeconfig_points_at_the_server_with_the_users_cert(tmp_path: Path) -> 
 def test_apiserver_flags_cover_loopback_rbac_and_service_account_tokens(tmp_path: Path) -> None:
     argv = components.kube_apiserver(_layout(tmp_path))
 
-    for flag in ("--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none", "--authorization-mode=Node,RBAC",
-                 "--secure-port=3", "--etcd-servers=http://127.0.0.1:1", "--service-cluster-ip-range=127.255.42.0/24"):
+    for flag in (
+        "--advertise-address=127.0.0.1",
+        "--endpoint-reconciler-type=none",
+        "--authorization-mode=Node,RBAC",
+        "--secure-port=3",
+        "--etcd-servers=http://127.0.0.1:1",
+        "--service-cluster-ip-range=127.255.42.0/24",
+    ):
         assert flag in argv
     assert any(a.startswith("--service-account-signing-key-file=") for a in argv)
 

@@ -82,6 +82,12 @@ class Healing:
         assert len(pids) == 1, f"expected one runtime for {pod}, found {pids}"
         return pids[0]
 
+    def wait_answering(self, name: str, *, replicas: int, timeout: float) -> None:
+        """Until `replicas` pods of the agent answer /readyz."""
+        eventually(
+            lambda: len(self.answering(name)) == replicas, timeout=timeout, what=f"{replicas} answering pods of {name}"
+        )
+
     def wait_polled_healthy(self, name: str, replicas: int = 1) -> None:
         """Until the operator's own polls found the pods healthy (only pods seen up are ever restarted)."""
         eventually(
@@ -315,11 +321,7 @@ def test_many_agents_polled_for_ten_minutes_get_no_restart(healing: Healing) -> 
         for name in names[batch : batch + 5]:
             healing.apply_agent(name, {"agent": {"model": "test"}, "replicas": 3})
         for name in names[batch : batch + 5]:
-            eventually(
-                lambda name=name: len(healing.answering(name)) == 3,
-                timeout=240,  # type: ignore[misc]
-                what=f"3 answering pods of {name}",
-            )
+            healing.wait_answering(name, replicas=3, timeout=240)
     keys = {
         name: json.loads(
             healing.cluster.kubectl("get", "secret", f"{name}-jwt", "-n", healing.namespace, "-o", "json").stdout

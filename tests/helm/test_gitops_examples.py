@@ -81,6 +81,7 @@ def _agent(generation: int, observed: int | None, **conditions: str) -> dict[str
 )
 def test_argocd_lua_health_check(obj: dict[str, Any], expected: str) -> None:
     import lupa  # the dev extra brings it; a missing Lua runtime must fail, not skip
+
     lua = lupa.LuaRuntime(unpack_returned_tuples=True)
     health = lua.execute("return function(obj)\n" + _health_script() + "\nend")
     result = health(lua.table_from(obj, recursive=True))

@@ -19,5 +19,9 @@ def agent(name: str = "triage", namespace: str = "team-a", **spec: Any) -> Agent
 
 def manifest(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     """The same agent as a manifest for `kubectl apply`."""
-    return {"apiVersion": "agentry.dev/v1alpha1", "kind": "AgentDeployment",
-            "metadata": {"name": name, "namespace": namespace}, "spec": agent(name, namespace, **spec).spec.wire()}
+    return {
+        "apiVersion": "agentry.dev/v1alpha1",
+        "kind": "AgentDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": agent(name, namespace, **spec).spec.wire(),
+    }

@@ -37,14 +37,25 @@ class OperatorProcess:
     def start(self, *, timeout: float = 30.0) -> None:
         """Start and wait until kopf's liveness endpoint answers (the operator is watching by then)."""
         self.port, self.metrics_port = free_ports(2)
-        env = {**os.environ, **TEST_SETTINGS, **self.extra_env, "KUBECONFIG": str(self.kubeconfig),
-               "AGENTRY_NAMESPACES": ",".join(self.namespaces),
-               "AGENTRY_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
-               "AGENTRY_METRICS_ENDPOINT": f"http://127.0.0.1:{self.metrics_port}/metrics"}
+        env = {
+            **os.environ,
+            **TEST_SETTINGS,
+            **self.extra_env,
+            "KUBECONFIG": str(self.kubeconfig),
+            "AGENTRY_NAMESPACES": ",".join(self.namespaces),
+            "AGENTRY_LIVENESS_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
+            "AGENTRY_METRICS_ENDPOINT": f"http://127.0.0.1:{self.metrics_port}/metrics",
+        }
         binary = Path(sys.executable).parent / "agentry-operator"
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([str(binary)], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [str(binary)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + timeout
         while not self._alive():
             if self.process.poll() is not None:

@@ -40,20 +40,29 @@ def test_a_missing_key_is_reported_too() -> None:
     assert "Secret 'jwt' has no key 'key'" in problem.message
 
 
-@pytest.mark.parametrize("schema", [
-    {"type": "object", "properties": {"priority": {"type": "string", "enum": ["low", "high"]}},
-     "required": ["priority"]},
-    {"type": "object"},
-])
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {
+            "type": "object",
+            "properties": {"priority": {"type": "string", "enum": ["low", "high"]}},
+            "required": ["priority"],
+        },
+        {"type": "object"},
+    ],
+)
 def test_a_valid_output_schema_passes(schema: dict[str, Any]) -> None:
     assert check_output_schema(agent(agent={"model": "test", "outputSchema": schema})) is None
 
 
-@pytest.mark.parametrize(("schema", "where"), [
-    ({"type": "object", "properties": {"priority": {"type": "strnig"}}}, "properties/priority/type"),
-    ({"type": "object", "required": "priority"}, "required"),
-    ({"type": "object", "properties": {"n": {"minimum": "zero"}}}, "properties/n/minimum"),
-])
+@pytest.mark.parametrize(
+    ("schema", "where"),
+    [
+        ({"type": "object", "properties": {"priority": {"type": "strnig"}}}, "properties/priority/type"),
+        ({"type": "object", "required": "priority"}, "required"),
+        ({"type": "object", "properties": {"n": {"minimum": "zero"}}}, "properties/n/minimum"),
+    ],
+)
 def test_an_invalid_output_schema_is_refused_with_its_location(schema: dict[str, Any], where: str) -> None:
     problem = check_output_schema(agent(agent={"model": "test", "outputSchema": schema}))
     assert problem is not None
@@ -61,8 +70,17 @@ def test_an_invalid_output_schema_is_refused_with_its_location(schema: dict[str,
     assert problem.message.startswith(f"spec.agent.outputSchema at {where}:")
 
 
-@pytest.mark.parametrize("model", ["test", "openai:gpt-4o-mini", "openai-chat:gpt-4o-mini", "ollama:llama3.2",
-                                   "anthropic:claude-sonnet-4-5", "groq:llama-3.3-70b"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "test",
+        "openai:gpt-4o-mini",
+        "openai-chat:gpt-4o-mini",
+        "ollama:llama3.2",
+        "anthropic:claude-sonnet-4-5",
+        "groq:llama-3.3-70b",
+    ],
+)
 def test_models_of_providers_pydantic_ai_knows_pass(model: str) -> None:
     assert check_provider(agent(agent={"model": model})) is None
 

@@ -17,27 +17,39 @@ def test_defaults_watch_everything_log_json_and_use_the_matching_runtime() -> No
 
 
 def test_every_field_is_read_from_its_variable() -> None:
-    config = OperatorConfig.from_env({
-        "AGENTRY_NAMESPACES": "team-a, team-b",
-        "AGENTRY_RUNTIME_IMAGE": "registry.local/runtime:dev",
-        "AGENTRY_LOG_FORMAT": "TEXT",
-        "AGENTRY_LOG_LEVEL": "debug",
-        "AGENTRY_LIVENESS_ENDPOINT": "",
-        "AGENTRY_REQUEST_TIMEOUT_SECONDS": "12.5",
-        "AGENTRY_WATCH_TIMEOUT_SECONDS": "120",
-        "AGENTRY_EVENT_LEVEL": "info",
-        "AGENTRY_HEALTH_POLL_CONCURRENCY": "16",
-        "AGENTRY_RETRY_BASE_SECONDS": "0.5",
-        "AGENTRY_RETRY_MAX_SECONDS": "3",
-        "AGENTRY_RESYNC_SECONDS": "30",
-        "AGENTRY_NETWORK_POLICY": "true",
-        "AGENTRY_OPERATOR_NAMESPACE": "agentry-system",
-    })
+    config = OperatorConfig.from_env(
+        {
+            "AGENTRY_NAMESPACES": "team-a, team-b",
+            "AGENTRY_RUNTIME_IMAGE": "registry.local/runtime:dev",
+            "AGENTRY_LOG_FORMAT": "TEXT",
+            "AGENTRY_LOG_LEVEL": "debug",
+            "AGENTRY_LIVENESS_ENDPOINT": "",
+            "AGENTRY_REQUEST_TIMEOUT_SECONDS": "12.5",
+            "AGENTRY_WATCH_TIMEOUT_SECONDS": "120",
+            "AGENTRY_EVENT_LEVEL": "info",
+            "AGENTRY_HEALTH_POLL_CONCURRENCY": "16",
+            "AGENTRY_RETRY_BASE_SECONDS": "0.5",
+            "AGENTRY_RETRY_MAX_SECONDS": "3",
+            "AGENTRY_RESYNC_SECONDS": "30",
+            "AGENTRY_NETWORK_POLICY": "true",
+            "AGENTRY_OPERATOR_NAMESPACE": "agentry-system",
+        }
+    )
     assert config == OperatorConfig(
-        namespaces=("team-a", "team-b"), runtime_image="registry.local/runtime:dev", log_format="text",
-        log_level="debug", liveness_endpoint="", request_timeout_seconds=12.5, watch_timeout_seconds=120,
-        event_level="info", health_poll_concurrency=16, retry_base_seconds=0.5, retry_max_seconds=3.0,
-        resync_seconds=30.0, network_policy=True, operator_namespace="agentry-system",
+        namespaces=("team-a", "team-b"),
+        runtime_image="registry.local/runtime:dev",
+        log_format="text",
+        log_level="debug",
+        liveness_endpoint="",
+        request_timeout_seconds=12.5,
+        watch_timeout_seconds=120,
+        event_level="info",
+        health_poll_concurrency=16,
+        retry_base_seconds=0.5,
+        retry_max_seconds=3.0,
+        resync_seconds=30.0,
+        network_policy=True,
+        operator_namespace="agentry-system",
     )
 
 
@@ -76,8 +88,9 @@ def test_retry_delay_doubles_up_to_the_cap(attempt: int, delay: float) -> None:
     assert OperatorConfig(retry_base_seconds=2, retry_max_seconds=60).retry_delay(attempt) == delay
 
 
-def test_main_refuses_to_start_on_a_bad_setting(capsys: pytest.CaptureFixture[str],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_refuses_to_start_on_a_bad_setting(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent_operator.main import main
 
     monkeypatch.setenv("AGENTRY_LOG_FORMAT", "xml")

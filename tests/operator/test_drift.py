@@ -51,9 +51,15 @@ def test_an_object_the_operator_did_not_apply_in_this_process_is_drift() -> None
 
 def test_parse_agent_takes_name_namespace_and_spec_and_ignores_the_rest() -> None:
     stored = {
-        "apiVersion": "agentry.dev/v1alpha1", "kind": "AgentDeployment",
-        "metadata": {"name": "triage", "namespace": "team-a", "uid": "u-1", "generation": 4,
-                     "annotations": {"kopf.agentry.dev/last-handled-configuration": "{}"}},
+        "apiVersion": "agentry.dev/v1alpha1",
+        "kind": "AgentDeployment",
+        "metadata": {
+            "name": "triage",
+            "namespace": "team-a",
+            "uid": "u-1",
+            "generation": 4,
+            "annotations": {"kopf.agentry.dev/last-handled-configuration": "{}"},
+        },
         "spec": agent().spec.wire(),
         "status": {"conditions": [], "kopf": {"progress": {}}},
     }

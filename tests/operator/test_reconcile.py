@@ -71,8 +71,9 @@ class Agents:
             if result:
                 return result
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout} s waiting for {what}\n--- operator log ---\n"
-                            f"{self.operator.tail()}")
+                pytest.fail(
+                    f"timed out after {timeout} s waiting for {what}\n--- operator log ---\n{self.operator.tail()}"
+                )
             time.sleep(0.25)
 
     def condition(self, name: str, kind: str = "Ready") -> dict[str, Any] | None:
@@ -91,8 +92,14 @@ class Agents:
         return self.until(probe, what=f"{name} to be Ready")
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        answer = self.kubectl("get", "events", "--field-selector",
-                              f"involvedObject.kind=AgentDeployment,involvedObject.name={name}", "-o", "json")
+        answer = self.kubectl(
+            "get",
+            "events",
+            "--field-selector",
+            f"involvedObject.kind=AgentDeployment,involvedObject.name={name}",
+            "-o",
+            "json",
+        )
         items: list[dict[str, Any]] = json.loads(answer)["items"]
         return items
 
@@ -122,8 +129,13 @@ def test_create_makes_owned_children_and_a_ready_agent(agents: Agents) -> None:
 
     body = agents.ready("triage")
     children = {(c["kind"], c["metadata"]["name"]) for c in agents.items(CHILDREN)}
-    assert children == {("ServiceAccount", "triage"), ("ConfigMap", "triage-config"), ("Service", "triage"),
-                        ("Deployment", "triage"), ("PodDisruptionBudget", "triage")}
+    assert children == {
+        ("ServiceAccount", "triage"),
+        ("ConfigMap", "triage-config"),
+        ("Service", "triage"),
+        ("Deployment", "triage"),
+        ("PodDisruptionBudget", "triage"),
+    }
     assert all(_owner_uids(c) == [body["metadata"]["uid"]] for c in agents.items(CHILDREN))
     status = body["status"]
     assert (status["replicas"], status["readyReplicas"]) == (2, 2)
@@ -162,9 +174,17 @@ def test_new_instructions_roll_the_pods(agents: Agents) -> None:
     assert _template_hash(agents.get("deployment", "triage")) not in ("", before)
     config = yaml.safe_load((agents.get("configmap", "triage-config") or {})["data"]["agent.yaml"])
     assert config["spec"]["agent"]["instructions"] == "Answer in French."
-    agents.until(lambda: not old_pods & {p["metadata"]["name"] for p in agents.items("pods", "agentry.dev/agent=triage")
-                                         if not p["metadata"].get("deletionTimestamp")},
-                 what="the old pods to be replaced")
+    agents.until(
+        lambda: (
+            not old_pods
+            & {
+                p["metadata"]["name"]
+                for p in agents.items("pods", "agentry.dev/agent=triage")
+                if not p["metadata"].get("deletionTimestamp")
+            }
+        ),
+        what="the old pods to be replaced",
+    )
 
 
 def test_kubectl_scale_goes_through_the_scale_subresource(agents: Agents) -> None:
@@ -176,10 +196,14 @@ def test_kubectl_scale_goes_through_the_scale_subresource(agents: Agents) -> Non
 
     agents.kubectl("scale", "agentdeployment/triage", "--replicas=3")
 
-    agents.until(lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 3,
-                 what="the Deployment to follow to 3 replicas")
-    agents.until(lambda: (agents.get("agentdeployment", "triage") or {}).get("status", {}).get("replicas") == 3,
-                 what="status.replicas to follow to 3")
+    agents.until(
+        lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 3,
+        what="the Deployment to follow to 3 replicas",
+    )
+    agents.until(
+        lambda: (agents.get("agentdeployment", "triage") or {}).get("status", {}).get("replicas") == 3,
+        what="status.replicas to follow to 3",
+    )
     agents.ready("triage")
     assert agents.get("poddisruptionbudget", "triage") is not None
     assert _template_hash(agents.get("deployment", "triage")) == hash_before  # scaling does not roll pods
@@ -200,8 +224,11 @@ def test_deleting_the_agent_garbage_collects_its_children(agents: Agents, operat
 
     agents.kubectl("delete", "agentdeployment", "triage", "--wait=true", "--timeout=30s")
 
-    agents.until(lambda: not agents.items(CHILDREN + ",replicasets,pods", "agentry.dev/agent=triage"),
-                 what="the garbage collector to delete every child", timeout=90)
+    agents.until(
+        lambda: not agents.items(CHILDREN + ",replicasets,pods", "agentry.dev/agent=triage"),
+        what="the garbage collector to delete every child",
+        timeout=90,
+    )
 
 
 # --- drift -------------------------------------------------------------------------------------
@@ -231,15 +258,22 @@ def test_edited_children_are_put_back(agents: Agents) -> None:
 
     agents.kubectl("patch", "configmap", "triage-config", "--type=merge", "-p", '{"data":{"agent.yaml":"junk"}}')
     agents.kubectl("scale", "deployment/triage", "--replicas=4")
-    agents.kubectl("patch", "service", "triage", "--type=json",
-                   "-p", '[{"op":"replace","path":"/spec/ports/0/port","value":9999}]')
+    agents.kubectl(
+        "patch", "service", "triage", "--type=json", "-p", '[{"op":"replace","path":"/spec/ports/0/port","value":9999}]'
+    )
 
-    agents.until(lambda: (agents.get("configmap", "triage-config") or {}).get("data", {}).get("agent.yaml") == config,
-                 what="the ConfigMap to be restored")
-    agents.until(lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 1,
-                 what="the Deployment replicas to be restored")
-    agents.until(lambda: (agents.get("service", "triage") or {})["spec"]["ports"][0]["port"] == 8080,
-                 what="the Service port to be restored")
+    agents.until(
+        lambda: (agents.get("configmap", "triage-config") or {}).get("data", {}).get("agent.yaml") == config,
+        what="the ConfigMap to be restored",
+    )
+    agents.until(
+        lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 1,
+        what="the Deployment replicas to be restored",
+    )
+    agents.until(
+        lambda: (agents.get("service", "triage") or {})["spec"]["ports"][0]["port"] == 8080,
+        what="the Service port to be restored",
+    )
 
 
 # --- problems ----------------------------------------------------------------------------------
@@ -248,12 +282,15 @@ def test_edited_children_are_put_back(agents: Agents) -> None:
 def test_a_missing_secret_is_reported_then_healed_when_it_appears(agents: Agents) -> None:
     agents.apply("triage")
 
-    condition = agents.until(lambda: (c := agents.condition("triage")) and c["reason"] == "SecretNotFound" and c,
-                             what="Ready=False with reason SecretNotFound")
+    condition = agents.until(
+        lambda: (c := agents.condition("triage")) and c["reason"] == "SecretNotFound" and c,
+        what="Ready=False with reason SecretNotFound",
+    )
     assert condition["status"] == "False"
     assert "Secret 'jwt' not found" in condition["message"]
-    agents.until(lambda: [e for e in agents.events("triage") if e["reason"] == "SecretNotFound"],
-                 what="a SecretNotFound Event")
+    agents.until(
+        lambda: [e for e in agents.events("triage") if e["reason"] == "SecretNotFound"], what="a SecretNotFound Event"
+    )
     assert agents.get("deployment", "triage") is None  # nothing is applied while a Secret is missing
 
     agents.secret("jwt", key="k" * 32)
@@ -261,17 +298,23 @@ def test_a_missing_secret_is_reported_then_healed_when_it_appears(agents: Agents
     agents.ready("triage")
 
 
-@pytest.mark.parametrize(("agent", "reason"), [
-    ({"model": "acme-llm:large"}, "UnknownModelProvider"),
-    ({"model": "test", "outputSchema": {"type": "object", "required": "answer"}}, "InvalidOutputSchema"),
-])
-def test_what_only_the_operator_can_judge_becomes_a_condition(agents: Agents, agent: dict[str, Any],
-                                                              reason: str) -> None:
+@pytest.mark.parametrize(
+    ("agent", "reason"),
+    [
+        ({"model": "acme-llm:large"}, "UnknownModelProvider"),
+        ({"model": "test", "outputSchema": {"type": "object", "required": "answer"}}, "InvalidOutputSchema"),
+    ],
+)
+def test_what_only_the_operator_can_judge_becomes_a_condition(
+    agents: Agents, agent: dict[str, Any], reason: str
+) -> None:
     agents.secret("jwt", key="k" * 32)
     agents.apply("triage", agent=agent)
 
-    condition = agents.until(lambda: (c := agents.condition("triage")) and c["reason"] == reason and c,
-                             what=f"Ready=False with reason {reason}")
+    condition = agents.until(
+        lambda: (c := agents.condition("triage")) and c["reason"] == reason and c,
+        what=f"Ready=False with reason {reason}",
+    )
     assert condition["status"] == "False"
     assert (agents.condition("triage", "Degraded") or {}).get("status") == "True"
     agents.until(lambda: [e for e in agents.events("triage") if e["reason"] == reason], what=f"a {reason} Event")
@@ -313,8 +356,10 @@ def test_a_secret_deleted_later_is_noticed_and_healed_by_the_retry_loop(agents: 
     agents.kubectl("delete", "secret", "jwt")
     agents.kubectl("delete", "service", "triage")  # any trigger will do; the drift one is the quickest
 
-    agents.until(lambda: (c := agents.condition("triage")) and c["reason"] == "SecretNotFound",
-                 what="Ready=False with reason SecretNotFound")
+    agents.until(
+        lambda: (c := agents.condition("triage")) and c["reason"] == "SecretNotFound",
+        what="Ready=False with reason SecretNotFound",
+    )
     assert agents.get("service", "triage") is None  # nothing is applied while a Secret is missing
     readies = len([e for e in agents.events("triage") if e["reason"] == "Ready"])
 
@@ -322,8 +367,9 @@ def test_a_secret_deleted_later_is_noticed_and_healed_by_the_retry_loop(agents: 
 
     agents.ready("triage")
     agents.until(lambda: agents.get("service", "triage"), what="the Service to be restored")
-    agents.until(lambda: len([e for e in agents.events("triage") if e["reason"] == "Ready"]) > readies,
-                 what="a new Ready Event")
+    agents.until(
+        lambda: len([e for e in agents.events("triage") if e["reason"] == "Ready"]) > readies, what="a new Ready Event"
+    )
     assert "Event not posted" not in agents.operator.log.read_text()
 
 
@@ -332,12 +378,22 @@ def test_a_secret_deleted_later_is_noticed_and_healed_by_the_retry_loop(agents: 
 
 def test_an_hpa_owns_the_replicas_and_goes_when_autoscaling_is_turned_off(agents: Agents) -> None:
     agents.secret("jwt", key="k" * 32)
-    agents.apply("triage", autoscaling={"enabled": True, "provider": "HPA", "minReplicas": 2, "maxReplicas": 4,
-                                        "targetCPUUtilizationPercent": 60})
+    agents.apply(
+        "triage",
+        autoscaling={
+            "enabled": True,
+            "provider": "HPA",
+            "minReplicas": 2,
+            "maxReplicas": 4,
+            "targetCPUUtilizationPercent": 60,
+        },
+    )
 
     agents.until(lambda: agents.get("horizontalpodautoscaler", "triage"), what="the HPA")
-    agents.until(lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 2,
-                 what="the HPA to bring the Deployment to minReplicas")
+    agents.until(
+        lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 2,
+        what="the HPA to bring the Deployment to minReplicas",
+    )
     agents.ready("triage")
     deployment = json.loads(agents.kubectl("get", "deployment", "triage", "-o", "json", "--show-managed-fields"))
     ours = [m for m in deployment["metadata"]["managedFields"] if m["manager"] == "agentry-operator"]
@@ -346,8 +402,10 @@ def test_an_hpa_owns_the_replicas_and_goes_when_autoscaling_is_turned_off(agents
     agents.apply("triage", replicas=3)
 
     agents.until(lambda: agents.get("horizontalpodautoscaler", "triage") is None, what="the HPA to be deleted")
-    agents.until(lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 3,
-                 what="the operator to own the replicas again")
+    agents.until(
+        lambda: (agents.get("deployment", "triage") or {}).get("spec", {}).get("replicas") == 3,
+        what="the operator to own the replicas again",
+    )
     agents.ready("triage")
 
 
@@ -365,5 +423,7 @@ def test_network_policies_follow_the_operator_setting_across_restarts(agents: Ag
     agents.operator.extra_env["AGENTRY_NETWORK_POLICY"] = "false"
     agents.operator.start()
 
-    agents.until(lambda: agents.get("networkpolicy", "triage") is None,
-                 what="the restarted operator to delete the NetworkPolicy it no longer renders")
+    agents.until(
+        lambda: agents.get("networkpolicy", "triage") is None,
+        what="the restarted operator to delete the NetworkPolicy it no longer renders",
+    )

@@ -31,13 +31,24 @@ from agent_operator.render.labels import selector_string
 from .agents import agent
 
 CONFIG = OperatorConfig(runtime_image="registry.local/agent-runtime:1.2.3")
-HPA: dict[str, Any] = {"autoscaling": {"enabled": True, "provider": "HPA", "minReplicas": 2, "maxReplicas": 6,
-                       "targetCPUUtilizationPercent": 70}}
+HPA: dict[str, Any] = {
+    "autoscaling": {
+        "enabled": True,
+        "provider": "HPA",
+        "minReplicas": 2,
+        "maxReplicas": 6,
+        "targetCPUUtilizationPercent": 70,
+    }
+}
 PRODUCTION: dict[str, Any] = {
-    "services": {"database": {"urlSecretRef": {"name": "pg", "key": "url"}},
-                 "cache": {"urlSecretRef": {"name": "redis", "key": "url"}}},
-    "security": {"auth": {"secretRef": {"name": "jwt", "key": "key"}},
-                 "privacy": {"mode": "hmac", "hmacKeySecretRef": {"name": "pg", "key": "pii"}}},
+    "services": {
+        "database": {"urlSecretRef": {"name": "pg", "key": "url"}},
+        "cache": {"urlSecretRef": {"name": "redis", "key": "url"}},
+    },
+    "security": {
+        "auth": {"secretRef": {"name": "jwt", "key": "key"}},
+        "privacy": {"mode": "hmac", "hmacKeySecretRef": {"name": "pg", "key": "pii"}},
+    },
 }
 LABELS = {
     "app.kubernetes.io/name": "agentry-agent",
@@ -65,10 +76,16 @@ def _container(obj: dict[str, Any]) -> dict[str, Any]:
     [
         ({}, CONFIG, ["ServiceAccount", "ConfigMap", "Service", "Deployment"]),
         ({"replicas": 3}, CONFIG, ["ServiceAccount", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget"]),
-        (HPA, CONFIG,
-         ["ServiceAccount", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"]),
-        ({}, OperatorConfig(network_policy=True),
-         ["ServiceAccount", "ConfigMap", "Service", "Deployment", "NetworkPolicy"]),
+        (
+            HPA,
+            CONFIG,
+            ["ServiceAccount", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"],
+        ),
+        (
+            {},
+            OperatorConfig(network_policy=True),
+            ["ServiceAccount", "ConfigMap", "Service", "Deployment", "NetworkPolicy"],
+        ),
     ],
 )
 def test_children_are_the_ones_the_spec_needs(spec: dict[str, Any], config: OperatorConfig, kinds: list[str]) -> None:
@@ -121,13 +138,20 @@ def test_deployment_runs_the_operator_default_image_unless_the_spec_names_one() 
 
 def test_deployment_starts_the_runtime_on_its_port_with_its_config() -> None:
     container = _container(render_deployment(agent(), CONFIG))
-    assert container["command"] == ["agentry-runtime", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}",
-                                    "--port", str(RUNTIME_PORT)]
+    assert container["command"] == [
+        "agentry-runtime",
+        "--config",
+        f"{CONFIG_DIR}/{CONFIG_KEY}",
+        "--port",
+        str(RUNTIME_PORT),
+    ]
     assert container["ports"] == [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}]
 
 
-@pytest.mark.parametrize(("spec", "replicas"), [({}, 1), ({"replicas": 4}, 4), ({"replicas": 0}, 0),
-                                                ({"autoscaling": {"enabled": True, "minReplicas": 2}}, 2)])
+@pytest.mark.parametrize(
+    ("spec", "replicas"),
+    [({}, 1), ({"replicas": 4}, 4), ({"replicas": 0}, 0), ({"autoscaling": {"enabled": True, "minReplicas": 2}}, 2)],
+)
 def test_deployment_replicas_come_from_the_spec(spec: dict[str, Any], replicas: int) -> None:
     assert render_deployment(agent(**spec), CONFIG)["spec"]["replicas"] == replicas
 
@@ -145,14 +169,17 @@ def test_pod_template_carries_the_config_hash_so_a_config_change_rolls_the_pods(
     before = render_deployment(agent(), CONFIG)["spec"]["template"]["metadata"]["annotations"]
     after = render_deployment(agent(agent={"model": "test", "instructions": "New."}), CONFIG)
     assert before["agentry.dev/config-hash"] == config_hash(agent())
-    assert after["spec"]["template"]["metadata"]["annotations"]["agentry.dev/config-hash"] != (
-        before["agentry.dev/config-hash"])
+    assert (
+        after["spec"]["template"]["metadata"]["annotations"]["agentry.dev/config-hash"]
+        != (before["agentry.dev/config-hash"])
+    )
 
 
 def test_pods_are_selected_by_stable_labels_and_labelled_for_the_pod_runner() -> None:
     rendered = render_deployment(agent(), CONFIG)
-    assert rendered["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "agentry-agent",
-                                                            "app.kubernetes.io/instance": "triage"}}
+    assert rendered["spec"]["selector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "agentry-agent", "app.kubernetes.io/instance": "triage"}
+    }
     assert rendered["spec"]["template"]["metadata"]["labels"] == LABELS
 
 
@@ -215,8 +242,10 @@ def test_config_is_mounted_from_the_configmap_and_tmp_and_data_are_writable() ->
     rendered = render_deployment(agent(), CONFIG)
     volumes = {volume["name"]: volume for volume in _pod(rendered)["volumes"]}
     mounts = {mount["mountPath"]: mount for mount in _container(rendered)["volumeMounts"]}
-    assert volumes["config"]["configMap"] == {"name": "triage-config",
-                                              "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}
+    assert volumes["config"]["configMap"] == {
+        "name": "triage-config",
+        "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}],
+    }
     assert mounts[CONFIG_DIR] == {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
     assert "emptyDir" in volumes[mounts[DATA_DIR]["name"]]
@@ -227,8 +256,12 @@ def test_each_secret_key_is_projected_as_a_file_where_the_runtime_reads_it() -> 
     volumes = {volume["name"]: volume for volume in _pod(rendered)["volumes"]}
     sources = volumes["secrets"]["projected"]["sources"]
     files = {(s["secret"]["name"], item["key"]): item["path"] for s in sources for item in s["secret"]["items"]}
-    assert files == {("pg", "url"): "pg/url", ("pg", "pii"): "pg/pii", ("redis", "url"): "redis/url",
-                     ("jwt", "key"): "jwt/key"}
+    assert files == {
+        ("pg", "url"): "pg/url",
+        ("pg", "pii"): "pg/pii",
+        ("redis", "url"): "redis/url",
+        ("jwt", "key"): "jwt/key",
+    }
     assert len(sources) == 3  # one source per Secret, however many keys
     mount = next(m for m in _container(rendered)["volumeMounts"] if m["name"] == "secrets")
     assert mount == {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True}
@@ -246,8 +279,9 @@ def test_service_exposes_the_runtime_port_to_the_agents_pods() -> None:
     rendered = render_service(agent(), CONFIG)
     assert rendered["metadata"]["name"] == "triage"
     assert rendered["spec"]["selector"] == render_deployment(agent(), CONFIG)["spec"]["selector"]["matchLabels"]
-    assert rendered["spec"]["ports"] == [{"name": "http", "port": RUNTIME_PORT, "targetPort": "http",
-                                          "protocol": "TCP"}]
+    assert rendered["spec"]["ports"] == [
+        {"name": "http", "port": RUNTIME_PORT, "targetPort": "http", "protocol": "TCP"}
+    ]
     assert service_url(agent()) == f"http://triage.team-a.svc:{RUNTIME_PORT}"
 
 
@@ -263,8 +297,12 @@ def test_service_account_mounts_no_token() -> None:
 def test_pdb_lets_one_pod_go_at_a_time() -> None:
     rendered = render_pdb(agent(replicas=3), CONFIG)
     assert rendered["apiVersion"] == "policy/v1"
-    assert rendered["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {
-        "app.kubernetes.io/name": "agentry-agent", "app.kubernetes.io/instance": "triage"}}}
+    assert rendered["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {
+            "matchLabels": {"app.kubernetes.io/name": "agentry-agent", "app.kubernetes.io/instance": "triage"}
+        },
+    }
 
 
 def test_hpa_targets_the_deployment_within_the_spec_bounds() -> None:
@@ -280,13 +318,17 @@ def test_operator_autoscaling_renders_no_hpa() -> None:
     assert "HorizontalPodAutoscaler" not in [c["kind"] for c in render_children(operator_scaled, CONFIG)]
 
 
-@pytest.mark.parametrize(("operator_namespace", "peers"), [
-    ("", [{"podSelector": {}}]),
-    ("team-a", [{"podSelector": {}}]),
-    ("ops", [{"podSelector": {}}, {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}}}]),
-])
-def test_network_policy_admits_the_namespace_and_the_operator(operator_namespace: str,
-                                                              peers: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    ("operator_namespace", "peers"),
+    [
+        ("", [{"podSelector": {}}]),
+        ("team-a", [{"podSelector": {}}]),
+        ("ops", [{"podSelector": {}}, {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}}}]),
+    ],
+)
+def test_network_policy_admits_the_namespace_and_the_operator(
+    operator_namespace: str, peers: list[dict[str, Any]]
+) -> None:
     config = OperatorConfig(network_policy=True, operator_namespace=operator_namespace)
     spec = render_network_policy(agent(), config)["spec"]
     assert spec["policyTypes"] == ["Ingress"]
@@ -300,10 +342,16 @@ def test_owner_reference_makes_the_agent_the_controller_and_leaves_the_input_alo
     rendered = render_service(agent(), CONFIG)
     owned = with_owner(rendered, owner=Owner(name="triage", uid="u-1"))
     assert "ownerReferences" not in rendered["metadata"]
-    assert owned["metadata"]["ownerReferences"] == [{
-        "apiVersion": "agentry.dev/v1alpha1", "kind": "AgentDeployment", "name": "triage", "uid": "u-1",
-        "controller": True, "blockOwnerDeletion": True,
-    }]
+    assert owned["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "agentry.dev/v1alpha1",
+            "kind": "AgentDeployment",
+            "name": "triage",
+            "uid": "u-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
     assert is_owned_by(owned, uid="u-1")
     assert not is_owned_by(owned, uid="u-2")
     assert not is_owned_by(rendered, uid="u-1")

@@ -23,15 +23,40 @@ T1 = T0 + timedelta(minutes=5)
 MISSING = Problem(reason="SecretNotFound", message="in namespace team-a: spec.security.auth.secretRef: ...")
 
 
-def deployment(*, desired: int = 2, replicas: int = 2, updated: int = 2, ready: int = 2, available: int = 2,
-               generation: int = 1, observed: int = 1, stuck: bool = False) -> dict[str, Any]:
-    conditions = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                   "message": "ReplicaSet has timed out progressing."}] if stuck else []
+def deployment(
+    *,
+    desired: int = 2,
+    replicas: int = 2,
+    updated: int = 2,
+    ready: int = 2,
+    available: int = 2,
+    generation: int = 1,
+    observed: int = 1,
+    stuck: bool = False,
+) -> dict[str, Any]:
+    conditions = (
+        [
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": "ReplicaSet has timed out progressing.",
+            }
+        ]
+        if stuck
+        else []
+    )
     return {
         "metadata": {"generation": generation},
         "spec": {"replicas": desired},
-        "status": {"observedGeneration": observed, "replicas": replicas, "updatedReplicas": updated,
-                   "readyReplicas": ready, "availableReplicas": available, "conditions": conditions},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": replicas,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": available,
+            "conditions": conditions,
+        },
     }
 
 
@@ -39,41 +64,66 @@ def conditions(status: Any) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
 
 
-def compute(dep: dict[str, Any] | None, *, generation: int = 1, observed: int = 1, problem: Problem | None = None,
-            previous: list[dict[str, Any]] | None = None, now: datetime = T0) -> Any:
-    return compute_status(agent(), generation=generation, observed_generation=observed, deployment=dep,
-                          problem=problem, previous=previous or [], now=now)
+def compute(
+    dep: dict[str, Any] | None,
+    *,
+    generation: int = 1,
+    observed: int = 1,
+    problem: Problem | None = None,
+    previous: list[dict[str, Any]] | None = None,
+    now: datetime = T0,
+) -> Any:
+    return compute_status(
+        agent(),
+        generation=generation,
+        observed_generation=observed,
+        deployment=dep,
+        problem=problem,
+        previous=previous or [],
+        now=now,
+    )
 
 
 def test_a_rolled_out_deployment_is_ready() -> None:
     status = compute(deployment())
-    assert conditions(status) == {"Ready": ("True", "Ready"), "Progressing": ("False", "Complete"),
-                                  "Degraded": ("False", "AsExpected")}
+    assert conditions(status) == {
+        "Ready": ("True", "Ready"),
+        "Progressing": ("False", "Complete"),
+        "Degraded": ("False", "AsExpected"),
+    }
     assert (status["replicas"], status["readyReplicas"], status["observedGeneration"]) == (2, 2, 1)
     assert status["selector"] == "app.kubernetes.io/instance=triage,app.kubernetes.io/name=agentry-agent"
     assert status["url"] == "http://triage.team-a.svc:8080"
     assert all(c["lastTransitionTime"] == "2026-01-01T12:00:00Z" for c in status["conditions"])
 
 
-@pytest.mark.parametrize(("dep", "reason"), [
-    (deployment(generation=2, observed=1), "Reconciling"),
-    (deployment(updated=1, replicas=3, available=2), "RollingOut"),
-    (deployment(desired=3, replicas=2, updated=2, ready=2, available=2), "RollingOut"),
-    (deployment(desired=1, replicas=2, updated=2), "ScalingDown"),
-    (deployment(ready=1, available=1), "PodsNotReady"),
-    (None, "DeploymentNotFound"),
-])
+@pytest.mark.parametrize(
+    ("dep", "reason"),
+    [
+        (deployment(generation=2, observed=1), "Reconciling"),
+        (deployment(updated=1, replicas=3, available=2), "RollingOut"),
+        (deployment(desired=3, replicas=2, updated=2, ready=2, available=2), "RollingOut"),
+        (deployment(desired=1, replicas=2, updated=2), "ScalingDown"),
+        (deployment(ready=1, available=1), "PodsNotReady"),
+        (None, "DeploymentNotFound"),
+    ],
+)
 def test_a_deployment_on_its_way_is_progressing_and_not_ready(dep: dict[str, Any] | None, reason: str) -> None:
-    assert conditions(compute(dep)) == {"Ready": ("False", reason), "Progressing": ("True", reason),
-                                        "Degraded": ("False", "AsExpected")}
+    assert conditions(compute(dep)) == {
+        "Ready": ("False", reason),
+        "Progressing": ("True", reason),
+        "Degraded": ("False", "AsExpected"),
+    }
     assert not rollout(dep).complete
 
 
 def test_a_stuck_rollout_is_degraded() -> None:
     status = compute(deployment(ready=0, available=0, stuck=True))
-    assert conditions(status) == {"Ready": ("False", "ProgressDeadlineExceeded"),
-                                  "Progressing": ("False", "ProgressDeadlineExceeded"),
-                                  "Degraded": ("True", "ProgressDeadlineExceeded")}
+    assert conditions(status) == {
+        "Ready": ("False", "ProgressDeadlineExceeded"),
+        "Progressing": ("False", "ProgressDeadlineExceeded"),
+        "Degraded": ("True", "ProgressDeadlineExceeded"),
+    }
     assert is_degraded(status["conditions"])
 
 
@@ -98,17 +148,28 @@ def test_transition_time_moves_only_when_the_status_flips() -> None:
     first = compute(deployment(ready=1, available=1))
     same_status_new_reason = compute(deployment(updated=1, replicas=3), previous=first["conditions"], now=T1)
     times = {c["type"]: c["lastTransitionTime"] for c in same_status_new_reason["conditions"]}
-    assert times == {"Ready": "2026-01-01T12:00:00Z", "Progressing": "2026-01-01T12:00:00Z",
-                     "Degraded": "2026-01-01T12:00:00Z"}
+    assert times == {
+        "Ready": "2026-01-01T12:00:00Z",
+        "Progressing": "2026-01-01T12:00:00Z",
+        "Degraded": "2026-01-01T12:00:00Z",
+    }
     ready = compute(deployment(), previous=first["conditions"], now=T1)
     times = {c["type"]: c["lastTransitionTime"] for c in ready["conditions"]}
-    assert times == {"Ready": "2026-01-01T12:05:00Z", "Progressing": "2026-01-01T12:05:00Z",
-                     "Degraded": "2026-01-01T12:00:00Z"}
+    assert times == {
+        "Ready": "2026-01-01T12:05:00Z",
+        "Progressing": "2026-01-01T12:05:00Z",
+        "Degraded": "2026-01-01T12:00:00Z",
+    }
 
 
 def test_other_writers_conditions_are_kept() -> None:
-    theirs = {"type": "Healthy", "status": "True", "reason": "AllPodsHealthy", "message": "",
-              "lastTransitionTime": "2025-12-31T00:00:00Z"}
+    theirs = {
+        "type": "Healthy",
+        "status": "True",
+        "reason": "AllPodsHealthy",
+        "message": "",
+        "lastTransitionTime": "2025-12-31T00:00:00Z",
+    }
     status = compute(deployment(), previous=[theirs])
     assert theirs in status["conditions"]
 
@@ -129,11 +190,13 @@ def test_each_change_of_state_is_one_transition_and_progress_is_none() -> None:
     assert transitions(progressing["conditions"], rolling["conditions"]) == []
     ready = compute(deployment(), previous=rolling["conditions"])
     assert [(t.type, t.status, t.reason) for t in transitions(rolling["conditions"], ready["conditions"])] == [
-        ("Ready", "True", "Ready")]
+        ("Ready", "True", "Ready")
+    ]
     assert transitions(ready["conditions"], compute(deployment(), previous=ready["conditions"])["conditions"]) == []
     again = compute(deployment(generation=2, observed=1), previous=ready["conditions"])
     assert [(t.type, t.status, t.reason) for t in transitions(ready["conditions"], again["conditions"])] == [
-        ("Ready", "False", "Reconciling")]
+        ("Ready", "False", "Reconciling")
+    ]
 
 
 def test_a_problem_from_the_start_and_a_new_problem_are_events() -> None:
@@ -142,14 +205,18 @@ def test_a_problem_from_the_start_and_a_new_problem_are_events() -> None:
     schema = Problem(reason="InvalidOutputSchema", message="spec.agent.outputSchema: ...")
     other = compute(None, problem=schema, previous=missing["conditions"])
     assert [(t.type, t.reason) for t in transitions(missing["conditions"], other["conditions"])] == [
-        ("Ready", "InvalidOutputSchema")]
+        ("Ready", "InvalidOutputSchema")
+    ]
 
 
 def test_a_problem_is_one_event_and_its_end_another() -> None:
     ready = compute(deployment())
     broken = compute(deployment(), problem=MISSING, previous=ready["conditions"])
     assert [(t.type, t.reason) for t in transitions(ready["conditions"], broken["conditions"])] == [
-        ("Ready", "SecretNotFound")]
+        ("Ready", "SecretNotFound")
+    ]
     healed = compute(deployment(), previous=broken["conditions"])
     assert [(t.type, t.status, t.reason) for t in transitions(broken["conditions"], healed["conditions"])] == [
-        ("Ready", "True", "Ready"), ("Degraded", "False", "AsExpected")]
+        ("Ready", "True", "Ready"),
+        ("Degraded", "False", "AsExpected"),
+    ]

@@ -42,8 +42,9 @@ class ApiClient:
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Response:
         """Send one request; HTTP errors come back as a Response, never as an exception."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.server + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.server + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self._context()) as answer:
                 return Response(answer.status, answer.read().decode(errors="replace"))

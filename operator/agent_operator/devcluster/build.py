@@ -19,11 +19,37 @@ from agent_operator.devcluster import tools
 from agent_operator.devcluster.versions import BINARIES, PINNED, Versions, bin_dir, cache_root, kwok_stages_file
 
 STAGING_MODULES = (
-    "api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go", "cloud-provider",
-    "cluster-bootstrap", "code-generator", "component-base", "component-helpers", "controller-manager", "cri-api",
-    "cri-client", "csi-translation-lib", "dynamic-resource-allocation", "endpointslice", "externaljwt", "kms",
-    "kube-aggregator", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "kubelet", "metrics",
-    "mount-utils", "pod-security-admission", "sample-apiserver", "sample-cli-plugin", "sample-controller",
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+    "sample-cli-plugin",
+    "sample-controller",
 )
 """`k8s.io/kubernetes` requires these at v0.0.0 and replaces them with its `staging/` tree; a module user must
 replace each with its published `v0.<minor>.<patch>` instead."""
@@ -61,19 +87,32 @@ def kubernetes_go_mod(*, versions: Versions) -> str:
 def version_ldflags(*, versions: Versions) -> str:
     """Linker flags that stamp the real release into the binaries (else they report v0.0.0-master)."""
     major, minor, _ = versions.kubernetes.split(".")
-    values = {"gitVersion": f"v{versions.kubernetes}", "gitMajor": major, "gitMinor": minor,
-              "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z"}
-    flags = [f"-X {pkg}.{k}={v}" for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
-             for k, v in values.items()]
+    values = {
+        "gitVersion": f"v{versions.kubernetes}",
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+    }
+    flags = [
+        f"-X {pkg}.{k}={v}"
+        for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+        for k, v in values.items()
+    ]
     return " ".join(["-s -w", *flags])
 
 
 def go_targets(*, versions: Versions) -> tuple[GoTarget, ...]:
     """What to build, smallest first so a broken toolchain shows up in seconds."""
-    kube = tuple(GoTarget(c, f"k8s.io/kubernetes/cmd/{c}", "kubernetes", version_ldflags(versions=versions))
-                 for c in KUBE_COMPONENTS)
-    return (GoTarget("etcd", "go.etcd.io/etcd/server/v3", "etcd"),
-            GoTarget("kwok", f"sigs.k8s.io/kwok/cmd/kwok@v{versions.kwok}", None), *kube)
+    kube = tuple(
+        GoTarget(c, f"k8s.io/kubernetes/cmd/{c}", "kubernetes", version_ldflags(versions=versions))
+        for c in KUBE_COMPONENTS
+    )
+    return (
+        GoTarget("etcd", "go.etcd.io/etcd/server/v3", "etcd"),
+        GoTarget("kwok", f"sigs.k8s.io/kwok/cmd/kwok@v{versions.kwok}", None),
+        *kube,
+    )
 
 
 GO_FALLBACK = Path("/usr/local/go/bin")
@@ -106,8 +145,11 @@ def _prepare_module(*, target: GoTarget, src: Path, versions: Versions, log: Pat
         header = f"module agentry.local/build/{target.module_dir}\n\ngo 1.26\n"
         text = kubernetes_go_mod(versions=versions) if target.module_dir == "kubernetes" else header
         (folder / "go.mod").write_text(text)
-        pins = ([f"k8s.io/kubernetes/cmd/{c}@v{versions.kubernetes}" for c in KUBE_COMPONENTS]
-                if target.module_dir == "kubernetes" else [f"{target.package}@v{versions.etcd}"])
+        pins = (
+            [f"k8s.io/kubernetes/cmd/{c}@v{versions.kubernetes}" for c in KUBE_COMPONENTS]
+            if target.module_dir == "kubernetes"
+            else [f"{target.package}@v{versions.etcd}"]
+        )
         _run(["go", "get", *pins], cwd=folder, log=log, env=env)
     return folder
 

@@ -110,8 +110,11 @@ class Cluster:
     def is_healthy(self) -> bool:
         """Every component is alive and the API server answers /readyz."""
         alive = self.status()
-        return set(alive) == set(COMPONENTS) and all(alive.values()) and self.client().request(
-            "GET", "/readyz").status == 200
+        return (
+            set(alive) == set(COMPONENTS)
+            and all(alive.values())
+            and self.client().request("GET", "/readyz").status == 200
+        )
 
     def down(self, *, purge: bool = False) -> None:
         """Stop every component and check that none of its ports still listens.
@@ -156,18 +159,32 @@ class Cluster:
         deadline = started + timeout
         api = self.client()
         self._start("etcd")
-        self._wait("etcd", lambda: _http_ok(f"http://{HOST}:{self.layout.ports.etcd_client}/health"),
-                   component="etcd", deadline=deadline, started=started)
+        self._wait(
+            "etcd",
+            lambda: _http_ok(f"http://{HOST}:{self.layout.ports.etcd_client}/health"),
+            component="etcd",
+            deadline=deadline,
+            started=started,
+        )
         self._start("kube-apiserver")
-        self._wait("readyz", lambda: api.request("GET", "/readyz").status == 200, component="kube-apiserver",
-                   deadline=deadline, started=started)
+        self._wait(
+            "readyz",
+            lambda: api.request("GET", "/readyz").status == 200,
+            component="kube-apiserver",
+            deadline=deadline,
+            started=started,
+        )
         for component in COMPONENTS[2:]:
             self._start(component)
         self._wait("node", lambda: _create_node(api), component="kube-apiserver", deadline=deadline, started=started)
         self._wait("node Ready", lambda: _node_ready(api), component="kwok", deadline=deadline, started=started)
-        self._wait("default ServiceAccount",
-                   lambda: api.request("GET", "/api/v1/namespaces/default/serviceaccounts/default").status == 200,
-                   component="kube-controller-manager", deadline=deadline, started=started)
+        self._wait(
+            "default ServiceAccount",
+            lambda: api.request("GET", "/api/v1/namespaces/default/serviceaccounts/default").status == 200,
+            component="kube-controller-manager",
+            deadline=deadline,
+            started=started,
+        )
 
 
 def _listening(ports: list[int], *, patience: float) -> list[int]:
@@ -212,8 +229,13 @@ def _taken_octets(root: Path, *, other_than: str) -> set[int]:
 def _new_layout(*, name: str, root: Path, bin_dir: Path) -> Layout:
     """Give the cluster fresh ports, a free pod range, an empty etcd, clean logs, PKI and kubeconfigs."""
     folder = clusters_dir(root) / name
-    layout = Layout(name=name, root=folder, bin_dir=bin_dir, ports=Ports(*free_ports(6)),
-                    octet=choose_octet(name=name, taken=_taken_octets(root, other_than=name)))
+    layout = Layout(
+        name=name,
+        root=folder,
+        bin_dir=bin_dir,
+        ports=Ports(*free_ports(6)),
+        octet=choose_octet(name=name, taken=_taken_octets(root, other_than=name)),
+    )
     shutil.rmtree(layout.etcd_data, ignore_errors=True)
     shutil.rmtree(layout.logs, ignore_errors=True)
     layout.logs.mkdir(parents=True)

@@ -20,10 +20,18 @@ def etcd(layout: Layout) -> list[str]:
     """Single-member etcd without fsync: the data is thrown away at the next `up` anyway."""
     client = f"http://{HOST}:{layout.ports.etcd_client}"
     peer = f"http://{HOST}:{layout.ports.etcd_peer}"
-    return [str(layout.binary("etcd")), "--name=default", f"--data-dir={layout.etcd_data}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=default={peer}", "--unsafe-no-fsync=true", "--log-level=warn"]
+    return [
+        str(layout.binary("etcd")),
+        "--name=default",
+        f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=default={peer}",
+        "--unsafe-no-fsync=true",
+        "--log-level=warn",
+    ]
 
 
 def kube_apiserver(layout: Layout) -> list[str]:
@@ -33,54 +41,90 @@ def kube_apiserver(layout: Layout) -> list[str]:
     to publish its own address in the `kubernetes` Service.
     """
     pki = layout.pki
-    return [str(layout.binary("kube-apiserver")), f"--etcd-servers=http://{HOST}:{layout.ports.etcd_client}",
-            f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={layout.ports.apiserver}",
-            "--endpoint-reconciler-type=none", "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-            f"--service-cluster-ip-range={service_cidr(layout.octet)}",
-            f"--tls-cert-file={pki.cert('apiserver')}", f"--tls-private-key-file={pki.key('apiserver')}",
-            f"--client-ca-file={pki.cert('ca')}", f"--service-account-issuer={SA_ISSUER}",
-            f"--service-account-key-file={pki.cert('sa')}", f"--service-account-signing-key-file={pki.key('sa')}",
-            *_request_header_flags(layout)]
+    return [
+        str(layout.binary("kube-apiserver")),
+        f"--etcd-servers=http://{HOST}:{layout.ports.etcd_client}",
+        f"--bind-address={HOST}",
+        f"--advertise-address={HOST}",
+        f"--secure-port={layout.ports.apiserver}",
+        "--endpoint-reconciler-type=none",
+        "--authorization-mode=Node,RBAC",
+        "--allow-privileged=true",
+        f"--service-cluster-ip-range={service_cidr(layout.octet)}",
+        f"--tls-cert-file={pki.cert('apiserver')}",
+        f"--tls-private-key-file={pki.key('apiserver')}",
+        f"--client-ca-file={pki.cert('ca')}",
+        f"--service-account-issuer={SA_ISSUER}",
+        f"--service-account-key-file={pki.cert('sa')}",
+        f"--service-account-signing-key-file={pki.key('sa')}",
+        *_request_header_flags(layout),
+    ]
 
 
 def _request_header_flags(layout: Layout) -> list[str]:
     # Without these, every component that delegates authentication logs "missing content for CA bundle" and
     # aggregated API servers (metrics-server and the like) cannot trust the API server's proxied requests.
     pki = layout.pki
-    return [f"--requestheader-client-ca-file={pki.cert('ca')}", "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--proxy-client-cert-file={pki.cert('front-proxy')}", f"--proxy-client-key-file={pki.key('front-proxy')}"]
+    return [
+        f"--requestheader-client-ca-file={pki.cert('ca')}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki.cert('front-proxy')}",
+        f"--proxy-client-key-file={pki.key('front-proxy')}",
+    ]
 
 
 def kube_controller_manager(layout: Layout) -> list[str]:
     """Controllers with one ServiceAccount per controller, as on a real cluster (its RBAC is tested too)."""
     pki = layout.pki
     kubeconfig = layout.kubeconfig("controller-manager")
-    return [str(layout.binary("kube-controller-manager")), f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={HOST}", f"--secure-port={layout.ports.controller_manager}", "--leader-elect=false",
-            f"--service-account-private-key-file={pki.key('sa')}", f"--root-ca-file={pki.cert('ca')}",
-            "--use-service-account-credentials=true", f"--cluster-signing-cert-file={pki.cert('ca')}",
-            f"--cluster-signing-key-file={pki.key('ca')}"]
+    return [
+        str(layout.binary("kube-controller-manager")),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--bind-address={HOST}",
+        f"--secure-port={layout.ports.controller_manager}",
+        "--leader-elect=false",
+        f"--service-account-private-key-file={pki.key('sa')}",
+        f"--root-ca-file={pki.cert('ca')}",
+        "--use-service-account-credentials=true",
+        f"--cluster-signing-cert-file={pki.cert('ca')}",
+        f"--cluster-signing-key-file={pki.key('ca')}",
+    ]
 
 
 def kube_scheduler(layout: Layout) -> list[str]:
     """Scheduler without leader election (one replica), so it schedules from its first second."""
     kubeconfig = layout.kubeconfig("scheduler")
-    return [str(layout.binary("kube-scheduler")), f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={HOST}", f"--secure-port={layout.ports.scheduler}", "--leader-elect=false"]
+    return [
+        str(layout.binary("kube-scheduler")),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--bind-address={HOST}",
+        f"--secure-port={layout.ports.scheduler}",
+        "--leader-elect=false",
+    ]
 
 
 def kwok(layout: Layout) -> list[str]:
     """KWOK in place of kubelets: annotated nodes stay Ready, their pods Running with loopback IPs."""
     stages = kwok_stages_file(bin_dir=layout.bin_dir)
-    return [str(layout.binary("kwok")), f"--kubeconfig={layout.kubeconfig('kwok')}", f"--config={stages}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}", "--manage-nodes-with-label-selector=",
-            f"--cidr={pod_cidr(layout.octet)}", f"--node-ip={HOST}", "--node-lease-duration-seconds=40",
-            f"--server-address={HOST}:{layout.ports.kwok}"]
+    return [
+        str(layout.binary("kwok")),
+        f"--kubeconfig={layout.kubeconfig('kwok')}",
+        f"--config={stages}",
+        "--manage-all-nodes=false",
+        f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}",
+        "--manage-nodes-with-label-selector=",
+        f"--cidr={pod_cidr(layout.octet)}",
+        f"--node-ip={HOST}",
+        "--node-lease-duration-seconds=40",
+        f"--server-address={HOST}:{layout.ports.kwok}",
+    ]
 
 
 COMMANDS: dict[str, Callable[[Layout], list[str]]] = {
@@ -96,10 +140,21 @@ COMMANDS: dict[str, Callable[[Layout], list[str]]] = {
 def kwok_node(name: str) -> dict[str, Any]:
     """A Node object KWOK will keep Ready; untainted, so ordinary workloads schedule onto it."""
     annotation_key, annotation_value = KWOK_NODE_ANNOTATION.split("=")
-    labels = {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-              "kubernetes.io/arch": "amd64", "kubernetes.io/role": "agent"}
+    labels = {
+        "type": "kwok",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/role": "agent",
+    }
     resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": labels,
-                         "annotations": {annotation_key: annotation_value, "node.alpha.kubernetes.io/ttl": "0"}},
-            "status": {"allocatable": resources, "capacity": resources}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {annotation_key: annotation_value, "node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "status": {"allocatable": resources, "capacity": resources},
+    }

@@ -71,8 +71,13 @@ class Layout:
 
     def to_json(self, *, pids: dict[str, int]) -> str:
         """The state file's text."""
-        body: dict[str, Any] = {**asdict(self), "root": str(self.root), "bin_dir": str(self.bin_dir),
-                                "server": self.server, "pids": pids}
+        body: dict[str, Any] = {
+            **asdict(self),
+            "root": str(self.root),
+            "bin_dir": str(self.bin_dir),
+            "server": self.server,
+            "pids": pids,
+        }
         return json.dumps(body, indent=2) + "\n"
 
 
@@ -80,8 +85,13 @@ def read_state(path: Path) -> tuple[Layout, dict[str, int]] | None:
     """The layout and pids a state file records; None when there is none or it is unreadable."""
     try:
         body = json.loads(path.read_text())
-        layout = Layout(name=body["name"], root=Path(body["root"]), bin_dir=Path(body["bin_dir"]),
-                        ports=Ports(**body["ports"]), octet=int(body["octet"]))
+        layout = Layout(
+            name=body["name"],
+            root=Path(body["root"]),
+            bin_dir=Path(body["bin_dir"]),
+            ports=Ports(**body["ports"]),
+            octet=int(body["octet"]),
+        )
         return layout, {str(k): int(v) for k, v in body["pids"].items()}
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -92,7 +102,12 @@ def kubeconfig_document(*, layout: Layout, user: str) -> dict[str, Any]:
     cluster = {"server": layout.server, "certificate-authority": str(layout.pki.cert("ca"))}
     credentials = {"client-certificate": str(layout.pki.cert(user)), "client-key": str(layout.pki.key(user))}
     context = {"cluster": layout.name, "user": user}
-    return {"apiVersion": "v1", "kind": "Config", "current-context": layout.name,
-            "clusters": [{"name": layout.name, "cluster": cluster}],
-            "users": [{"name": user, "user": credentials}],
-            "contexts": [{"name": layout.name, "context": context}], "preferences": {}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": layout.name,
+        "clusters": [{"name": layout.name, "cluster": cluster}],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": layout.name, "context": context}],
+        "preferences": {},
+    }

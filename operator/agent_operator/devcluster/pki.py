@@ -15,8 +15,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 VALIDITY = datetime.timedelta(days=365)
 """Long enough that a dev cluster never expires under a developer; short enough to look like a real one."""
 
-API_SERVER_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                    "kubernetes.default.svc.cluster.local")
+API_SERVER_NAMES = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 """DNS names the API server answers to (in-cluster clients use the `kubernetes.default.svc` names)."""
 
 
@@ -53,8 +58,9 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _name(subject: Subject) -> x509.Name:
@@ -63,29 +69,49 @@ def _name(subject: Subject) -> x509.Name:
     return x509.Name(attributes)
 
 
-def _builder(*, subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
-             now: datetime.datetime) -> x509.CertificateBuilder:
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY))
+def _builder(
+    *, subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey, now: datetime.datetime
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+    )
 
 
 def new_ca(*, common_name: str, now: datetime.datetime) -> Issued:
     """A self-signed CA that signs every other cert of one cluster."""
     key = _new_key()
     name = _name(Subject(common_name))
-    cert = (_builder(subject=name, issuer=name, public_key=key.public_key(), now=now)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        _builder(subject=name, issuer=name, public_key=key.public_key(), now=now)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def issue(*, ca: Issued, subject: Subject, now: datetime.datetime, dns_names: tuple[str, ...] = (),
-          ips: tuple[str, ...] = ()) -> Issued:
+def issue(
+    *, ca: Issued, subject: Subject, now: datetime.datetime, dns_names: tuple[str, ...] = (), ips: tuple[str, ...] = ()
+) -> Issued:
     """A leaf cert signed by `ca`: a serving cert when it has names or IPs, else a client cert."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert)
     ca_key = serialization.load_pem_private_key(ca.key, password=None)
@@ -93,9 +119,11 @@ def issue(*, ca: Issued, subject: Subject, now: datetime.datetime, dns_names: tu
     key = _new_key()
     serving = bool(dns_names or ips)
     usage = ExtendedKeyUsageOID.SERVER_AUTH if serving else ExtendedKeyUsageOID.CLIENT_AUTH
-    builder = (_builder(subject=_name(subject), issuer=ca_cert.subject, public_key=key.public_key(), now=now)
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+    builder = (
+        _builder(subject=_name(subject), issuer=ca_cert.subject, public_key=key.public_key(), now=now)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
     if serving:
         names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
@@ -107,8 +135,7 @@ def issue(*, ca: Issued, subject: Subject, now: datetime.datetime, dns_names: tu
 def new_signing_key() -> Issued:
     """The ServiceAccount token key pair; `cert` holds the PEM public key the API server verifies with."""
     key = _new_key()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return Issued(public, _key_pem(key))
 
 

