@@ -15,6 +15,7 @@ from agent_operator.api.v1alpha1 import AgentDeploymentSpec
 from agent_operator.health.monitor import AgentMemory, PodInfo, run_round
 from agent_operator.health.policy import DeploymentView
 from agent_operator.health.poller import Poller
+from tests.health.servers import serving
 
 
 @dataclass
@@ -52,26 +53,15 @@ class Runtime:
 async def runtimes() -> AsyncIterator[tuple[list[Runtime], int]]:
     """Three servers on 127.0.10.1-3, all on the same port, like pods on their own IPs."""
     found = [Runtime(ip=f"127.0.10.{i}", body={"status": "healthy", "inFlight": 1}) for i in (1, 2, 3)]
-    runners = []
-    port = 0
-    for runtime in found:
+    async with serving() as servers:
+        port = 0
+        for runtime in found:
 
-        async def health(_: web.Request, runtime: Runtime = runtime) -> web.Response:
-            return web.json_response(runtime.body)
+            async def health(_: web.Request, runtime: Runtime = runtime) -> web.Response:
+                return web.json_response(runtime.body)
 
-        app = web.Application()
-        app.router.add_get("/health", health)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, runtime.ip, port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        runners.append(runner)
-    yield found, port
-    for runner in runners:
-        await runner.cleanup()
+            port = await servers.start(health, host=runtime.ip, port=port)
+        yield found, port
 
 
 SPEC = AgentDeploymentSpec.model_validate(

@@ -14,31 +14,15 @@ from aiohttp import web
 from agent_operator.api.v1alpha1 import HealthSpec
 from agent_operator.health.policy import PodState
 from agent_operator.health.poller import MAX_BODY_BYTES, PodTarget, Poller
+from tests.health.servers import Handler, serving
 
 HEALTH = HealthSpec(timeout_seconds=0.5)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
-    runners: list[web.AppRunner] = []
-
-    async def start(handler: Handler) -> int:
-        app = web.Application()
-        app.router.add_get("/health", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        server = site._server
-        assert server is not None
-        port: int = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        return port
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+    async with serving() as servers:
+        yield servers.start
 
 
 @pytest.fixture

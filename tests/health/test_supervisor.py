@@ -15,6 +15,7 @@ from agent_operator.health.metrics import OperatorMetrics
 from agent_operator.health.policy import HealthVerdict
 from agent_operator.health.poller import Poller
 from agent_operator.health.supervisor import HealthSupervisor, deployment_view, pod_info
+from tests.health.servers import serving
 
 AGENT = AgentDeployment.model_validate(
     {
@@ -84,39 +85,29 @@ async def test_rounds_restart_once_then_report_budget_exhausted() -> None:
     async def unhealthy(_: web.Request) -> web.Response:
         return web.json_response({"status": "unhealthy", "dependencies": [{"name": "database", "state": "down"}]})
 
-    app = web.Application()
-    app.router.add_get("/health", unhealthy)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     events: list[tuple[str, str]] = []
     verdicts: list[HealthVerdict] = []
     api = RecordingApi()
     clock = iter(range(1_767_230_000, 1_767_240_000, 10))  # after the pods started
-    try:
-        async with aiohttp.ClientSession() as session:
-            supervisor = HealthSupervisor(
-                api=api,
-                poller=Poller(session=session, max_concurrent=4, clock=time.time),
-                events=lambda ref, *, type, reason, message: events.append((reason, message)),
-                verdicts=lambda ns, name, verdict: verdicts.append(verdict),
-                metrics=OperatorMetrics(),
-                clock=lambda: float(next(clock)),
-                port=port,
-            )
-            supervisor.on_pod_event(event_type="ADDED", body=_pod("triage-1", "127.0.0.1"))
-            supervisor.agents[("team", "triage")] = state = _new_state(supervisor)
-            for _ in range(2):
-                await supervisor._round(state)
-            supervisor.on_pod_event(event_type="DELETED", body=_pod("triage-1", "127.0.0.1"))
-            supervisor.on_pod_event(event_type="ADDED", body=_pod("triage-2", "127.0.0.1"))
-            for _ in range(2):
-                await supervisor._round(state)
-    finally:
-        await runner.cleanup()
+    async with serving() as servers, aiohttp.ClientSession() as session:
+        port = await servers.start(unhealthy)
+        supervisor = HealthSupervisor(
+            api=api,
+            poller=Poller(session=session, max_concurrent=4, clock=time.time),
+            events=lambda ref, *, type, reason, message: events.append((reason, message)),
+            verdicts=lambda ns, name, verdict: verdicts.append(verdict),
+            metrics=OperatorMetrics(),
+            clock=lambda: float(next(clock)),
+            port=port,
+        )
+        supervisor.on_pod_event(event_type="ADDED", body=_pod("triage-1", "127.0.0.1"))
+        supervisor.agents[("team", "triage")] = state = _new_state(supervisor)
+        for _ in range(2):
+            await supervisor._round(state)
+        supervisor.on_pod_event(event_type="DELETED", body=_pod("triage-1", "127.0.0.1"))
+        supervisor.on_pod_event(event_type="ADDED", body=_pod("triage-2", "127.0.0.1"))
+        for _ in range(2):
+            await supervisor._round(state)
     assert api.deleted == ["triage-1"], "the second pod is held back by the hourly budget of 1"
     reasons = [reason for reason, _ in events]
     assert reasons == ["PodRestarted", "RestartBudgetExhausted"]
