@@ -7,7 +7,12 @@ alone.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -61,14 +66,59 @@ def _pod_uids(cluster: KubeCluster, namespace: str, agent: str) -> set[str]:
     return {pod["metadata"]["uid"] for pod in pods}
 
 
+@contextmanager
+def answering_health(ip: str) -> Iterator[None]:
+    """A stand-in runtime on the pod's loopback IP that answers /health healthy, until the block ends."""
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"status": "healthy", "inFlight": 0, "queued": 0}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((ip, 8080), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def restart_unhealthy_pod(cluster: KubeCluster, namespace: str) -> None:
-    """The health monitor's path: watch the agent's pods, poll them, delete the one that does not answer."""
+    """The health monitor's path: watch the agent's pods, poll them, delete the one that stopped answering.
+
+    Only a pod that answered once is ever restarted, so a stand-in answers first and then goes away, as a
+    crashed runtime would.
+    """
     create_agent(cluster, namespace, "healer", manifest=HEALING_AGENT)
-    first = eventually(lambda: _pod_uids(cluster, namespace, "healer"), timeout=60, what="the healer's pod")
+
+    def running_ip() -> str:
+        pods = get_json(cluster, "pods", "-n", namespace, "-l", "agentry.dev/agent=healer")["items"]
+        return str(pods[0]["status"].get("podIP", "")) if pods else ""
+
+    ip = eventually(running_ip, timeout=60, what="the healer's pod IP")
+    first = _pod_uids(cluster, namespace, "healer")
+    with answering_health(ip):
+        eventually(
+            lambda: (
+                get_json(cluster, "agentdeployment", "healer", "-n", namespace).get("status", {}).get("healthyReplicas")
+                == 1
+            ),
+            timeout=60,
+            what="the health monitor to poll the pod healthy",
+        )
     eventually(
         lambda: _pod_uids(cluster, namespace, "healer") - first,
         timeout=60,
-        what="the unreachable pod to be deleted by the health monitor and replaced",
+        what="the pod that stopped answering to be deleted by the health monitor and replaced",
     )
 
 
