@@ -73,16 +73,27 @@ class KubeCluster:
         return self._run(self.helm_path, args, stdin=None, check=check, timeout=timeout)
 
 
-def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll `probe` until it returns something truthy and return that; fail the test after `timeout` seconds."""
+def eventually(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = 30.0,
+    what: str = "condition",
+    context: Callable[[], str] | None = None,
+    interval: float = 0.2,
+) -> T:
+    """Poll `probe` until it returns something truthy and return that; fail the test after `timeout` seconds.
+
+    `context` adds to the failure message (an operator's log tail, say), read only when the wait fails.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = probe()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
+            extra = f"\n{context()}" if context is not None else ""
+            pytest.fail(f"timed out after {timeout} s waiting for {what}{extra}")
+        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")

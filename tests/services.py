@@ -34,6 +34,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _stop(process: subprocess.Popen[bytes], *, grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; always reaped."""
+    process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -122,12 +132,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         _wait_for_postgres(server, process)
         yield server
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=20)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _stop(process, grace=20)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -166,12 +171,7 @@ def running_redis(port: int | None = None) -> Iterator[RedisServer]:
         _wait_for_redis(server, process)
         yield server
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _stop(process, grace=10)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -7,7 +7,6 @@ Running and Ready, so Deployments become available without a runtime in them.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from tests.kube import KubeCluster
+from tests.kube import KubeCluster, eventually
 
 from .agents import manifest
 from .running import OperatorProcess
@@ -65,16 +64,13 @@ class Agents:
         return items
 
     def until(self, probe: Callable[[], T | None], *, what: str, timeout: float = 60.0) -> T:
-        deadline = time.monotonic() + timeout
-        while True:
-            result = probe()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"timed out after {timeout} s waiting for {what}\n--- operator log ---\n{self.operator.tail()}"
-                )
-            time.sleep(0.25)
+        return eventually(
+            probe,
+            what=what,
+            timeout=timeout,
+            interval=0.25,
+            context=lambda: f"--- operator log ---\n{self.operator.tail()}",
+        )
 
     def condition(self, name: str, kind: str = "Ready") -> dict[str, Any] | None:
         body = self.get("agentdeployment", name) or {}
