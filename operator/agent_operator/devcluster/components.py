@@ -147,7 +147,8 @@ def kwok_node(name: str) -> dict[str, Any]:
         "kubernetes.io/arch": "amd64",
         "kubernetes.io/role": "agent",
     }
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    # A fake node: room for every pod a benchmark or a test session makes (a kubelet would say 110).
+    resources = {"cpu": "1000", "memory": "4Ti", "pods": "1000"}
     return {
         "apiVersion": "v1",
         "kind": "Node",
