@@ -11,7 +11,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,15 +22,15 @@ from pathlib import Path
 import pytest
 import redis
 
+from agent_operator.devcluster.network import free_ports
+
 #: Seconds a server gets to accept connections before the fixture gives up.
 START_TIMEOUT = 30.0
 
 
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def _stop(process: subprocess.Popen[bytes], *, grace: float) -> None:

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from agent_operator.devcluster.network import free_ports
 from tests.helm.chart import RELEASE
 from tests.helm.clusterkit import get_json
 from tests.kube import KubeCluster
@@ -44,13 +44,6 @@ def service_account_kubeconfig(cluster: KubeCluster, namespace: str, tmp: Path) 
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def chart_environment(cluster: KubeCluster, namespace: str) -> dict[str, str]:
     """The AGENTRY_* variables of the installed operator Deployment, as the pod would see them."""
     deployment = get_json(cluster, "deployment", RELEASE, "-n", namespace)
@@ -61,10 +54,10 @@ def chart_environment(cluster: KubeCluster, namespace: str) -> dict[str, str]:
             value = namespace
         env[item["name"]] = "" if value is None else str(value)
     # Outside a pod the endpoints must not clash with another process's: free loopback ports.
-    env["AGENTRY_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/healthz"
-    if env.get("AGENTRY_METRICS_ENDPOINT"):
-        env["AGENTRY_METRICS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/metrics"
-    env["AGENTRY_METRICS_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}/metrics"
+    liveness, metrics = free_ports(2)
+    env["AGENTRY_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{liveness}/healthz"
+    if env.get("AGENTRY_METRICS_ENDPOINT", "unset"):  # an empty value (metrics off in the chart) stays off
+        env["AGENTRY_METRICS_ENDPOINT"] = f"http://127.0.0.1:{metrics}/metrics"
     env["AGENTRY_LOG_FORMAT"] = "text"
     return env
 

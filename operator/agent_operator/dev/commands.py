@@ -166,25 +166,12 @@ def _bring_up(name: str) -> None:
 
 def _demo_key(cluster: Cluster) -> str:
     """The demo's JWT key: kept when the Secret exists, created otherwise."""
-    found = subprocess.run(
-        [
-            str(cluster.bin_dir / "kubectl"),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "get",
-            "secret",
-            DEMO_SECRET,
-            "-n",
-            DEMO_NAMESPACE,
-            "-o",
-            "jsonpath={.data.key}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if found.returncode == 0 and found.stdout:
-        return base64.b64decode(found.stdout).decode()
+    try:
+        found = _kubectl(cluster, "get", "secret", DEMO_SECRET, "-n", DEMO_NAMESPACE, "-o", "jsonpath={.data.key}")
+    except ClusterError:
+        found = ""
+    if found:
+        return base64.b64decode(found).decode()
     key = secrets.token_hex(32)
     _kubectl(cluster, "create", "secret", "generic", DEMO_SECRET, "-n", DEMO_NAMESPACE, f"--from-literal=key={key}")
     return key
