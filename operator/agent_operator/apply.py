@@ -4,7 +4,10 @@ Built on lightkube's async client (kubeconfig, in-cluster credentials, connectio
 module: the rest of the operator passes plain dicts in and gets plain dicts back. Children are written by
 server-side apply with one field manager and force, so the operator owns exactly the fields it renders and a
 hand edit of one of them is overwritten on the next reconcile, while fields others own (an HPA's replicas,
-annotations added by other tools) are left alone.
+annotations added by other tools) are left alone. Force is safe only on objects the agent holds: the
+reconciler reads every child first (`stored_child`) and applies nothing while one name is taken by someone
+else's object; deletions (pruning, the recreate below) check the same rule on the object they read.
+One window remains: an object created by someone else between that read and the apply, milliseconds later.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from lightkube.types import PatchType
 from .api import v1alpha1 as api
 from .config import FIELD_MANAGER, OperatorConfig
 from .render.labels import AGENT, MANAGED_BY, MANAGED_BY_VALUE
-from .render.ownership import Owner, is_owned_by, with_owner
+from .render.ownership import Owner, may_write, with_owner
 from .status import StatusPatch
 
 AgentResource = create_namespaced_resource(api.GROUP, api.VERSION, api.KIND, api.PLURAL)
@@ -126,27 +129,32 @@ class KubeApi:
     async def _delete_owned(self, resource: type[NamespacedResource], obj: dict[str, Any], *, owner: Owner) -> bool:
         meta = obj["metadata"]
         existing = await self._get(resource, namespace=meta["namespace"], name=meta["name"])
-        if existing is None or not is_owned_by(existing, uid=owner.uid):
+        if existing is None or not may_write(existing, owner=owner):
             return False
         await self._delete(resource, name=meta["name"], namespace=meta["namespace"])
         return True
 
+    async def stored_child(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The object stored under a rendered child's kind and name, or None when there is none."""
+        resource = RESOURCES[(obj["apiVersion"], obj["kind"])]
+        return await self._get(resource, namespace=obj["metadata"]["namespace"], name=obj["metadata"]["name"])
+
     async def delete_stale(
-        self, *, kinds: Iterable[tuple[str, str]], namespace: str, agent: str, owner_uid: str, keep: set[ChildKey]
+        self, *, kinds: Iterable[tuple[str, str]], namespace: str, owner: Owner, keep: set[ChildKey]
     ) -> list[ChildKey]:
         """Delete children of these kinds that the agent no longer renders; return what was deleted.
 
-        Found by the operator's labels and deleted only when this AgentDeployment is their controller, so an
-        object someone else made with the same labels is never touched.
+        Found by the operator's labels and deleted only when this agent may write them (its own, or orphans of
+        an earlier agent of its name), so an object someone else made with the same labels is never touched.
         """
-        labels: dict[str, Any] = {AGENT: agent, MANAGED_BY: MANAGED_BY_VALUE}
+        labels: dict[str, Any] = {AGENT: owner.name, MANAGED_BY: MANAGED_BY_VALUE}
         deleted = []
         for api_version, kind in kinds:
             resource = RESOURCES[(api_version, kind)]
             async for found in self._client.list(resource, namespace=namespace, labels=labels):
                 body = _as_dict(found)
                 key = key_of({**body, "apiVersion": api_version, "kind": kind})
-                if key in keep or not is_owned_by(body, uid=owner_uid):
+                if key in keep or not may_write(body, owner=owner):
                     continue
                 await self._delete(resource, name=key[2], namespace=namespace)
                 deleted.append(key)

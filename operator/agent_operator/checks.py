@@ -1,4 +1,4 @@
-"""What only the operator can judge before it applies anything: Secrets, the output schema, the model provider.
+"""What only the operator can judge before it applies anything: Secrets, schema, provider, who holds a name.
 
 Pure functions: the Secrets are gathered by the apply layer and passed in as key sets, so each verdict is
 testable without a cluster. Each problem carries the reason that ends up on the Ready condition.
@@ -7,14 +7,17 @@ testable without a cluster. Each problem carries the reason that ends up on the 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
+from typing import Any
 
 from agent_operator.api.v1alpha1 import AgentDeployment
+from agent_operator.render.ownership import Owner, conflict_of
 
 SECRET_NOT_FOUND = "SecretNotFound"
 INVALID_OUTPUT_SCHEMA = "InvalidOutputSchema"
 UNKNOWN_MODEL_PROVIDER = "UnknownModelProvider"
+RESOURCE_CONFLICT = "ResourceConflict"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,3 +91,14 @@ def check_secrets(agent: AgentDeployment, *, secrets: Mapping[str, Set[str] | No
         return None
     namespace = agent.metadata.namespace
     return Problem(reason=SECRET_NOT_FOUND, message=f"in namespace {namespace}: " + "; ".join(missing))
+
+
+def check_ownership(stored: Sequence[tuple[str, Mapping[str, Any] | None]], *, owner: Owner) -> Problem | None:
+    """No child may be written over an object the agent does not hold; `stored` pairs each kind with what exists.
+
+    All conflicts are named at once, so one look at the condition tells the user everything to rename.
+    """
+    conflicts = [c for kind, obj in stored if (c := conflict_of(kind, obj, owner=owner)) is not None]
+    if not conflicts:
+        return None
+    return Problem(reason=RESOURCE_CONFLICT, message="; ".join(c.message() for c in conflicts))

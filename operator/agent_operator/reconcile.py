@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from .api import v1alpha1 as api
 from .api.base import error_lines
 from .apply import Applied, ApplyError, ChildKey, KubeApi, key_of
-from .checks import Problem, check_secrets, check_spec
+from .checks import Problem, check_ownership, check_secrets, check_spec
 from .config import OperatorConfig
 from .health.policy import HealthVerdict
-from .render import CHILD_KINDS, Owner, render_children
+from .render import CHILD_KINDS, Owner, may_write, render_children
 from .render.labels import AGENT
 from .status import StatusPatch, compute_status, is_degraded, status_changed, transitions
 
@@ -62,6 +62,10 @@ class AgentState:
     attempt: int = 0
     due: float = 0.0
     """Monotonic time of the next resync or retry."""
+
+    def owner(self) -> Owner:
+        """The owner reference every child of this agent carries."""
+        return Owner(name=self.agent.metadata.name, uid=self.uid)
 
     def ref(self) -> dict[str, Any]:
         """Object reference for Events."""
@@ -212,6 +216,8 @@ class Reconciler:
         children: list[dict[str, Any]] = []
         if problem is None:
             children = render_children(agent, self._config)
+            problem = await self._check_ownership(state, children)
+        if problem is None:
             try:
                 deployment = await self._apply(state, children)
             except ApplyError as exc:
@@ -219,6 +225,8 @@ class Reconciler:
         if deployment is None:
             meta = agent.metadata
             deployment = await self._kube.deployment(namespace=meta.namespace, name=meta.name)
+            if deployment is not None and not may_write(deployment, owner=state.owner()):
+                deployment = None  # someone else's Deployment under the agent's name says nothing of the agent
         state.generation, state.problem = generation, problem
         previous = state.status if state.status is not None else (body.get("status") or {})
         await self._publish(state, deployment=deployment, observed=generation, previous=previous)
@@ -234,9 +242,15 @@ class Reconciler:
         keys = await self._kube.secret_keys(namespace=agent.metadata.namespace, names=names)
         return check_secrets(agent, secrets=keys)
 
+    async def _check_ownership(self, state: AgentState, children: list[dict[str, Any]]) -> Problem | None:
+        """Read every child as stored (concurrently): one held by someone else stops the whole apply."""
+        stored = await asyncio.gather(*(self._kube.stored_child(child) for child in children))
+        pairs = [(child["kind"], found) for child, found in zip(children, stored, strict=True)]
+        return check_ownership(pairs, owner=state.owner())
+
     async def _apply(self, state: AgentState, children: list[dict[str, Any]]) -> Mapping[str, Any] | None:
         """Apply every rendered child, what the pods mount first (concurrently); return the Deployment."""
-        owner = Owner(name=state.agent.metadata.name, uid=state.uid)
+        owner = state.owner()
         first = [c for c in children if c["kind"] in ("ServiceAccount", "ConfigMap", "Service")]
         rest = [c for c in children if c not in first]
         applied = list(await asyncio.gather(*(self._kube.apply_child(c, owner=owner) for c in first)))
@@ -253,8 +267,7 @@ class Reconciler:
             deleted = await self._kube.delete_stale(
                 kinds=sorted(stale_kinds),
                 namespace=agent.metadata.namespace,
-                agent=agent.metadata.name,
-                owner_uid=state.uid,
+                owner=state.owner(),
                 keep={key_of(c) for c in children},
             )
             for key in deleted:

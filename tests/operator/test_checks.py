@@ -8,13 +8,16 @@ import pytest
 
 from agent_operator.checks import (
     INVALID_OUTPUT_SCHEMA,
+    RESOURCE_CONFLICT,
     SECRET_NOT_FOUND,
     UNKNOWN_MODEL_PROVIDER,
     check_output_schema,
+    check_ownership,
     check_provider,
     check_secrets,
     check_spec,
 )
+from agent_operator.render.ownership import Owner
 
 from .agents import agent
 
@@ -98,3 +101,23 @@ def test_spec_checks_report_the_schema_before_the_provider() -> None:
     assert problem is not None
     assert problem.reason == INVALID_OUTPUT_SCHEMA
     assert check_spec(agent()) is None
+
+
+def _foreign(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "team-a"}}
+
+
+def test_children_that_are_absent_or_owned_pass_the_ownership_check() -> None:
+    owner = Owner(name="triage", uid="u-1")
+    ours = {"metadata": {"name": "triage", "ownerReferences": [{"uid": "u-1", "controller": True}]}}
+    assert check_ownership([("ServiceAccount", None), ("Deployment", ours)], owner=owner) is None
+
+
+def test_every_taken_name_is_reported_in_one_problem() -> None:
+    stored = [("ConfigMap", _foreign("triage-config")), ("Service", _foreign("triage")), ("Deployment", None)]
+    problem = check_ownership(stored, owner=Owner(name="triage", uid="u-1"))
+    assert problem is not None
+    assert problem.reason == RESOURCE_CONFLICT
+    assert "ConfigMap team-a/triage-config already exists and is not managed by Agentry" in problem.message
+    assert "Service team-a/triage already exists" in problem.message
+    assert "Deployment" not in problem.message

@@ -13,7 +13,9 @@ from agent_operator.config import OperatorConfig
 from agent_operator.render import (
     Owner,
     config_hash,
+    conflict_of,
     is_owned_by,
+    may_write,
     render_children,
     render_configmap,
     render_deployment,
@@ -355,6 +357,66 @@ def test_owner_reference_makes_the_agent_the_controller_and_leaves_the_input_alo
     assert is_owned_by(owned, uid="u-1")
     assert not is_owned_by(owned, uid="u-2")
     assert not is_owned_by(rendered, uid="u-1")
+
+
+OURS = Owner(name="triage", uid="u-1")
+AGENTRY_LABELS = {"app.kubernetes.io/managed-by": "agentry", "agentry.dev/agent": "triage"}
+
+
+def _stored(*, labels: dict[str, str] | None = None, controller: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "triage", "namespace": "team-a", "labels": labels or {}}
+    if controller is not None:
+        meta["ownerReferences"] = [{"controller": True, "blockOwnerDeletion": True, **controller}]
+    return {"metadata": meta}
+
+
+def _agent_ref(name: str, uid: str) -> dict[str, Any]:
+    return {"apiVersion": "agentry.dev/v1alpha1", "kind": "AgentDeployment", "name": name, "uid": uid}
+
+
+@pytest.mark.parametrize(
+    ("stored", "writable", "holder"),
+    [
+        (_stored(labels=AGENTRY_LABELS, controller=_agent_ref("triage", "u-1")), True, None),
+        (_stored(controller=_agent_ref("triage", "u-1")), True, None),  # labels stripped by hand: still ours
+        (_stored(labels=AGENTRY_LABELS), True, None),  # orphaned (--cascade=orphan removes the reference)
+        (_stored(labels=AGENTRY_LABELS, controller=_agent_ref("triage", "u-0")), True, None),  # earlier agent
+        (_stored(), False, "not managed by Agentry"),
+        (_stored(labels={"app.kubernetes.io/managed-by": "agentry"}), False, "not managed by Agentry"),
+        (_stored(labels=AGENTRY_LABELS, controller=_agent_ref("other", "u-9")), False, "AgentDeployment other"),
+        (_stored(controller=_agent_ref("other", "u-9")), False, "controlled by AgentDeployment other"),
+        (
+            _stored(labels={**AGENTRY_LABELS, "agentry.dev/agent": "other"}),
+            False,
+            "not managed by Agentry",
+        ),
+        (
+            _stored(labels=AGENTRY_LABELS, controller={"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}),
+            False,
+            "controlled by Deployment web",
+        ),
+        (
+            _stored(labels=AGENTRY_LABELS, controller={**_agent_ref("triage", "u-0"), "apiVersion": "example.com/v1"}),
+            False,
+            "controlled by AgentDeployment triage",
+        ),
+    ],
+)
+def test_only_the_agents_own_children_and_its_orphans_may_be_written(
+    stored: dict[str, Any], writable: bool, holder: str | None
+) -> None:
+    assert may_write(stored, owner=OURS) is writable
+    conflict = conflict_of("ConfigMap", stored, owner=OURS)
+    if holder is None:
+        assert conflict is None
+    else:
+        assert conflict is not None
+        assert holder in conflict.holder
+        assert conflict.message().startswith(f"ConfigMap team-a/triage already exists and is {conflict.holder}")
+
+
+def test_an_absent_child_is_no_conflict() -> None:
+    assert conflict_of("Service", None, owner=OURS) is None
 
 
 def test_selector_string_is_what_kubectl_scale_needs() -> None:

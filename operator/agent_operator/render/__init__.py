@@ -12,7 +12,7 @@ from .configmap import config_hash, render_configmap, runtime_config
 from .deployment import hpa_owns_replicas, render_deployment
 from .disruption import render_pdb, wants_pdb
 from .network import render_network_policy, wants_network_policy
-from .ownership import Owner, is_owned_by, with_owner
+from .ownership import Conflict, Owner, conflict_of, is_owned_by, may_write, with_owner
 from .service import render_service, render_service_account, service_url
 
 #: Every kind the operator may create, as (apiVersion, kind); the apply layer prunes the ones not rendered.
@@ -46,10 +46,13 @@ def render_children(agent: AgentDeployment, config: OperatorConfig) -> list[dict
 
 __all__ = [
     "CHILD_KINDS",
+    "Conflict",
     "Owner",
     "config_hash",
+    "conflict_of",
     "hpa_owns_replicas",
     "is_owned_by",
+    "may_write",
     "render_children",
     "render_configmap",
     "render_deployment",
