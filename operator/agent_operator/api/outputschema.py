@@ -195,9 +195,7 @@ def _inline(
     return {**out, "allOf": [*out.get("allOf", []), target]}
 
 
-def _refs(
-    resource: referencing.Resource[Any], resolver: Resolver[Any]
-) -> Iterator[tuple[str, Resolver[Any]]]:
+def _refs(resource: referencing.Resource[Any], resolver: Resolver[Any]) -> Iterator[tuple[str, Resolver[Any]]]:
     """Every reference in the schema with the resolver of its scope (subschemas only, never `enum` data)."""
     contents = resource.contents
     if isinstance(contents, Mapping):
