@@ -64,7 +64,11 @@ def test_a_stuck_agent_shows_in_the_metrics_until_it_recovers(
             samples = scrape(operator)
             return samples if probe(samples) else None
 
-        return eventually(check, what=what, timeout=60, context=lambda: operator.tail())
+        def context() -> str:
+            status = agentry_crd.kubectl("get", "agentdeployment", "-n", kube_namespace, "-o", "yaml", check=False)
+            return f"{status.stdout[-3000:]}\n--- operator log ---\n{operator.tail()}"
+
+        return eventually(check, what=what, timeout=60, context=context)
 
     assert agents(scrape(operator), "Ready", "False") is None  # no agent yet: no series
     kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(manifest("stuck", kube_namespace)))
