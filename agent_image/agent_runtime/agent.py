@@ -14,6 +14,7 @@ from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import UsageLimits
 
+from agent_operator.api.outputschema import model_schema, output_validator
 from agent_operator.api.v1alpha1 import AgentSpec, EndpointSpec
 
 from .deps import Deps
@@ -32,7 +33,7 @@ def build_agent(
     """
     agent: RuntimeAgent = Agent(
         model or build_model(spec=spec, api_key=api_key),
-        output_type=StructuredDict(dict(spec.output_schema)) if spec.output_schema else str,
+        output_type=StructuredDict(model_schema(spec.output_schema)) if spec.output_schema else str,
         instructions=spec.instructions or None,
         deps_type=Deps,
         model_settings=model_settings(spec),
@@ -96,10 +97,11 @@ def usage_limits(spec: AgentSpec) -> UsageLimits:
 def schema_validator(schema: dict[str, Any]) -> OutputValidator:
     """An output validator that checks the output against the JSON Schema and asks the model again.
 
-    StructuredDict only gives the model the schema; it accepts any object. The message of the first
-    error (with its path) goes back to the model, so the retry has something to fix.
+    StructuredDict only gives the model the schema; it accepts any object. The validator is the contract's,
+    so outputs are judged under the draft the operator's check accepted, and no `$ref` is ever fetched.
+    The message of the first error (with its path) goes back to the model, so the retry has something to fix.
     """
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = output_validator(schema)
 
     async def validate(ctx: RunContext[Deps], output: dict[str, Any]) -> dict[str, Any]:
         error = jsonschema.exceptions.best_match(validator.iter_errors(output))
@@ -109,12 +111,3 @@ def schema_validator(schema: dict[str, Any]) -> OutputValidator:
         return output
 
     return validate
-
-
-def schema_problems(schema: dict[str, Any]) -> list[str]:
-    """Why the output schema is not a valid JSON Schema (empty when it is); checked at start-up."""
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        return [f"spec.agent.outputSchema: not a valid JSON Schema: {exc.message}"]
-    return []

@@ -15,7 +15,9 @@ from typing import TextIO
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model
 
-from .agent import RuntimeAgent, build_agent, schema_problems, usage_limits
+from agent_operator.api.outputschema import output_schema_problem
+
+from .agent import RuntimeAgent, build_agent, usage_limits
 from .config import ConfigError, RuntimeConfig
 from .deps import Deps
 from .guard import Guard
@@ -194,9 +196,9 @@ class Runtime:
 def _agent(*, config: RuntimeConfig, services: Services, model: Model | None) -> RuntimeAgent:
     """The agent, or ConfigError when its schema is invalid or its provider cannot be set up."""
     agent_spec = config.spec.agent
-    problems = schema_problems(agent_spec.output_schema) if agent_spec.output_schema else []
-    if problems:
-        raise ConfigError(problems)
+    problem = output_schema_problem(agent_spec.output_schema) if agent_spec.output_schema else None
+    if problem is not None:
+        raise ConfigError([problem])
     try:
         return build_agent(
             spec=agent_spec,

@@ -39,6 +39,8 @@ CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
 OWNED = {MANAGED_BY: MANAGED_BY_VALUE}
+#: Reason of a failed reconcile in the metrics when it raised (API error, timeout) instead of returning a problem.
+RECONCILE_ERROR = "Error"
 logger = logging.getLogger(__name__)
 
 
@@ -85,14 +87,19 @@ async def start(memo: Any, **_: Any) -> None:
     config = _config(memo)
     memo.kube = KubeApi(config=config)
     memo.metrics = OperatorMetrics()
-    memo.reconciler = Reconciler(kube=memo.kube, config=config, events=_post_event)
+    memo.reconciler = Reconciler(
+        kube=memo.kube, config=config, events=_post_event, outcomes=memo.metrics.observe_reconcile
+    )
+    memo.metrics.watch_agents(memo.reconciler.statuses)
     memo.resync = asyncio.create_task(memo.reconciler.resync_forever(), name="agentry-resync")
     memo.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=config.health_poll_concurrency))
     poller = Poller(session=memo.http, max_concurrent=config.health_poll_concurrency, clock=time.time)
     memo.health = HealthSupervisor(
         api=memo.kube, poller=poller, events=_post_event, verdicts=memo.reconciler.set_health, metrics=memo.metrics
     )
-    memo.metrics_server = await serve_metrics(memo.metrics, endpoint=config.metrics_endpoint)
+    memo.metrics_server = await serve_metrics(
+        memo.metrics, endpoint=config.metrics_endpoint, sock=memo.get("metrics_socket")
+    )
 
 
 @kopf.on.cleanup()
@@ -121,6 +128,7 @@ async def reconcile(body: kopf.Body, retry: int, memo: Any, **_: Any) -> None:
         with memo.metrics.reconcile_seconds.time():
             problem = await _reconciler(memo).reconcile(dict(body), retry_here=False)
     except Exception as exc:  # API errors, timeouts: same backoff, and kopf logs (and posts) the error
+        memo.metrics.observe_reconcile(RECONCILE_ERROR)
         raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=delay) from exc
     if problem is not None:
         raise kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=delay)

@@ -9,6 +9,7 @@ import sys
 import kopf
 
 from .config import ConfigError, OperatorConfig
+from .ports import PortInUse, Ports, claim
 
 
 def configure_logging(config: OperatorConfig) -> None:
@@ -23,8 +24,8 @@ def configure_logging(config: OperatorConfig) -> None:
         logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
-def run(config: OperatorConfig) -> None:
-    """Run the operator until SIGTERM or SIGINT (kopf stops gracefully on both)."""
+def run(config: OperatorConfig, ports: Ports) -> None:
+    """Run the operator until SIGTERM or SIGINT (kopf stops gracefully on both); metrics on the claimed socket."""
     from . import handlers  # registers the handlers with kopf's default registry
 
     settings = kopf.OperatorSettings()
@@ -35,19 +36,24 @@ def run(config: OperatorConfig) -> None:
         clusterwide=not config.namespaces,
         liveness_endpoint=config.liveness_endpoint or None,
         standalone=True,  # one replica (see the Helm chart); no peering CRDs needed
-        memo=kopf.Memo(config=config),
+        memo=kopf.Memo(config=config, metrics_socket=ports.metrics),
     )
 
 
 def main() -> int:
-    """Entry point; an invalid setting exits with status 2 and names the variable."""
+    """Entry point; an invalid setting or a taken port exits with status 2 and names the variable."""
     try:
         config = OperatorConfig.from_env(os.environ)
     except ConfigError as exc:
         print(f"agentry-operator: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    try:
+        ports = claim(config)
+    except PortInUse as exc:
+        print(f"agentry-operator: {exc}", file=sys.stderr)
+        return 2
     configure_logging(config)
-    run(config)
+    run(config, ports)
     return 0
 
 

@@ -96,8 +96,9 @@ class Reconciler:
         events: EventSink,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        outcomes: Callable[[str | None], None] = lambda reason: None,
     ) -> None:
-        self._kube, self._config, self._events = kube, config, events
+        self._kube, self._config, self._events, self._outcomes = kube, config, events, outcomes
         self._now, self._monotonic = now, monotonic
         self._agents: dict[tuple[str, str], AgentState] = {}
         self._health: dict[tuple[str, str], HealthVerdict] = {}
@@ -117,12 +118,14 @@ class Reconciler:
             agent = parse_agent(body)
         except ValidationError as exc:
             logger.error("%s/%s: invalid spec: %s", meta.get("namespace"), meta.get("name"), exc)
+            self._outcomes(INVALID_SPEC)
             return Problem(reason=INVALID_SPEC, message="; ".join(error_lines(exc)))
         state = self._state(agent, uid=str(meta.get("uid", "")))
         async with state.lock:
             state.agent = agent
             problem = await self._reconcile_locked(state, body)
         self._schedule(state, problem=problem, retry_here=retry_here)
+        self._outcomes(problem.reason if problem else None)  # metrics: failed reconciles by reason
         return problem
 
     async def reconcile_named(self, *, namespace: str, name: str) -> Problem | None:
@@ -162,6 +165,10 @@ class Reconciler:
         """Drop the memory of a deleted agent."""
         self._agents.pop((namespace, name), None)
         self._health.pop((namespace, name), None)
+
+    def statuses(self) -> list[StatusPatch]:
+        """The status last computed for each agent (for the metrics of agents by condition)."""
+        return [state.status for state in self._agents.values() if state.status is not None]
 
     def set_health(self, namespace: str, name: str, verdict: HealthVerdict) -> None:
         """Take the health monitor's new verdict; the status follows on the next resync tick."""

@@ -213,7 +213,77 @@ def test_scheduling_settings_pass_through_and_absent_ones_stay_out() -> None:
 
 def test_resources_come_from_the_spec() -> None:
     resources = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
-    assert _container(render_deployment(agent(pod={"resources": resources}), CONFIG))["resources"] == resources
+    rendered = _container(render_deployment(agent(pod={"resources": resources}), CONFIG))["resources"]
+    assert {
+        part: {k: v for k, v in values.items() if k != "ephemeral-storage"} for part, values in rendered.items()
+    } == (resources)
+
+
+def _mebibytes(quantity: str) -> int:
+    units = {"Mi": 1, "Gi": 1024}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_ephemeral_storage_request_and_limit_cover_the_data_volume() -> None:
+    rendered = render_deployment(agent(), CONFIG)
+    volumes = {volume["name"]: volume for volume in _pod(rendered)["volumes"]}
+    data = _mebibytes(volumes["data"]["emptyDir"]["sizeLimit"])
+    resources = _container(rendered)["resources"]
+    request, limit = resources["requests"]["ephemeral-storage"], resources["limits"]["ephemeral-storage"]
+    assert data <= _mebibytes(request) <= _mebibytes(limit)
+    assert _mebibytes(limit) > data  # the container's logs are counted too
+    assert volumes["tmp"]["emptyDir"]["medium"] == "Memory"  # counted against memory, not the node's disk
+
+
+def test_ephemeral_storage_the_spec_sets_wins() -> None:
+    resources = {"requests": {"ephemeral-storage": "2Gi"}, "limits": {"ephemeral-storage": "4Gi"}}
+    rendered = _container(render_deployment(agent(pod={"resources": resources}), CONFIG))["resources"]
+    assert rendered["requests"]["ephemeral-storage"] == "2Gi"
+    assert rendered["limits"]["ephemeral-storage"] == "4Gi"
+
+
+SPREAD = [
+    {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "agentry-agent", "app.kubernetes.io/instance": "triage"}
+        },
+    }
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "spread"),
+    [
+        ({}, None),
+        ({"replicas": 1}, None),
+        ({"replicas": 2}, SPREAD),
+        ({"replicas": 1, "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 3}}, SPREAD),
+        ({"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 1}}, None),
+        ({**HPA}, SPREAD),
+        ({"replicas": 3, "pod": {"affinity": {"nodeAffinity": {"x": 1}}}}, None),
+        ({"replicas": 3, "pod": {"topologySpreadConstraints": []}}, None),
+        (
+            {"replicas": 3, "pod": {"topologySpreadConstraints": [{"maxSkew": 2, "topologyKey": "zone"}]}},
+            [{"maxSkew": 2, "topologyKey": "zone"}],
+        ),
+    ],
+    ids=["default", "one", "two", "autoscaling-to-3", "autoscaling-to-1", "hpa", "own-affinity", "off", "own-spread"],
+)
+def test_pods_spread_across_nodes_when_there_can_be_more_than_one(
+    spec: dict[str, Any], spread: list[dict[str, Any]] | None
+) -> None:
+    pod = _pod(render_deployment(agent(**spec), CONFIG))
+    assert pod.get("topologySpreadConstraints") == spread
+
+
+def test_the_default_spread_selects_exactly_the_agents_pods() -> None:
+    rendered = render_deployment(agent(replicas=2), CONFIG)
+    selector = _pod(rendered)["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]
+    assert selector == rendered["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= rendered["spec"]["template"]["metadata"]["labels"].items()
 
 
 def test_probes_hit_the_runtime_liveness_readiness_and_startup_endpoints() -> None:

@@ -14,7 +14,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.models.test import TestModel
 
 from agent_operator.api.v1alpha1 import AgentSpec
-from agent_runtime.agent import build_agent, build_model, model_settings, schema_problems, usage_limits
+from agent_runtime.agent import build_agent, build_model, model_settings, usage_limits
 from agent_runtime.deps import Deps
 from agent_runtime.services.memory_cache import MemoryCache
 from agent_runtime.services.sqlite import SqliteDatabase
@@ -144,11 +144,29 @@ def test_model_choice() -> None:
     assert build_model(spec=spec(model="anthropic:claude-x"), api_key=None) == "anthropic:claude-x"
 
 
-def test_an_invalid_output_schema_is_named() -> None:
-    assert schema_problems({"type": "object", "properties": {"a": {"type": "nonsense"}}}) == [
-        "spec.agent.outputSchema: not a valid JSON Schema: 'nonsense' is not valid under any of the given schemas"
-    ]
-    assert schema_problems(SCHEMA) == []
+DRAFT7_PAIR = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": {"pair": {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}},
+    "required": ["pair"],
+}
+
+
+async def test_outputs_are_validated_under_the_draft_the_schema_names(deps: Deps) -> None:
+    """Draft-07 tuple `items`: the second item must be an integer (2020-12 would not even accept the schema)."""
+    answers: list[dict[str, Any]] = [{"pair": ["a", "b"]}, {"pair": ["a", 1]}]
+    seen: list[str] = []
+
+    def choose(prompt: str, attempt: int) -> dict[str, Any]:
+        seen.append(prompt)
+        return answers[attempt]
+
+    agent = build_agent(
+        spec=spec(outputSchema=DRAFT7_PAIR), api_key=None, with_external_api=False, model=structured_model(choose)
+    )
+    result = await agent.run("pair", deps=deps)
+    assert result.output == {"pair": ["a", 1]}
+    assert len(seen) == 2
 
 
 # --- the OpenAI-compatible path, against a local stand-in server -------------------------------

@@ -40,11 +40,16 @@ def run_cli(
         (
             {"agent": {"outputSchema": {"type": "object", "required": "x"}}},
             {"AGENTRY_SECRET_JWT__KEY": "k" * 32},
-            "spec.agent.outputSchema: not a valid JSON Schema",
+            "spec.agent.outputSchema at required: 'x' is not of type 'array'",
+        ),
+        (
+            {"agent": {"outputSchema": {"type": "object", "properties": {"a": {"$ref": "https://example.com/a"}}}}},
+            {"AGENTRY_SECRET_JWT__KEY": "k" * 32},
+            "spec.agent.outputSchema: $ref 'https://example.com/a' is not in the schema; remote references are never",
         ),
         ({}, {"AGENTRY_SECRET_JWT__KEY": "short"}, "spec.security.auth.secretRef"),
     ],
-    ids=["missing-secret", "bad-model", "bad-output-schema", "weak-jwt-key"],
+    ids=["missing-secret", "bad-model", "bad-output-schema", "remote-ref-output-schema", "weak-jwt-key"],
 )
 def test_bad_configuration_exits_2_naming_the_key(
     tmp_path: Path, overrides: dict[str, object], env: dict[str, str], expected: str

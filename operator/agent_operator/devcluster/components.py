@@ -147,8 +147,9 @@ def kwok_node(name: str) -> dict[str, Any]:
         "kubernetes.io/arch": "amd64",
         "kubernetes.io/role": "agent",
     }
-    # A fake node: room for every pod a benchmark or a test session makes (a kubelet would say 110).
-    resources = {"cpu": "1000", "memory": "4Ti", "pods": "1000"}
+    # A fake node: room for every pod a benchmark or a test session makes (a kubelet would say 110), disk
+    # (ephemeral-storage) included, since agent pods request theirs as a kubelet's node would offer it.
+    resources = {"cpu": "1000", "memory": "4Ti", "ephemeral-storage": "4Ti", "pods": "1000"}
     return {
         "apiVersion": "v1",
         "kind": "Node",

@@ -1,12 +1,17 @@
-"""The operator's own Prometheus metrics: health polls, restarts, scale actions, reconcile durations."""
+"""The operator's own Prometheus metrics: health polls, restarts, scale actions, reconciles, agents by condition."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import collections
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .monitor import RoundReport
@@ -47,6 +52,21 @@ class OperatorMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.reconcile_failures = Counter(
+            "agentry_operator_reconcile_failures",
+            "Reconciles that ended in a problem (the Ready reason, e.g. SecretNotFound) or an error (Error).",
+            ["reason"],
+            registry=r,
+        )
+
+    def observe_reconcile(self, reason: str | None) -> None:
+        """Count a reconcile that failed with `reason` (a CamelCase word from a bounded set); None is a success."""
+        if reason is not None:
+            self.reconcile_failures.labels(reason=reason).inc()
+
+    def watch_agents(self, statuses: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+        """Export `agentry_operator_agents{condition,status}`, counted from `statuses` at every scrape."""
+        self.registry.register(AgentConditions(statuses))
 
     def observe_round(self, report: RoundReport, *, seconds: float) -> None:
         """Count one health round's polls and actions."""
@@ -60,8 +80,41 @@ class OperatorMetrics:
         self.round_seconds.observe(seconds)
 
 
-async def serve_metrics(metrics: OperatorMetrics, *, endpoint: str) -> web.AppRunner | None:
-    """Serve /metrics in Prometheus text format at `endpoint` (http://host:port/...); None when it is empty."""
+class AgentConditions(Collector):
+    """How many agents have each condition in each status: a stuck agent shows as Ready=False > 0.
+
+    Counted at scrape time from the statuses the reconciler last computed, so it needs no bookkeeping of its
+    own. No agent name or reason among the labels: the series stay a handful however many agents there are
+    (which agent, and why, is in `kubectl get agents` and the reconcile failures' reasons).
+    """
+
+    STATUSES = ("True", "False", "Unknown")
+
+    def __init__(self, statuses: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+        self._statuses = statuses
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One gauge family; every status of every condition type seen is exported, zeros included."""
+        counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        for status in self._statuses():
+            for condition in status.get("conditions") or ():
+                counts[(str(condition["type"]), str(condition["status"]))] += 1
+        family = GaugeMetricFamily(
+            "agentry_operator_agents", "Agents by condition type and status.", labels=["condition", "status"]
+        )
+        for kind in sorted({kind for kind, _ in counts}):
+            for value in self.STATUSES:
+                family.add_metric([kind, value], counts[(kind, value)])
+        yield family
+
+
+async def serve_metrics(
+    metrics: OperatorMetrics, *, endpoint: str, sock: socket.socket | None = None
+) -> web.AppRunner | None:
+    """Serve /metrics in Prometheus text format at `endpoint` (http://host:port/...); None when it is empty.
+
+    `sock` is the socket `agentry-operator` bound at start-up (so a taken port failed there, in one line).
+    """
     if not endpoint:
         return None
     url = urlsplit(endpoint)
@@ -73,5 +126,10 @@ async def serve_metrics(metrics: OperatorMetrics, *, endpoint: str) -> web.AppRu
     app.router.add_get("/metrics", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, url.hostname or "0.0.0.0", url.port or 9090).start()
+    site = (
+        web.SockSite(runner, sock)
+        if sock is not None
+        else web.TCPSite(runner, url.hostname or "0.0.0.0", url.port or 9090)
+    )
+    await site.start()
     return runner

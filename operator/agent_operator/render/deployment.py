@@ -27,6 +27,16 @@ def hpa_owns_replicas(agent: AgentDeployment) -> bool:
 
 #: Seconds a terminating pod keeps serving before the runtime gets SIGTERM (endpoint removal is not instant).
 PRE_STOP_SECONDS = 5
+#: Size limit of the data volume (SQLite, pod-local state), in MiB; an emptyDir on the node's disk.
+DATA_VOLUME_MIB = 1024
+#: Node disk the container needs besides the data volume: its logs (the root filesystem is read-only).
+LOG_MARGIN_MIB = 256
+#: The ephemeral-storage request and limit: the kubelet evicts a pod whose emptyDirs and logs pass its limit,
+#: so the limit covers a full data volume, and the request reserves the same on the node it is scheduled to.
+EPHEMERAL_STORAGE = f"{DATA_VOLUME_MIB + LOG_MARGIN_MIB}Mi"
+#: Default spread of an agent's pods: one node going down takes as few of them as possible (a preference,
+#: so a one-node cluster still runs them all).
+SPREAD_TOPOLOGY_KEY = "kubernetes.io/hostname"
 
 
 def render_deployment(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]:
@@ -72,6 +82,7 @@ def _pod_template(agent: AgentDeployment, config: OperatorConfig) -> dict[str, A
         "nodeSelector": dict(pod.node_selector),
         "tolerations": [toleration.wire() for toleration in pod.tolerations],
         "affinity": pod.affinity,
+        "topologySpreadConstraints": _spread(agent),
         "imagePullSecrets": [ref.wire() for ref in pod.image_pull_secrets],
         "priorityClassName": pod.priority_class_name,
     }
@@ -92,7 +103,7 @@ def _container(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         ],
-        "resources": pod.resources.wire(),
+        "resources": _resources(agent),
         # Endpoints drop a terminating pod asynchronously: keep serving a moment before SIGTERM closes the port.
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
         "livenessProbe": _probe("/healthz", period=10, failures=3),
@@ -109,6 +120,35 @@ def _container(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]
         },
         "volumeMounts": _mounts(agent),
     }
+
+
+def _resources(agent: AgentDeployment) -> dict[str, Any]:
+    """spec.pod.resources, with an ephemeral-storage request and limit unless the spec sets its own."""
+    resources = agent.spec.pod.resources.wire()
+    for part in ("requests", "limits"):
+        resources.setdefault(part, {}).setdefault("ephemeral-storage", EPHEMERAL_STORAGE)
+    return resources
+
+
+def _spread(agent: AgentDeployment) -> list[dict[str, Any]] | None:
+    """The spec's own spread constraints, else a soft spread across nodes.
+
+    The default applies only to an agent that may run more than one pod and sets no affinity of its own.
+    """
+    pod, spec = agent.spec.pod, agent.spec
+    if pod.topology_spread_constraints is not None or pod.affinity:
+        return pod.topology_spread_constraints
+    most = spec.autoscaling.max_replicas if spec.autoscaling.enabled else spec.desired_replicas()
+    if most <= 1:
+        return None
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": SPREAD_TOPOLOGY_KEY,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector_labels(agent)},
+        }
+    ]
 
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
@@ -140,7 +180,7 @@ def _volumes(agent: AgentDeployment) -> list[dict[str, Any]]:
         volumes.append({"name": "secrets", "projected": {"defaultMode": SECRET_FILE_MODE, "sources": _sources(refs)}})
     volumes += [
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-        {"name": "data", "emptyDir": {"sizeLimit": "1Gi"}},
+        {"name": "data", "emptyDir": {"sizeLimit": f"{DATA_VOLUME_MIB}Mi"}},
     ]
     return volumes
 
