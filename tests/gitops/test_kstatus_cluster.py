@@ -29,19 +29,18 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 class Watch:
     """Every version of one AgentDeployment that `kubectl get -w -o json` prints (a GET, then the watch)."""
 
-    def __init__(self, cluster: KubeCluster, namespace: str, name: str) -> None:
+    def __init__(self, cluster: KubeCluster, namespace: str, name: str, *, log: Path) -> None:
         argv = [str(cluster.kubectl_path), "get", "agentdeployment", name, "-n", namespace, "-w", "-o", "json"]
-        self.process = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            env=cluster.env,
-            text=True,
-        )
+        self.log = log
+        with log.open("w") as errors:
+            self.process = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL, env=cluster.env, text=True
+            )
         self.objects: list[dict[str, Any]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        # Watching from here on only once the GET has arrived: a change made before then would be in it, unseen.
+        eventually(lambda: self.objects, what="the first object from kubectl get -w", context=self.describe)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -52,6 +51,10 @@ class Watch:
                 self.objects.append(json.loads("".join(lines)))
                 lines = []
 
+    def describe(self) -> str:
+        """For a failure message: how much arrived, and what kubectl said."""
+        return f"{len(self.objects)} objects, kubectl exit {self.process.poll()}: {self.log.read_text()[-2000:]}"
+
     def latest(self) -> dict[str, Any] | None:
         return self.objects[-1] if self.objects else None
 
@@ -59,6 +62,8 @@ class Watch:
         self.process.kill()
         self.process.wait(timeout=10)
         self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 @pytest.fixture
@@ -104,7 +109,7 @@ def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_a_new_agent_is_in_progress_until_the_operator_has_rolled_it_out(
-    cluster: KubeCluster, kube_namespace: str, kstatus: Kstatus, operator: OperatorProcess
+    cluster: KubeCluster, kube_namespace: str, kstatus: Kstatus, operator: OperatorProcess, tmp_path: Path
 ) -> None:
     cluster.kubectl("create", "secret", "generic", "jwt", "--from-literal=key=k", "-n", kube_namespace)
     apply_agent(cluster, kube_namespace, "fresh")
@@ -117,10 +122,10 @@ def test_a_new_agent_is_in_progress_until_the_operator_has_rolled_it_out(
     assert listed[0].split()[:3] == ["NAME", "MODEL", "READY"]
     assert listed[1].split()[:2] == ["fresh", "test"]
 
-    watch = Watch(cluster, kube_namespace, "fresh")
+    watch = Watch(cluster, kube_namespace, "fresh", log=tmp_path / "watch.log")
     try:
         cluster.kubectl("label", "agentdeployment", "fresh", "team=a", "-n", kube_namespace)
-        eventually(lambda: len(watch.objects) >= 2, what="the watch to deliver the labelled agent")
+        eventually(lambda: len(watch.objects) >= 2, what="the labelled agent from the watch", context=watch.describe)
         assert [o["status"]["observedGeneration"] for o in watch.objects] == [0, 0]
 
         operator.start()
@@ -142,10 +147,10 @@ def test_a_new_agent_is_in_progress_until_the_operator_has_rolled_it_out(
 
 
 def test_a_missing_secret_is_failed_until_it_is_created(
-    cluster: KubeCluster, kube_namespace: str, kstatus: Kstatus, operator: OperatorProcess
+    cluster: KubeCluster, kube_namespace: str, kstatus: Kstatus, operator: OperatorProcess, tmp_path: Path
 ) -> None:
     apply_agent(cluster, kube_namespace, "needy")
-    watch = Watch(cluster, kube_namespace, "needy")
+    watch = Watch(cluster, kube_namespace, "needy", log=tmp_path / "watch.log")
     try:
         operator.start()
 
