@@ -65,7 +65,7 @@ def openapi_schema() -> dict[str, Any]:
     properties["apiVersion"] = {"type": "string", "description": "agentry.dev/v1alpha1"}
     properties["kind"] = {"type": "string", "description": "AgentDeployment"}
     properties["metadata"] = {"type": "object"}
-    properties["status"]["default"] = STATUS_DEFAULT
+    properties["status"]["default"] = dict(STATUS_DEFAULT)
     schema["required"] = ["spec"]
     schema["x-kubernetes-validations"] = [NAME_RULE]
     return schema
