@@ -27,7 +27,7 @@ from .config import OperatorConfig
 from .health.policy import HealthVerdict
 from .render import CHILD_KINDS, Owner, may_write, render_children
 from .render.labels import AGENT
-from .status import StatusPatch, compute_status, is_degraded, status_changed, transitions
+from .status import StatusPatch, compute_status, is_degraded, never_reconciled, status_changed, transitions
 
 logger = logging.getLogger(__name__)
 
@@ -237,8 +237,8 @@ class Reconciler:
         state.generation, state.problem = generation, problem
         previous = state.status if state.status is not None else (body.get("status") or {})
         await self._publish(state, deployment=deployment, observed=generation, previous=previous)
-        # A never-reconciled agent (no status yet) has nothing stale: its first reconcile skips the listings.
-        if problem is None and body.get("status"):
+        # A never-reconciled agent (no conditions yet) has nothing stale: its first reconcile skips the listings.
+        if problem is None and not never_reconciled(body.get("status")):
             await self._prune(state, children)
         return problem
 

@@ -2,8 +2,14 @@
 
 kstatus conventions, so `kubectl wait --for=condition=Ready`, Argo CD and Flux read it: Ready is True only
 when the Deployment has rolled out the generation the status names and every desired pod is available;
-Progressing is True while that is under way; Degraded is True when it cannot finish. lastTransitionTime
-moves only when a condition's status flips.
+Progressing is True while that is under way; Degraded is True when it cannot finish; Stalled is present (and
+True) only while a person must act. lastTransitionTime moves only when a condition's status flips.
+
+How kstatus (Flux) reads that, in its order: `status.observedGeneration` behind `metadata.generation` is
+InProgress (the CRD defaults status to `{observedGeneration: 0}`, so a new agent starts there even with no
+operator running); `Stalled=True` is Failed; `Ready=True` is Current and `Ready=False` InProgress. No
+`Reconciling` condition is written: every state it would mark already has Ready=False without Stalled, which
+kstatus reads as InProgress (its Ready rule), and Progressing carries the detail for `kubectl describe`.
 """
 
 from __future__ import annotations
@@ -15,14 +21,26 @@ from typing import Any, NotRequired, TypedDict, cast
 
 from agent_operator.api.v1alpha1 import AgentDeployment
 
-from .checks import Problem
+from .checks import INVALID_OUTPUT_SCHEMA, RESOURCE_CONFLICT, SECRET_NOT_FOUND, UNKNOWN_MODEL_PROVIDER, Problem
 from .health.policy import HealthVerdict
 from .render.labels import selector_string
 from .render.service import service_url
 
-READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+READY, PROGRESSING, DEGRADED, STALLED = "Ready", "Progressing", "Degraded", "Stalled"
 #: The conditions this module writes; any other type in the status (another writer's) is kept as it is.
-OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED)
+OWN_CONDITIONS = (READY, PROGRESSING, DEGRADED, STALLED)
+#: Degraded reasons no retry or restart can fix: a person must act, so Stalled=True and kstatus says Failed
+#: (Flux stops waiting at once) instead of InProgress until a timeout. The one place that decides it.
+NEEDS_PERSON = frozenset(
+    {
+        SECRET_NOT_FOUND,
+        INVALID_OUTPUT_SCHEMA,
+        UNKNOWN_MODEL_PROVIDER,
+        RESOURCE_CONFLICT,  # a child's name is taken by an object the agent does not control
+        "RestartBudgetExhausted",  # the health monitor restarted pods as often as it may and they stay unwell
+        "ProgressDeadlineExceeded",  # the Deployment gave up (image, crash loop, no room); kstatus fails it too
+    }
+)
 #: Status fields this module writes; the health monitor writes the others.
 OWN_FIELDS = ("observedGeneration", "replicas", "readyReplicas", "selector", "url", "conditions")
 
@@ -122,7 +140,8 @@ def compute_status(
     """The status to write.
 
     `health` is the health monitor's verdict: when pods stay unwell or the restart budget ran out, Degraded
-    turns True with its reason even though the Deployment itself is fine.
+    turns True with its reason even though the Deployment itself is fine. Stalled follows Degraded when
+    its reason is one that needs a person (`NEEDS_PERSON`).
 
     `observed_generation` is the generation last applied: the agent's own after a successful reconcile,
     the previous status's value when only the Deployment moved.
@@ -136,6 +155,7 @@ def compute_status(
             else (kind, status, reason, message)
             for kind, status, reason, message in wanted
         ]
+    wanted += stalled(wanted)
     return {
         "observedGeneration": observed_generation,
         "replicas": int(status.get("replicas", 0)),
@@ -182,6 +202,24 @@ def _conditions(
         (PROGRESSING, "True", state.reason, state.message),
         (DEGRADED, "False", "AsExpected", ""),
     ]
+
+
+def stalled(wanted: Sequence[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """Stalled=True with Degraded's reason and message when that reason needs a person; else nothing.
+
+    Absent rather than False when all is well: kstatus's conditions are abnormal-true, absence means normal,
+    and Flux's own controllers remove it the same way. So it goes away as soon as the problem does.
+    """
+    return [
+        (STALLED, "True", reason, message)
+        for kind, status, reason, message in wanted
+        if kind == DEGRADED and status == "True" and reason in NEEDS_PERSON
+    ]
+
+
+def never_reconciled(status: Mapping[str, Any] | None) -> bool:
+    """Whether no reconcile has written this status yet (it holds only the CRD's defaults, or nothing)."""
+    return not (status or {}).get("conditions")
 
 
 def merge_conditions(

@@ -206,6 +206,8 @@ def test_restart_budget_stops_a_restart_loop_and_says_so(healing: Healing) -> No
     )
     assert degraded["status"] == "True"
     assert "maxRestartsPerHour=1" in degraded["message"]
+    stalled = healing.condition("loop", "Stalled")  # a person must act: kstatus (Flux) says Failed
+    assert (stalled.get("status"), stalled.get("reason")) == ("True", "RestartBudgetExhausted"), stalled
     time.sleep(8)  # four more polls: the dead pod stays, no second restart
     assert pod["metadata"]["name"] in [p["metadata"]["name"] for p in healing.pods("loop")]
     assert healing.agent("loop")["status"]["restarts"] == 1
@@ -237,6 +239,7 @@ def test_degraded_dependency_is_reported_not_restarted_and_recovers(healing: Hea
     assert degraded["reason"] == "PodsDegraded", degraded
     assert "degraded" in degraded["message"]
     assert healing.condition("deg", "Ready")["status"] == "True", "a degraded pod still serves"
+    assert healing.condition("deg", "Stalled") == {}, "the operator is on it: not a problem for a person"
     time.sleep(6)
     assert [p["metadata"]["name"] for p in healing.pods("deg")] == [pod["metadata"]["name"]], "no restart"
     assert "PodsDegraded" in [event["reason"] for event in healing.events("deg")]

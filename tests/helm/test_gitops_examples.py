@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.gitops.argocd import argocd_health
 from tests.helm.chart import CHART, ROOT
 
 EXAMPLES = ROOT / "examples"
@@ -48,12 +49,6 @@ def test_flux_points_at_the_chart_and_the_examples() -> None:
     assert kustomization["spec"]["wait"] is True
 
 
-def _health_script() -> str:
-    config_map = _by_kind(ARGOCD, "ConfigMap")[0]
-    script: str = config_map["data"]["resource.customizations.health.agentry.dev_AgentDeployment"]
-    return script
-
-
 def _agent(generation: int, observed: int | None, **conditions: str) -> dict[str, Any]:
     obj: dict[str, Any] = {"metadata": {"name": "a", "generation": generation}}
     if observed is not None:
@@ -71,22 +66,33 @@ def _agent(generation: int, observed: int | None, **conditions: str) -> dict[str
     ("obj", "expected"),
     [
         (_agent(1, None), "Progressing"),
+        (_agent(1, 0), "Progressing"),
         (_agent(2, 1, Ready="True", Progressing="False", Degraded="False"), "Progressing"),
         (_agent(2, 2, Ready="True", Progressing="False", Degraded="False"), "Healthy"),
         (_agent(2, 2, Ready="False", Progressing="True", Degraded="False"), "Progressing"),
-        (_agent(2, 2, Ready="False", Progressing="False", Degraded="False"), "Degraded"),
-        (_agent(2, 2, Ready="True", Progressing="False", Degraded="True"), "Degraded"),
+        (_agent(2, 2, Ready="False", Progressing="False", Degraded="False"), "Progressing"),
+        (_agent(2, 2, Ready="True", Progressing="False", Degraded="True"), "Healthy"),
+        (_agent(2, 2, Ready="False", Progressing="False", Degraded="True", Stalled="True"), "Degraded"),
+        (_agent(2, 2, Ready="False", Reconciling="True"), "Progressing"),
+        (_agent(2, 2, Progressing="False"), "Progressing"),
     ],
-    ids=["no-status", "stale-generation", "ready", "rolling-out", "not-ready", "degraded"],
+    ids=[
+        "no-status",
+        "crd-default-status",
+        "stale-generation",
+        "ready",
+        "rolling-out",
+        "not-ready",
+        "pods-unwell",
+        "stalled",
+        "reconciling",
+        "no-ready-condition",
+    ],
 )
 def test_argocd_lua_health_check(obj: dict[str, Any], expected: str) -> None:
-    import lupa  # the dev extra brings it; a missing Lua runtime must fail, not skip
-
-    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
-    health = lua.execute("return function(obj)\n" + _health_script() + "\nend")
-    result = health(lua.table_from(obj, recursive=True))
-    assert result["status"] == expected
-    assert result["message"]
+    status, message = argocd_health(obj)
+    assert status == expected
+    assert message
 
 
 def test_readme_names_every_gitops_file() -> None:

@@ -8,9 +8,12 @@ from typing import Any
 import pytest
 
 from agent_operator.checks import Problem
+from agent_operator.health.policy import HealthVerdict
 from agent_operator.status import (
+    NEEDS_PERSON,
     compute_status,
     is_degraded,
+    never_reconciled,
     rollout,
     status_changed,
     transitions,
@@ -72,6 +75,7 @@ def compute(
     problem: Problem | None = None,
     previous: list[dict[str, Any]] | None = None,
     now: datetime = T0,
+    health: HealthVerdict | None = None,
 ) -> Any:
     return compute_status(
         agent(),
@@ -81,6 +85,7 @@ def compute(
         problem=problem,
         previous=previous or [],
         now=now,
+        health=health,
     )
 
 
@@ -123,6 +128,7 @@ def test_a_stuck_rollout_is_degraded() -> None:
         "Ready": ("False", "ProgressDeadlineExceeded"),
         "Progressing": ("False", "ProgressDeadlineExceeded"),
         "Degraded": ("True", "ProgressDeadlineExceeded"),
+        "Stalled": ("True", "ProgressDeadlineExceeded"),
     }
     assert is_degraded(status["conditions"])
 
@@ -220,3 +226,76 @@ def test_a_problem_is_one_event_and_its_end_another() -> None:
         ("Ready", "True", "Ready"),
         ("Degraded", "False", "AsExpected"),
     ]
+
+
+# --- Stalled: what kstatus reads as Failed -------------------------------------------------------
+
+
+def test_the_reasons_that_need_a_person_are_one_set() -> None:
+    assert {
+        "SecretNotFound",
+        "InvalidOutputSchema",
+        "UnknownModelProvider",
+        "ResourceConflict",
+        "RestartBudgetExhausted",
+    } <= NEEDS_PERSON
+    assert not {"ApplyFailed", "PodsUnhealthy", "PodsDegraded", "RollingOut", "Reconciling"} & NEEDS_PERSON
+
+
+@pytest.mark.parametrize(
+    "reason", ["SecretNotFound", "InvalidOutputSchema", "UnknownModelProvider", "ResourceConflict"]
+)
+def test_a_problem_that_needs_a_person_is_stalled_with_its_reason_and_message(reason: str) -> None:
+    problem = Problem(reason=reason, message=f"spec.x: {reason}")
+    stalled = next(c for c in compute(None, problem=problem)["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"], stalled["message"]) == ("True", reason, problem.message)
+    assert stalled["observedGeneration"] == 1
+
+
+def test_a_transient_problem_is_not_stalled() -> None:
+    status = compute(None, problem=Problem(reason="ApplyFailed", message="Deployment team-a/triage: timeout"))
+    assert conditions(status)["Degraded"] == ("True", "ApplyFailed")
+    assert "Stalled" not in conditions(status)
+
+
+def test_an_exhausted_restart_budget_is_stalled_and_unwell_pods_are_not() -> None:
+    exhausted = HealthVerdict(True, "RestartBudgetExhausted", "3 restarts in the last hour")
+    status = compute(deployment(), health=exhausted)
+    assert conditions(status)["Stalled"] == ("True", "RestartBudgetExhausted")
+    assert conditions(status)["Ready"] == ("True", "Ready")
+    unwell = compute(deployment(), health=HealthVerdict(True, "PodsUnhealthy", "triage-1: unreachable"))
+    assert conditions(unwell)["Degraded"] == ("True", "PodsUnhealthy")
+    assert "Stalled" not in conditions(unwell)
+
+
+def test_stalled_goes_away_with_the_problem() -> None:
+    broken = compute(deployment(), problem=MISSING)
+    healed = compute(deployment(), previous=broken["conditions"], now=T1)
+    assert set(conditions(healed)) == {"Ready", "Progressing", "Degraded"}
+    assert conditions(healed)["Ready"] == ("True", "Ready")
+    assert status_changed(dict(broken), healed)
+
+
+def test_stalled_keeps_its_transition_time_while_the_problem_lasts() -> None:
+    first = compute(None, problem=MISSING)
+    again = compute(None, problem=MISSING, previous=first["conditions"], now=T1)
+    stalled = next(c for c in again["conditions"] if c["type"] == "Stalled")
+    assert stalled["lastTransitionTime"] == "2026-01-01T12:00:00Z"
+    assert not status_changed(dict(first), again)
+
+
+def test_a_stalled_agent_posts_no_extra_event() -> None:
+    missing = compute(None, problem=MISSING)
+    assert [(t.type, t.reason) for t in transitions([], missing["conditions"])] == [("Ready", "SecretNotFound")]
+
+
+@pytest.mark.parametrize(
+    ("status", "never"),
+    [
+        (None, True),
+        ({"observedGeneration": 0, "replicas": 0, "selector": "", "url": ""}, True),  # the CRD's defaults only
+        ({"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "False"}]}, False),
+    ],
+)
+def test_a_status_of_defaults_only_was_never_reconciled(status: dict[str, Any] | None, never: bool) -> None:
+    assert never_reconciled(status) is never

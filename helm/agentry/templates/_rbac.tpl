@@ -15,7 +15,7 @@ the operator never does (deleting nodes, creating roles, reading Secrets outside
 - apiGroups: ["agentry.dev"]
   resources: ["agentdeployments"]
   verbs: ["get", "list", "watch", "patch"]
-# The status subresource: observedGeneration, replicas, url and the Ready/Progressing/Degraded conditions from
+# The status subresource: observedGeneration, replicas, url and the Ready/Progressing/Degraded/Stalled conditions from
 # the reconciler, healthyReplicas, degradedPods, restarts and lastScale from the health monitor; merge patches
 # (apply.py KubeApi.patch_status, patch_health_status).
 - apiGroups: ["agentry.dev"]

@@ -23,6 +23,12 @@ NAME_RULE = {
     "(lowercase letters, digits and '-', starting with a letter): it names the agent's Service and Deployment",
 }
 
+#: What the API server shows as status until the operator writes one. It fills defaults in on every read
+#: from etcd (GET, LIST, watch), status subresource or not, so a brand-new agent has observedGeneration 0
+#: below metadata.generation 1: kstatus (Flux) reads that as InProgress, not Current, while no operator has
+#: acted on it, and Argo CD's health check as Progressing. The other status fields' own defaults follow.
+STATUS_DEFAULT: dict[str, Any] = {"observedGeneration": 0}
+
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Model", "type": "string", "jsonPath": ".spec.agent.model", "description": "Model string"},
     {
@@ -59,6 +65,7 @@ def openapi_schema() -> dict[str, Any]:
     properties["apiVersion"] = {"type": "string", "description": "agentry.dev/v1alpha1"}
     properties["kind"] = {"type": "string", "description": "AgentDeployment"}
     properties["metadata"] = {"type": "object"}
+    properties["status"]["default"] = dict(STATUS_DEFAULT)
     schema["required"] = ["spec"]
     schema["x-kubernetes-validations"] = [NAME_RULE]
     return schema

@@ -565,7 +565,7 @@ class Condition(ApiModel):
     """A kstatus-style condition (metav1.Condition)."""
 
     type: str = Field(max_length=316)
-    """Ready, Progressing or Degraded."""
+    """Ready, Progressing, Degraded or Stalled."""
     status: Literal["True", "False", "Unknown"]
     """Whether the condition holds."""
     reason: str = Field(max_length=1024)
@@ -596,8 +596,11 @@ class AgentDeploymentStatus(ApiModel):
 
     model_config = ConfigDict(**{**ApiModel.model_config, "extra": "ignore"})
 
-    observed_generation: int | None = None
-    """Generation of the spec the status describes."""
+    observed_generation: int = 0
+    """Generation of the spec the status describes; 0 until the operator has acted on one.
+
+    The CRD defaults status to this (see `crdgen.STATUS_DEFAULT`), so a new agent reads as not yet observed.
+    """
     replicas: int = 0
     """Pods that exist."""
     ready_replicas: int = 0
@@ -611,7 +614,7 @@ class AgentDeploymentStatus(ApiModel):
     conditions: list[Condition] = Field(
         [], json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
     )
-    """Ready, Progressing and Degraded."""
+    """Ready, Progressing and Degraded; Stalled while a person must act."""
     last_health_check: datetime | None = None
     """When the operator last polled the pods."""
     restarts: int = 0
