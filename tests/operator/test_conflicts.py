@@ -119,6 +119,7 @@ def test_a_users_object_under_a_childs_name_is_left_alone(agents: Agents, kind: 
     assert condition["status"] == "False"
     assert f"{kind} {agents.namespace}/{name} already exists and is not managed by Agentry" in condition["message"]
     assert (agents.condition("victim", "Degraded") or {}).get("status") == "True"
+    assert (agents.condition("victim", "Stalled") or {}).get("reason") == "ResourceConflict"  # kstatus: Failed
     agents.until(
         lambda: [e for e in agents.events("victim") if e["reason"] == "ResourceConflict"], what="a conflict Event"
     )
@@ -140,6 +141,7 @@ def test_a_users_object_under_a_childs_name_is_left_alone(agents: Agents, kind: 
     child = agents.get(kind, name) or {}
     assert [r["uid"] for r in child["metadata"].get("ownerReferences", []) if r.get("controller")] == [uid]
     assert agents.condition("victim", "Degraded")["status"] == "False"  # type: ignore[index]
+    assert agents.condition("victim", "Stalled") is None
 
 
 def test_an_object_another_agent_controls_is_a_conflict_too(agents: Agents) -> None:
