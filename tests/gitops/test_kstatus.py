@@ -16,9 +16,8 @@ from agent_operator.api.crdgen import openapi_schema
 from agent_operator.api.validate import apply_defaults
 from agent_operator.checks import Problem
 from agent_operator.health.policy import HealthVerdict
-from agent_operator.status import compute_status
-from tests.operator.agents import agent, manifest
-from tests.operator.test_status import deployment
+from tests.operator.agents import manifest
+from tests.operator.test_status import compute, deployment
 
 from .argocd import argocd_health
 from .kstatus import ARGO_HEALTH, Kstatus
@@ -47,15 +46,8 @@ def reconciled(
     health: HealthVerdict | None = None,
     previous: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    status = compute_status(
-        agent(),
-        generation=generation,
-        observed_generation=observed,
-        deployment=dep,
-        problem=problem,
-        previous=previous or [],
-        now=T0,
-        health=health,
+    status = compute(
+        dep, generation=generation, observed=observed, problem=problem, previous=previous, now=T0, health=health
     )
     return served(generation=generation, status=status)
 
