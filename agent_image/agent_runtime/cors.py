@@ -11,7 +11,7 @@ the Authorization header, which needs no credentials mode, and `*` with credenti
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -55,7 +55,7 @@ class CorsPolicy:
 class CorsMiddleware:
     """ASGI middleware applying a CorsPolicy to every HTTP request of the app."""
 
-    def __init__(self, app: ASGIApp, *, policy: CorsPolicy, routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, *, policy: CorsPolicy, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.policy = policy
         self.routes = routes
@@ -88,14 +88,14 @@ class CorsMiddleware:
             return _refused(f"method {method!r} is not allowed here (allowed: {', '.join(sorted(methods))})")
         if not requested <= set(ALLOWED_HEADERS):
             return _refused(f"request headers not allowed (allowed: {', '.join(ALLOWED_HEADERS)})")
-        headers = {
+        answer = {
             "Access-Control-Allow-Origin": allow_origin,
             "Access-Control-Allow-Methods": ", ".join(sorted(methods)),
             "Access-Control-Allow-Headers": ", ".join(ALLOWED_HEADERS),
             "Access-Control-Max-Age": str(MAX_AGE_SECONDS),
             "Vary": PREFLIGHT_VARY,
         }
-        return Response(status_code=204, headers=headers)
+        return Response(status_code=204, headers=answer)
 
     def _methods(self, scope: Scope) -> set[str]:
         """The methods the route at this path answers, as Allow would list them."""
