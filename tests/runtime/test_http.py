@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from agent_runtime.security.permissions import ROLE_PERMISSIONS, Permission
 from agent_runtime.settings import RuntimeSettings
 
 from .harness import Backend, auth, serving, token
@@ -163,3 +164,27 @@ async def test_metrics_are_open_by_default(runtime_backend: Backend) -> None:
         document = httpx.get(f"{url}/openapi.json").json()
     assert response.status_code == 200
     assert document["paths"]["/metrics"]["get"]["security"] == []
+
+
+#: The endpoint each permission guards (with spec.security.metrics.requireAuth on), and a request it accepts.
+GUARDS: dict[Permission, tuple[str, str, dict[str, Any] | None]] = {
+    Permission.RUN: ("POST", "/v1/run", {"prompt": "hi"}),
+    Permission.READ_RESULTS: ("GET", "/v1/results/no-such-run", None),
+    Permission.READ_METRICS: ("GET", "/metrics", None),
+}
+
+
+async def test_every_permission_guards_an_endpoint(runtime_backend: Backend) -> None:
+    """No permission is decoration: each lets its roles through one endpoint and stops every other role."""
+    assert set(GUARDS) == set(Permission)
+    outcomes: dict[tuple[Permission, str], tuple[int, str]] = {}
+    with serving(runtime_backend.runtime(METRICS_AUTH)) as url:
+        for permission, (method, path, body) in GUARDS.items():
+            for role in ROLE_PERMISSIONS:
+                response = httpx.request(method, f"{url}{path}", json=body, headers=auth(role))
+                outcomes[permission, role] = (response.status_code, response.text)
+    for (permission, role), (status, text) in outcomes.items():
+        if permission in ROLE_PERMISSIONS[role]:
+            assert status in (200, 404), (permission, role, text)  # 404: no such run, but let in
+        else:
+            assert status == 403 and f"permission '{permission}' is required" in text, (permission, role, text)
