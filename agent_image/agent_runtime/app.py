@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .cors import CorsMiddleware, CorsPolicy
 from .errors import ApiError
 from .openapi import openapi_document
 from .ops import ops_routes
@@ -27,7 +29,10 @@ API_VERSION = "v1"
 def build_app(runtime: Runtime) -> Starlette:
     """The app; its lifespan starts the runtime before the first request and stops it after the last."""
     document = openapi_document(
-        title=f"Agentry agent {runtime.config.namespace}/{runtime.config.name}", version=API_VERSION
+        title=f"Agentry agent {runtime.config.namespace}/{runtime.config.name}",
+        version=API_VERSION,
+        settings=runtime.settings,
+        metrics_need_token=runtime.config.spec.security.metrics.require_auth,
     )
 
     async def openapi(request: Request) -> Response:
@@ -46,18 +51,20 @@ def build_app(runtime: Runtime) -> Starlette:
         finally:
             await runtime.stop()
 
+    routes = [*v1_routes(runtime), *ops_routes(runtime), Route("/openapi.json", openapi, methods=["GET"])]
+    origins = runtime.config.spec.security.allowed_origins
+    middleware = [Middleware(CorsMiddleware, policy=CorsPolicy.of(origins), routes=routes)] if origins else []
     app = Starlette(
-        routes=[*v1_routes(runtime), *ops_routes(runtime), Route("/openapi.json", openapi, methods=["GET"])],
-        exception_handlers={HTTPException: _http_error},
-        lifespan=lifespan,
+        routes=routes, middleware=middleware, exception_handlers={HTTPException: _http_error}, lifespan=lifespan
     )
     app.state.runtime = runtime
     return app
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 in the API's error shape."""
+    """Starlette's own 404/405 in the API's error shape, keeping its headers (Allow on a 405)."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     kinds = {404: "not_found", 405: "method_not_allowed"}
     message = f"{request.method} {request.url.path}: {exc.detail if isinstance(exc, HTTPException) else 'error'}"
-    return ApiError(status, kinds.get(status, "http_error"), message).response()
+    headers = exc.headers if isinstance(exc, HTTPException) else None
+    return ApiError(status, kinds.get(status, "http_error"), message, headers=headers).response()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Mapping
 
 from pydantic_ai.exceptions import (
     ModelAPIError,
@@ -21,14 +22,26 @@ from starlette.responses import JSONResponse
 
 
 class ApiError(Exception):
-    """An error answered to the client; `retry_after` (seconds) becomes a Retry-After header."""
+    """An error answered to the client; `retry_after` (seconds) becomes a Retry-After header.
 
-    def __init__(self, status: int, kind: str, message: str, *, retry_after: float | None = None) -> None:
+    `headers` are the other headers the status needs (WWW-Authenticate on a 401, Allow on a 405).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
+        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, dict[str, str]]:
         """The JSON error body."""
@@ -36,7 +49,7 @@ class ApiError(Exception):
 
     def response(self) -> JSONResponse:
         """The JSON response, with Retry-After in whole seconds (at least 1) when set."""
-        headers = {}
+        headers = dict(self.headers)
         if self.retry_after is not None:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
         return JSONResponse(self.body(), status_code=self.status, headers=headers)

@@ -68,6 +68,18 @@ async def handle(*, runtime: Runtime, request: Request, endpoint: str, permissio
     return response
 
 
+#: Statuses whose message goes into the audit record as `reason`: refusals of the security envelope,
+#: whose messages are fixed texts (never token content nor the caller's data).
+_AUDITED_REASONS = (401, 403)
+
+
+def _refusal(error: ApiError | None) -> dict[str, str]:
+    """The `reason` of an authentication or authorisation refusal, for the audit trail."""
+    if error is None or error.status not in _AUDITED_REASONS:
+        return {}
+    return {"reason": error.message}
+
+
 async def _finish(*, runtime: Runtime, exchange: Exchange, status: int, error: ApiError | None) -> None:
     latency_ms = exchange.elapsed_ms()
     runtime.metrics.observe(endpoint=exchange.endpoint, status=status, seconds=latency_ms / 1000)
@@ -85,6 +97,7 @@ async def _finish(*, runtime: Runtime, exchange: Exchange, status: int, error: A
         endpoint=exchange.endpoint,
         status=status,
         run_ids=exchange.run_ids,
+        **_refusal(error),
     )
     fields = {
         "endpoint": exchange.endpoint,

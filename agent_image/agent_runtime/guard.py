@@ -36,10 +36,21 @@ class Guard:
             principal = self._authenticate(authorization)
             authorize(principal, permission, allowed_roles=self.allowed_roles)
         except AuthError as exc:
-            raise ApiError(exc.status_code, _KINDS.get(exc.status_code, "forbidden"), exc.message) from None
+            challenge = exc.www_authenticate(token_sent=_sent_bearer(authorization))
+            raise ApiError(
+                exc.status_code,
+                _KINDS.get(exc.status_code, "forbidden"),
+                exc.message,
+                headers={"WWW-Authenticate": challenge},
+            ) from None
         return principal
 
     def _authenticate(self, authorization: str | None) -> Principal:
+        """A remembered principal, or a full verification.
+
+        Only a success is remembered, so every check (signature, lifetime, maxTokenLifetimeSeconds)
+        has passed for whatever the cache returns.
+        """
         remembered = self.verified.get(authorization) if authorization else None
         if remembered is not None:
             return remembered
@@ -66,3 +77,9 @@ class Guard:
         self.metrics.rate_limited.labels(limit=decision.limit).inc()
         message = f"rate limit exceeded ({decision.limit}); retry in {decision.retry_after:.0f}s"
         raise ApiError(429, "rate_limited", message, retry_after=decision.retry_after)
+
+
+def _sent_bearer(authorization: str | None) -> bool:
+    """Whether the request presented a bearer token at all (RFC 6750 has no error code otherwise)."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())

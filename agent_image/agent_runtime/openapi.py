@@ -1,4 +1,8 @@
-"""The OpenAPI 3.1 document of the HTTP API, generated from the wire models so it cannot drift."""
+"""The OpenAPI 3.1 document of the HTTP API, generated from the wire models so it cannot drift.
+
+The limits the server enforces (longest prompt, items per batch, body size) come from the runtime's
+settings and are written into the schemas, so a generated client refuses what the server would.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from .schemas import BatchRequest, BatchResponse, ErrorResponse, HealthReport, RunRequest, RunResponse, StoredResult
+from .settings import RuntimeSettings
 
 #: Each model with the side of the wire it is on: request bodies are validated, answers serialised.
 MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
@@ -22,7 +27,7 @@ MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "Body is not JSON.",
-    "401": "Missing or invalid bearer token.",
+    "401": "Missing or invalid bearer token; WWW-Authenticate says which.",
     "403": "The caller's roles do not grant this.",
     "404": "No result with that id.",
     "413": "Body too large.",
@@ -32,6 +37,13 @@ _ERRORS = {
     "503": "Draining or a dependency is down; see Retry-After.",
     "504": "The request timed out.",
 }
+_HEADERS = {
+    "401": {"WWW-Authenticate": {"description": "The Bearer challenge (RFC 6750).", "required": True}},
+    "429": {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True}},
+    "503": {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True}},
+}
+_RUN_ERRORS = ["400", "401", "403", "413", "422", "429", "502", "503", "504"]
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -42,40 +54,119 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
-def _operation(summary: str, *, body: type[BaseModel] | None, ok: type[BaseModel], errors: list[str]) -> dict[str, Any]:
+def _error(code: str) -> dict[str, Any]:
+    response = _json(ErrorResponse, _ERRORS[code])
+    if code in _HEADERS:
+        response["headers"] = {
+            name: {**header, "schema": {"type": "string"}} for name, header in _HEADERS[code].items()
+        }
+    return response
+
+
+def _operation(
+    operation_id: str, summary: str, *, body: type[BaseModel] | None, ok: dict[str, Any], errors: list[str]
+) -> dict[str, Any]:
     operation: dict[str, Any] = {
+        "operationId": operation_id,
         "summary": summary,
-        "security": [{"bearer": []}],
-        "responses": {"200": _json(ok, "Success.")} | {code: _json(ErrorResponse, _ERRORS[code]) for code in errors},
+        "security": _BEARER,
+        "responses": {"200": ok} | {code: _error(code) for code in errors},
     }
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
     return operation
 
 
-def openapi_document(*, title: str, version: str) -> dict[str, Any]:
-    """The whole document; /health, /healthz, /readyz and /metrics need no token."""
+def _probe(operation_id: str, summary: str, fields: dict[str, str]) -> dict[str, Any]:
+    """A probe: 200 or 503 with a small JSON object of `fields` (name: JSON type)."""
+    schema = {
+        "type": "object",
+        "required": list(fields),
+        "properties": {name: {"type": kind} for name, kind in fields.items()},
+    }
+    content = {"application/json": {"schema": schema}}
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": [],
+        "responses": {
+            "200": {"description": "Yes.", "content": content},
+            "503": {"description": "No.", "content": content},
+        },
+    }
+
+
+def _schemas(settings: RuntimeSettings) -> dict[str, Any]:
+    """The models' schemas with the runtime's limits written in."""
     _, schemas = models_json_schema(MODELS, ref_template=_REF, by_alias=True)
-    run_errors = ["400", "401", "403", "413", "422", "429", "502", "503", "504"]
-    probe = {"summary": "", "security": [], "responses": {"200": {"description": "OK"}, "503": {"description": "No"}}}
+    definitions: dict[str, Any] = schemas.get("$defs", {})
+    body_limit = f"The whole body is at most {settings.max_body_bytes} bytes (413 beyond)."
+    definitions["RunRequest"]["properties"]["prompt"]["maxLength"] = settings.max_prompt_chars
+    definitions["RunRequest"]["description"] += f" {body_limit}"
+    definitions["BatchRequest"]["properties"]["items"]["maxItems"] = settings.max_batch_items
+    definitions["BatchRequest"]["description"] += f" {body_limit}"
+    return definitions
+
+
+def _metrics(*, need_token: bool) -> dict[str, Any]:
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    operation: dict[str, Any] = {
+        "operationId": "metrics",
+        "summary": "Prometheus metrics" + (" (a token with read_metrics)." if need_token else "."),
+        "security": _BEARER if need_token else [],
+        "responses": {"200": {"description": "Text exposition.", "content": text}},
+    }
+    if need_token:
+        operation["responses"] |= {code: _error(code) for code in ("401", "403")}
+    return operation
+
+
+def openapi_document(
+    *, title: str, version: str, settings: RuntimeSettings, metrics_need_token: bool = False
+) -> dict[str, Any]:
+    """The whole document; /health, /healthz and /readyz need no token, /metrics only when configured."""
+    run_ok = _json(RunResponse, "Success.") | {
+        "links": {
+            "GetResult": {
+                "operationId": "getResult",
+                "parameters": {"run_id": "$response.body#/runId"},
+                "description": "The stored, anonymised result of this run.",
+            }
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "components": {
-            "schemas": schemas.get("$defs", {}),
+            "schemas": _schemas(settings),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
         "paths": {
-            "/v1/run": {"post": _operation("Run the agent once.", body=RunRequest, ok=RunResponse, errors=run_errors)},
+            "/v1/run": {
+                "post": _operation("runAgent", "Run the agent once.", body=RunRequest, ok=run_ok, errors=_RUN_ERRORS)
+            },
             "/v1/run/batch": {
-                "post": _operation("Run several prompts.", body=BatchRequest, ok=BatchResponse, errors=run_errors)
+                "post": _operation(
+                    "runBatch",
+                    "Run several prompts.",
+                    body=BatchRequest,
+                    ok=_json(BatchResponse, "Success."),
+                    errors=_RUN_ERRORS,
+                )
             },
             "/v1/results/{run_id}": {
-                "get": _operation("Read a stored result.", body=None, ok=StoredResult, errors=["401", "403", "404"])
+                "get": _operation(
+                    "getResult",
+                    "Read a stored result.",
+                    body=None,
+                    ok=_json(StoredResult, "Success."),
+                    errors=["401", "403", "404", "429", "503"],
+                )
                 | {"parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}]}
             },
             "/health": {
                 "get": {
+                    "operationId": "health",
                     "summary": "Health report (503 when unhealthy).",
                     "security": [],
                     "responses": {
@@ -84,14 +175,18 @@ def openapi_document(*, title: str, version: str) -> dict[str, Any]:
                     },
                 }
             },
-            "/healthz": {"get": probe | {"summary": "Liveness: the event loop answers."}},
-            "/readyz": {"get": probe | {"summary": "Readiness: services started, not draining."}},
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics.",
-                    "security": [],
-                    "responses": {"200": {"description": "Text exposition."}},
-                }
+            "/healthz": {
+                "get": _probe(
+                    "liveness", "Liveness: the event loop answers.", {"alive": "boolean", "loopLagSeconds": "number"}
+                )
             },
+            "/readyz": {
+                "get": _probe(
+                    "readiness",
+                    "Readiness: services started, not draining.",
+                    {"ready": "boolean", "draining": "boolean", "servicesStarted": "boolean"},
+                )
+            },
+            "/metrics": {"get": _metrics(need_token=metrics_need_token)},
         },
     }

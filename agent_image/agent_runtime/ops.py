@@ -1,7 +1,10 @@
 """The operational endpoints: /health for the operator, /healthz and /readyz for probes, /metrics.
 
-They are not authenticated: the kubelet and the operator poll them without credentials, and they
-reveal counts and states, never prompts or results.
+The health endpoints are never authenticated: the kubelet and the operator poll them without
+credentials, and they reveal counts and states, never prompts or results. /metrics is open too
+unless spec.security.metrics.requireAuth asks for a token with the read_metrics permission; a scrape
+is authenticated and authorised but neither rate-limited nor audited (one record per scrape would
+drown the trail).
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .errors import ApiError
 from .health import judge
 from .metrics import CONTENT_TYPE
 from .runtime import Runtime
 from .schemas import Breaker, Dependency, HealthReport, Memory, Percentiles
+from .security.permissions import Permission
 
 
 async def health_report(runtime: Runtime) -> HealthReport:
@@ -70,6 +75,13 @@ def ops_routes(runtime: Runtime) -> list[Route]:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
+        if runtime.config.spec.security.metrics.require_auth:
+            try:
+                runtime.guard.admit(
+                    authorization=request.headers.get("authorization"), permission=Permission.READ_METRICS
+                )
+            except ApiError as exc:
+                return exc.response()
         return Response(runtime.metrics.render(breakers=runtime.breakers()), media_type=CONTENT_TYPE)
 
     return [

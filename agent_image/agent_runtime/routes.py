@@ -21,16 +21,24 @@ def _json(model: BaseModel) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json", by_alias=True))
 
 
+def check_prompt(request: RunRequest, *, field: str, max_chars: int) -> None:
+    """Refuse a prompt longer than the runtime's limit (the one the OpenAPI document states) with 422."""
+    if len(request.prompt) > max_chars:
+        raise ApiError(422, "invalid_request", f"{field}: String should have at most {max_chars} characters")
+
+
 def v1_routes(runtime: Runtime) -> list[Route]:
     """The API routes, bound to one runtime."""
     max_bytes = runtime.settings.max_body_bytes
     max_items = runtime.settings.max_batch_items
+    max_chars = runtime.settings.max_prompt_chars
 
     async def run(request: Request) -> Response:
         async def work(principal: Principal, exchange: Exchange) -> Response:
             raw = await read_body(request, max_bytes=max_bytes)
             exchange.request_bytes = len(raw)
             body = parse_model(raw, RunRequest)
+            check_prompt(body, field="prompt", max_chars=max_chars)
             result = await runs.execute(runtime=runtime, principal=principal, request=body, exchange=exchange)
             return _json(result)
 
@@ -43,6 +51,8 @@ def v1_routes(runtime: Runtime) -> list[Route]:
             body = parse_model(raw, BatchRequest)
             if len(body.items) > max_items:
                 raise ApiError(422, "invalid_request", f"items: at most {max_items} items per batch")
+            for index, item in enumerate(body.items):
+                check_prompt(item, field=f"items[{index}].prompt", max_chars=max_chars)
             items = await runs.execute_batch(runtime=runtime, principal=principal, items=body.items, exchange=exchange)
             failed = sum(1 for item in items if not item.ok)
             return _json(BatchResponse(items=items, succeeded=len(items) - failed, failed=failed))

@@ -7,9 +7,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-#: Longest prompt accepted, in characters; the body size limit bounds the whole request as well.
-MAX_PROMPT_CHARS = 200_000
-
 
 class Wire(BaseModel):
     """camelCase on the wire, unknown fields refused so that a typo is an error rather than ignored."""
@@ -20,12 +17,14 @@ class Wire(BaseModel):
 class RunRequest(Wire):
     """One agent run."""
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="The user's message.")
+    prompt: str = Field(
+        min_length=1, description="The user's message (its longest length, set by the runtime, is in the document)."
+    )
     context: dict[str, Any] | None = Field(None, description="Structured context given to the model as JSON.")
 
 
 class BatchRequest(Wire):
-    """Several independent runs; the limit on items is set by the runtime (100 by default)."""
+    """Several independent runs; the limit on items is set by the runtime (100 by default, in the document)."""
 
     items: list[RunRequest] = Field(min_length=1, description="Runs to execute, answered in the same order.")
 

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Longest prompt accepted whatever the body limit, in characters (code points, as JSON Schema counts).
+MAX_PROMPT_CHARS = 200_000
+#: Most bytes one character can take in a JSON string: an astral code point escaped as a surrogate pair
+#: (`\ud83d\ude00`). Dividing the body limit by it gives a prompt length that fits whatever the
+#: client's JSON encoder does, so a prompt the OpenAPI document allows is never refused with 413.
+MAX_JSON_BYTES_PER_CHAR = 12
+#: Room for the rest of a one-prompt body (`{"prompt": ""}` and some whitespace).
+RUN_BODY_OVERHEAD_BYTES = 64
+
 
 @dataclass(frozen=True)
 class RuntimeSettings:
@@ -25,3 +34,9 @@ class RuntimeSettings:
     """How often the liveness heartbeat ticks; a gap far beyond it means the event loop was blocked."""
     max_loop_lag_seconds: float = 10.0
     """Heartbeat gap after which /healthz reports the event loop as unresponsive."""
+
+    @property
+    def max_prompt_chars(self) -> int:
+        """Longest prompt accepted: one that always fits in `max_body_bytes`, at most MAX_PROMPT_CHARS."""
+        fits = (self.max_body_bytes - RUN_BODY_OVERHEAD_BYTES) // MAX_JSON_BYTES_PER_CHAR
+        return max(1, min(MAX_PROMPT_CHARS, fits))

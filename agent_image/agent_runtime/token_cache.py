@@ -26,7 +26,12 @@ def token_expiry(authorization: str) -> float | None:
     except (IndexError, ValueError, binascii.Error):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    return float(exp) if isinstance(exp, int | float) else None
+    if not isinstance(exp, int | float):
+        return None
+    try:
+        return float(exp)
+    except OverflowError:  # an integer beyond a float: verification refuses such a token anyway
+        return None
 
 
 class VerifiedTokens:

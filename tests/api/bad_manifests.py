@@ -92,6 +92,24 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
         "jwt-alg-none", {"spec.security.auth.algorithms": ["none"]}, "spec.security.auth.algorithms[0]", "none"
     ),
     BadManifest(
+        "token-lifetime-under-an-hour",
+        {"spec.security.auth.maxTokenLifetimeSeconds": 3599},
+        "spec.security.auth.maxTokenLifetimeSeconds",
+        "greater than or equal to 3600",
+    ),
+    BadManifest(
+        "token-lifetime-over-a-week",
+        {"spec.security.auth.maxTokenLifetimeSeconds": 604_801},
+        "spec.security.auth.maxTokenLifetimeSeconds",
+        "less than or equal to 604800",
+    ),
+    BadManifest(
+        "metrics-require-auth-not-a-boolean",
+        {"spec.security.metrics.requireAuth": "please"},
+        "spec.security.metrics.requireAuth",
+        "boolean",
+    ),
+    BadManifest(
         "output-schema-not-object",
         {"spec.agent.outputSchema": {"type": "array", "items": {"type": "string"}}},
         "spec.agent.outputSchema",

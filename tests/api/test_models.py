@@ -40,6 +40,7 @@ def test_defaults_are_secure() -> None:
     assert spec.security.auth.algorithms == ["HS256"]
     assert spec.security.privacy.enabled and spec.security.audit.enabled
     assert spec.security.allowed_origins == []
+    assert spec.security.auth.max_token_lifetime_seconds == 86_400
 
 
 @pytest.mark.parametrize(

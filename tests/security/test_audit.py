@@ -183,7 +183,7 @@ async def test_start_continues_the_stored_chain() -> None:
     await audit.record(principal="later", outcome="ok")
     await audit.close()
     assert [row.seq for row in store.rows] == [1, 2, 3, 4]
-    assert (await audit.verify()).ok
+    assert verify_chain(store.rows).ok
 
 
 async def test_two_replicas_share_one_chain() -> None:

@@ -74,6 +74,30 @@ def test_leeway_tolerates_small_clock_skew() -> None:
     assert authenticate_hs(bearer(token)).subject == "alice"
 
 
+@pytest.mark.parametrize(
+    ("maximum", "lifetime", "accepted"),
+    [(86_400, 86_400, True), (86_400, 86_401, False), (3600, 3600, True), (3600, 3601, False)],
+    ids=["default-exactly", "default-one-over", "shortest-exactly", "shortest-one-over"],
+)
+def test_token_lifetime_is_bounded_by_the_spec(maximum: int, lifetime: int, accepted: bool) -> None:
+    """The boundary is exp - iat as signed, whatever the clock says now (here mid-lifetime)."""
+    spec = hs_spec(maxTokenLifetimeSeconds=maximum)
+    authenticator = build_authenticator(spec, HMAC_SECRET, clock=lambda: NOW + lifetime // 2)
+    header = bearer(mint_token(key=HMAC_SECRET, subject="alice", roles=[], ttl_seconds=lifetime, clock=clock))
+    if accepted:
+        assert authenticator.authenticate(header).subject == "alice"
+    else:
+        with pytest.raises(AuthError, match=f"longer than the {maximum}s this agent accepts") as caught:
+            authenticator.authenticate(header)
+        assert caught.value.status_code == 401
+
+
+@pytest.mark.parametrize("seconds", [3599, 604_801, 0, -1])
+def test_max_token_lifetime_outside_an_hour_to_a_week_is_refused(seconds: int) -> None:
+    with pytest.raises(ValueError, match="maxTokenLifetimeSeconds"):
+        hs_spec(maxTokenLifetimeSeconds=seconds)
+
+
 def test_mode_none_gives_anonymous_with_allowed_roles() -> None:
     spec = AuthSpec.model_validate({"mode": "none"})
     authenticator = build_authenticator(spec, None, allowed_roles=["read_only"])
@@ -97,9 +121,23 @@ def _tampered_payload() -> str:
 
 
 def _without(claim: str) -> str:
-    claims = {"sub": "alice", "roles": ["admin"], "iss": "agentry", "aud": "agentry", "exp": int(NOW) + 60}
+    claims = {
+        "sub": "alice",
+        "roles": ["admin"],
+        "iss": "agentry",
+        "aud": "agentry",
+        "iat": int(NOW),
+        "exp": int(NOW) + 60,
+    }
     del claims[claim]
     return jwt.encode(claims, HMAC_SECRET, algorithm="HS256")
+
+
+def _with_raw_exp(literal: str) -> str:
+    """A signed token whose `exp` is written as `literal`, which json.dumps would never produce."""
+    claims = json.dumps({"sub": "alice", "roles": ["admin"], "iss": "agentry", "aud": "agentry", "iat": int(NOW)})
+    payload = claims[:-1] + f', "exp": {literal}}}'
+    return jwt.api_jws.encode(payload.encode(), HMAC_SECRET, algorithm="HS256")
 
 
 ATTACKS: list[tuple[str, Callable[[], str | None], str]] = [
@@ -115,6 +153,11 @@ ATTACKS: list[tuple[str, Callable[[], str | None], str]] = [
     ("missing aud", lambda: bearer(_without("aud")), "missing the 'aud' claim"),
     ("missing sub", lambda: bearer(_without("sub")), "missing the 'sub' claim"),
     ("exp not a number", lambda: bearer(hs_token(exp="tomorrow")), "must be a number"),
+    ("missing iat", lambda: bearer(_without("iat")), "missing the 'iat' claim"),
+    ("exp in 10^30 seconds", lambda: bearer(hs_token(exp=10**30)), "lifetime (exp - iat) is longer than the 86400s"),
+    ("exp NaN", lambda: bearer(_with_raw_exp("NaN")), "not a finite number"),
+    ("exp Infinity", lambda: bearer(_with_raw_exp("Infinity")), "not a finite number"),
+    ("exp beyond a float", lambda: bearer(_with_raw_exp("1" + "0" * 400)), "not a finite number"),
     ("roles not a list", lambda: bearer(hs_token(roles={"admin": True})), "list of role names"),
     ("tampered payload", lambda: bearer(_tampered_payload()), "signature does not verify"),
     ("no header", lambda: None, "missing Authorization header"),
@@ -209,8 +252,19 @@ def test_bearer_scheme_is_case_insensitive(header: str) -> None:
 
 
 def test_www_authenticate_names_the_error() -> None:
-    assert 'error="invalid_token"' in AuthError(401, "token has expired").www_authenticate
-    assert 'error="insufficient_scope"' in AuthError(403, 'needs "run"').www_authenticate
+    expired = AuthError(401, "token has expired").www_authenticate(token_sent=True)
+    assert expired == 'Bearer realm="agentry", error="invalid_token", error_description="token has expired"'
+    assert 'error="insufficient_scope"' in AuthError(403, 'needs "run"').www_authenticate(token_sent=True)
+
+
+def test_www_authenticate_without_a_token_has_no_error_code() -> None:
+    """RFC 6750 3.1: a request that sent no credentials gets the bare challenge."""
+    assert AuthError(401, "missing Authorization header").www_authenticate(token_sent=False) == 'Bearer realm="agentry"'
+
+
+def test_www_authenticate_description_stays_a_valid_quoted_string() -> None:
+    challenge = AuthError(401, 'bad "quote" \\ and \u00e9\n').www_authenticate(token_sent=True)
+    assert challenge.endswith('error_description="bad quote  and "')
 
 
 def test_auth_error_refuses_other_statuses() -> None:

@@ -12,7 +12,7 @@ import pytest
 from agent_operator.api.v1alpha1 import AuthSpec
 from agent_operator.cli import main
 from agent_runtime.security.audit import AuditTrail
-from agent_runtime.security.auth import build_authenticator
+from agent_runtime.security.auth import AuthError, build_authenticator
 from agent_runtime.services.sqlite import SqliteDatabase
 
 from .keys import HMAC_SECRET, rsa_pair
@@ -40,12 +40,36 @@ def test_token_from_env_with_rs256(monkeypatch: pytest.MonkeyPatch, capsys: pyte
 
 
 @pytest.mark.parametrize(
+    ("ttl", "warned"), [(86_400, False), (86_401, True), (604_800, True)], ids=["default-max", "above", "week"]
+)
+def test_token_lifetime_above_the_default_maximum_is_minted_with_a_warning(
+    ttl: int, warned: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A week is the longest any agent accepts; beyond a day only agents that raised the maximum do."""
+    monkeypatch.setenv("GOOD_KEY", HMAC_SECRET.decode())
+    assert main(["token", "--secret-env", "GOOD_KEY", "--ttl", str(ttl)]) == 0
+    captured = capsys.readouterr()
+    claims = jwt.decode(captured.out.strip(), HMAC_SECRET, ["HS256"], audience="agentry")
+    assert claims["exp"] - claims["iat"] == ttl
+    assert ("maxTokenLifetimeSeconds is at least" in captured.err) is warned
+    spec = AuthSpec.model_validate({"secretRef": {"name": "jwt", "key": "key"}})
+    authenticator = build_authenticator(spec, HMAC_SECRET)
+    if warned:
+        with pytest.raises(AuthError, match="longer than the 86400s"):
+            authenticator.authenticate(f"Bearer {captured.out.strip()}")
+    else:
+        assert authenticator.authenticate(f"Bearer {captured.out.strip()}").subject == "local-user"
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--secret-env", "UNSET_VAR_FOR_TEST"], "is not set"),
         (["--secret-env", "SHORT_KEY"], "at least 32 bytes"),
         (["--secret-env", "GOOD_KEY", "--roles", "root"], "--roles must name roles"),
         (["--secret-env", "GOOD_KEY", "--ttl", "0"], "ttl_seconds must be positive"),
+        (["--secret-env", "GOOD_KEY", "--ttl", "604801"], "at most 604800"),
+        (["--secret-env", "GOOD_KEY", "--ttl", str(10**30)], "at most 604800"),
         (["--secret-file", "/nonexistent/key"], "No such file"),
     ],
 )

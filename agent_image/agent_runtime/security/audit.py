@@ -82,11 +82,6 @@ class AuditTrail:
         """Records written to the stream but not yet stored."""
         return len(self._pending)
 
-    @property
-    def head(self) -> tuple[int, str]:
-        """Seq and hash of the last record this trail stored (or read at start)."""
-        return self._head
-
     async def start(self) -> None:
         """Continue the stored chain and start the background flusher."""
         if not self.enabled:
@@ -156,14 +151,6 @@ class AuditTrail:
             await task
         if self.enabled:
             await self.flush()
-
-    async def verify(self) -> VerifyReport:
-        """Verify the stored chain from the first record (what `agentry audit verify` does)."""
-        verifier = ChainVerifier()
-        async for row in self._store.iter_audit():
-            if not verifier.feed(row):
-                break
-        return verifier.report()
 
     async def _append(self, batch: list[dict[str, Any]]) -> list[AuditRow]:
         for attempt in range(APPEND_ATTEMPTS):

@@ -38,8 +38,8 @@ ANONYMOUS = "anonymous"
 #: Longest token accepted; real tokens are far smaller, so this only bounds the work of a bad one.
 MAX_TOKEN_CHARS = 8192
 #: Claims a token must carry: `exp` so it cannot live forever, `iss`/`aud` so a token minted for
-#: another service is refused, `sub` so limits and the audit trail know who called. `iat` is not
-#: required (not every issuer sets it) but is checked when present.
+#: another service is refused, `sub` so limits and the audit trail know who called. `iat` is required
+#: too, by check_lifetime, whose message says why (maxTokenLifetimeSeconds).
 REQUIRED_CLAIMS = ("exp", "iss", "aud", "sub")
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 # PyJWT errors, most specific first, and what the caller is told.
@@ -83,7 +83,12 @@ class JwtAuthenticator:
     def authenticate(self, authorization_header: str | None) -> Principal:
         """Verify the token and map its claims; AuthError(401) on any defect."""
         claims = self._verified_claims(bearer_token(authorization_header))
-        check_lifetime(claims, now=self._clock(), leeway=self._spec.leeway_seconds)
+        check_lifetime(
+            claims,
+            now=self._clock(),
+            leeway=self._spec.leeway_seconds,
+            max_lifetime=self._spec.max_token_lifetime_seconds,
+        )
         return Principal(subject=subject_of(claims), roles=roles_of(claims, claim=self._spec.roles_claim))
 
     def _verified_claims(self, token: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -13,22 +14,29 @@ MAX_SUBJECT_CHARS = 256
 _ROLE_SEPARATORS = re.compile(r"[\s,]+")
 
 
-def check_lifetime(claims: Mapping[str, Any], *, now: float, leeway: float) -> None:
+def check_lifetime(claims: Mapping[str, Any], *, now: float, leeway: float, max_lifetime: float) -> None:
     """Refuse a token outside [nbf, exp), allowing `leeway` seconds of clock skew either way.
 
-    `exp` is required (a token without it would be valid forever); `nbf` and `iat` are checked
-    when present, and `iat` may not lie in the future.
+    `exp` is required (a token without it would be valid forever), and so is `iat`: without it the
+    lifetime the issuer granted (`exp - iat`) cannot be checked against `max_lifetime`, and a leaked
+    token signed to expire in a thousand years would be as good as one that expires tonight. The
+    maximum gets no leeway: it bounds what the issuer signed, not the clocks. `nbf` is checked when
+    present, and `iat` may not lie in the future.
     """
     expires = _numeric(claims, "exp")
     if expires is None:
         raise AuthError(401, "token is missing the 'exp' claim")
+    issued = _numeric(claims, "iat")
+    if issued is None:
+        raise AuthError(401, "token is missing the 'iat' claim (needed to check its lifetime)")
+    if expires - issued > max_lifetime:
+        raise AuthError(401, f"token lifetime (exp - iat) is longer than the {max_lifetime:.0f}s this agent accepts")
     if now >= expires + leeway:
         raise AuthError(401, "token has expired")
     not_before = _numeric(claims, "nbf")
     if not_before is not None and now + leeway < not_before:
         raise AuthError(401, "token is not valid yet (nbf)")
-    issued = _numeric(claims, "iat")
-    if issued is not None and now + leeway < issued:
+    if now + leeway < issued:
         raise AuthError(401, "token was issued in the future (iat)")
 
 
@@ -71,9 +79,20 @@ def _lookup(claims: Mapping[str, Any], claim: str) -> Any:
 
 
 def _numeric(claims: Mapping[str, Any], name: str) -> float | None:
+    """A time claim as seconds; NaN, infinities and integers beyond a float are refused, not compared.
+
+    JSON parsers accept `NaN`, which compares false with everything: unchecked, `exp: NaN` would
+    never expire and pass every bound.
+    """
     value = claims.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthError(401, f"token '{name}' claim must be a number (seconds since the epoch)")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise AuthError(401, f"token '{name}' claim is not a finite number of seconds")
+    return seconds

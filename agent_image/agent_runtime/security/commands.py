@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from agent_operator.api.v1alpha1 import JwtAlgorithm, Role
+from agent_operator.api.v1alpha1 import DEFAULT_TOKEN_LIFETIME_SECONDS, JwtAlgorithm, Role
 
 if TYPE_CHECKING:
     from .chain import VerifyReport
@@ -39,7 +39,13 @@ def _register_token(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     source.add_argument("--secret-env", metavar="VAR", help="environment variable holding the key")
     parser.add_argument("--subject", default="local-user", help="the `sub` claim (default: local-user)")
     parser.add_argument("--roles", default="agent_operator", help="comma-separated roles (default: agent_operator)")
-    parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default: 3600)")
+    parser.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        help="lifetime in seconds (default: 3600; agents refuse more than their "
+        "spec.security.auth.maxTokenLifetimeSeconds, 86400 unless set, 604800 at most)",
+    )
     parser.add_argument("--issuer", default="agentry", help="the `iss` claim (default: agentry)")
     parser.add_argument("--audience", default="agentry", help="the `aud` claim (default: agentry)")
     parser.add_argument("--algorithm", default="HS256", choices=ALGORITHMS, help="signing algorithm (default: HS256)")
@@ -86,6 +92,12 @@ def run_token(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError) as exc:
         print(f"agentry token: {exc}", file=sys.stderr)
         return 2
+    if args.ttl > DEFAULT_TOKEN_LIFETIME_SECONDS:
+        print(
+            f"agentry token: warning: an agent refuses this token unless its spec.security.auth."
+            f"maxTokenLifetimeSeconds is at least {args.ttl} (the default is {DEFAULT_TOKEN_LIFETIME_SECONDS})",
+            file=sys.stderr,
+        )
     print(token)
     return 0
 

@@ -10,18 +10,17 @@ from .principal import AuthError, Principal
 
 
 class Permission(StrEnum):
-    """An action on an agent; each endpoint needs exactly one."""
+    """An action on an agent; each guarded endpoint needs exactly one.
+
+    /health, /healthz and /readyz need none: the operator and the kubelet poll them without a token.
+    """
 
     RUN = "run"
     """Run the agent (POST /v1/run, /v1/run/batch)."""
     READ_RESULTS = "read_results"
     """Read stored run results (GET /v1/results/{id})."""
-    READ_HEALTH = "read_health"
-    """Read the detailed health report (GET /health); probes use /healthz and /readyz."""
     READ_METRICS = "read_metrics"
-    """Read Prometheus metrics (GET /metrics)."""
-    ADMIN = "admin"
-    """Administrative actions (audit trail, configuration introspection)."""
+    """Read Prometheus metrics (GET /metrics), when spec.security.metrics.requireAuth is on."""
 
 
 #: The fixed role table; the AgentDeployment only chooses which roles are admitted.

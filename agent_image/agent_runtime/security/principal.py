@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The protection space named in every WWW-Authenticate challenge.
+REALM = "agentry"
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -31,9 +34,15 @@ class AuthError(Exception):
         self.status_code = status_code
         self.message = message
 
-    @property
-    def www_authenticate(self) -> str:
-        """The WWW-Authenticate header value for the response (RFC 6750 section 3)."""
+    def www_authenticate(self, *, token_sent: bool) -> str:
+        """The WWW-Authenticate header value for the response (RFC 6750 section 3).
+
+        A request that sent no bearer token gets the bare challenge, without an error code, as the
+        RFC asks; the description is this error's own message (never token content), restricted to
+        the characters a quoted error_description may hold.
+        """
+        if self.status_code == 401 and not token_sent:
+            return f'Bearer realm="{REALM}"'
         error = "invalid_token" if self.status_code == 401 else "insufficient_scope"
-        description = self.message.replace("\\", "").replace('"', "'")
-        return f'Bearer realm="agentry", error="{error}", error_description="{description}"'
+        description = "".join(c for c in self.message if c.isascii() and c.isprintable() and c not in '"\\')
+        return f'Bearer realm="{REALM}", error="{error}", error_description="{description}"'

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .http import ExternalApi
@@ -72,8 +71,3 @@ class ServiceContainer:
             return await asyncio.wait_for(service.check(), timeout=self.check_timeout)
         except TimeoutError:
             return ServiceHealth(name=service.name, state="down", detail=f"check timed out after {self.check_timeout}s")
-
-
-def optional_names(services: Sequence[Service]) -> frozenset[str]:
-    """Services whose failure degrades the agent but does not make it unhealthy (all but the database)."""
-    return frozenset(s.name for s in services if s.name != "database")

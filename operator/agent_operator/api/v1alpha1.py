@@ -282,6 +282,12 @@ class AuthMode(StrEnum):
     NONE = "none"
 
 
+#: Bounds of spec.security.auth.maxTokenLifetimeSeconds: an hour is the shortest session worth a token,
+#: a week the longest a leaked bearer token should stay usable.
+MIN_TOKEN_LIFETIME_SECONDS = 3600
+MAX_TOKEN_LIFETIME_SECONDS = 7 * 86_400
+DEFAULT_TOKEN_LIFETIME_SECONDS = 86_400
+
 JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 
 
@@ -331,6 +337,10 @@ class AuthSpec(ApiModel):
     """Claim that lists the caller's roles."""
     leeway_seconds: int = Field(30, ge=0, le=300)
     """Clock skew tolerated when checking exp and nbf."""
+    max_token_lifetime_seconds: int = Field(
+        DEFAULT_TOKEN_LIFETIME_SECONDS, ge=MIN_TOKEN_LIFETIME_SECONDS, le=MAX_TOKEN_LIFETIME_SECONDS
+    )
+    """Longest lifetime (exp - iat) a token may claim; a longer one, or one without iat, is refused."""
 
 
 Role = Literal["admin", "agent_operator", "data_analyst", "read_only"]
@@ -396,6 +406,13 @@ class AuditSpec(ApiModel):
     """Record every request."""
 
 
+class MetricsSpec(ApiModel):
+    """Access to the runtime's Prometheus endpoint."""
+
+    require_auth: bool = False
+    """Require a bearer token with the read_metrics permission (admin, data_analyst) on /metrics."""
+
+
 class SecuritySpec(ApiModel):
     """Authentication, authorisation, rate limits, privacy and audit."""
 
@@ -413,6 +430,8 @@ class SecuritySpec(ApiModel):
         [], max_length=100
     )
     """Browser origins allowed by CORS (scheme://host[:port], or *); empty allows none."""
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    """Who may read the runtime's /metrics."""
 
 
 # --- health, pods ------------------------------------------------------------------------------
