@@ -15,8 +15,8 @@ from typing import TypeVar
 
 import pytest
 
-from agent_operator.devcluster.cluster import Cluster, ClusterError
-from agent_operator.devcluster.network import pod_cidr
+from agentry_dev.cluster.cluster import Cluster, ClusterError
+from agentry_dev.cluster.network import pod_cidr
 
 T = TypeVar("T")
 
@@ -157,8 +157,8 @@ def install_crd(cluster: KubeCluster, manifest: str, name: str) -> None:
 @pytest.fixture(scope="session")
 def agentry_crd(kube_cluster: KubeCluster) -> KubeCluster:
     """The cluster with the AgentDeployment CRD generated from the models installed."""
-    from agent_operator.api import v1alpha1 as api
-    from agent_operator.api.crdgen import render_crd
+    from agentry_api import v1alpha1 as api
+    from agentry_api.crdgen import render_crd
 
     install_crd(kube_cluster, render_crd(), f"{api.PLURAL}.{api.GROUP}")
     return kube_cluster

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from agent_operator.devcluster.network import free_ports
+from agentry_dev.cluster.network import free_ports
 
 #: Seconds a server gets to accept connections before the fixture gives up.
 START_TIMEOUT = 30.0

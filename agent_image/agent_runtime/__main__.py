@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from agent_operator.api import wiring
+from agentry_api import wiring
 
 from .config import ConfigError, load_config
 from .logs import configure_logging

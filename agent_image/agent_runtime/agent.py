@@ -14,8 +14,8 @@ from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import UsageLimits
 
-from agent_operator.api.outputschema import model_schema, output_validator
-from agent_operator.api.v1alpha1 import AgentSpec, EndpointSpec
+from agentry_api.outputschema import model_schema, output_validator
+from agentry_api.v1alpha1 import AgentSpec, EndpointSpec
 
 from .deps import Deps
 from .tools import build_toolset

@@ -11,7 +11,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from agent_operator.api.base import error_lines
+from agentry_api.base import error_lines
 
 from .errors import ApiError
 

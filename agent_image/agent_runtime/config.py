@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from agent_operator.api import wiring
-from agent_operator.api.base import error_lines
-from agent_operator.api.v1alpha1 import AgentDeployment, AgentDeploymentSpec, SecretKeyRef
+from agentry_api import wiring
+from agentry_api.base import error_lines
+from agentry_api.v1alpha1 import AgentDeployment, AgentDeploymentSpec, SecretKeyRef
 
 
 class ConfigError(Exception):

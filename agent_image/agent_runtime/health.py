@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from agent_operator.api.v1alpha1 import HealthSpec
+from agentry_api.v1alpha1 import HealthSpec
 
 from .services.breaker import BreakerState
 from .services.protocols import ServiceHealth

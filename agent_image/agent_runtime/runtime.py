@@ -15,7 +15,7 @@ from typing import TextIO
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model
 
-from agent_operator.api.outputschema import output_schema_problem
+from agentry_api.outputschema import output_schema_problem
 
 from .agent import RuntimeAgent, build_agent, usage_limits
 from .config import ConfigError, RuntimeConfig

@@ -8,7 +8,7 @@ from types import FrameType
 
 import uvicorn
 
-from agent_operator.api import wiring
+from agentry_api import wiring
 
 from .app import build_app
 from .config import RuntimeConfig

@@ -27,7 +27,8 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
-from .api import v1alpha1 as api
+from agentry_api import v1alpha1 as api
+
 from .config import FIELD_MANAGER, OperatorConfig
 from .render.labels import AGENT, MANAGED_BY, MANAGED_BY_VALUE
 from .render.ownership import Owner, may_write, with_owner

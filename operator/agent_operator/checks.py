@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
-from agent_operator.api.outputschema import output_schema_problem
-from agent_operator.api.v1alpha1 import AgentDeployment
 from agent_operator.render.ownership import Owner, conflict_of
+from agentry_api.outputschema import output_schema_problem
+from agentry_api.v1alpha1 import AgentDeployment
 
 SECRET_NOT_FOUND = "SecretNotFound"
 INVALID_OUTPUT_SCHEMA = "InvalidOutputSchema"

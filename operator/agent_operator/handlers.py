@@ -19,7 +19,8 @@ import aiohttp
 import kopf
 from pydantic import ValidationError
 
-from .api import v1alpha1 as api
+from agentry_api import v1alpha1 as api
+
 from .apply import KubeApi
 from .config import OperatorConfig
 from .health.metrics import OperatorMetrics, serve_metrics

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .api import v1alpha1 as api
-from .api.base import error_lines
+from agentry_api import v1alpha1 as api
+from agentry_api.base import error_lines
+
 from .apply import Applied, ApplyError, ChildKey, KubeApi, key_of
 from .checks import Problem, check_ownership, check_secrets, check_spec
 from .config import OperatorConfig

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict, cast
 
-from agent_operator.api.v1alpha1 import AgentDeployment
+from agentry_api.v1alpha1 import AgentDeployment
 
 from .checks import INVALID_OUTPUT_SCHEMA, RESOURCE_CONFLICT, SECRET_NOT_FOUND, UNKNOWN_MODEL_PROVIDER, Problem
 from .health.policy import HealthVerdict

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agent_operator.api.base import error_lines
-from agent_operator.api.v1alpha1 import AgentDeployment
-from agent_operator.api.validate import validate_manifest
+from agentry_api.base import error_lines
+from agentry_api.v1alpha1 import AgentDeployment
+from agentry_api.validate import validate_manifest
 
 from .bad_manifests import BAD_MANIFESTS, BASE, BadManifest
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_operator.api import crdgen
-from agent_operator.api.validate import validate_manifest
-from agent_operator.cli import main
+from agentry_api import crdgen
+from agentry_api.validate import validate_manifest
+from agentry_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / crdgen.CRD_FILENAME

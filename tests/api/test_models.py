@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent_operator.api import v1alpha1 as api
-from agent_operator.api.base import ApiModel, error_lines
-from agent_operator.api.validate import _evaluate
-from agent_operator.api.wiring import secret_env_name, secret_file_path
+from agentry_api import v1alpha1 as api
+from agentry_api.base import ApiModel, error_lines
+from agentry_api.validate import _evaluate
+from agentry_api.wiring import secret_env_name, secret_file_path
 
 from .bad_manifests import BASE
 
@@ -146,8 +146,8 @@ def test_python_rules_agree_with_cel(model_name: str, obj: dict[str, Any]) -> No
 
 
 def _defaults_for(model: type[ApiModel], obj: dict[str, Any]) -> dict[str, Any]:
-    from agent_operator.api.schema import CrdJsonSchema, structural_schema
-    from agent_operator.api.validate import apply_defaults
+    from agentry_api.schema import CrdJsonSchema, structural_schema
+    from agentry_api.validate import apply_defaults
 
     schema = structural_schema(model.model_json_schema(by_alias=True, schema_generator=CrdJsonSchema))
     result: dict[str, Any] = apply_defaults(dict(obj), schema)

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_operator.api.outputschema import MAX_DEPTH, MAX_INLINED, output_schema_problem
 from agent_operator.checks import INVALID_OUTPUT_SCHEMA, check_output_schema
-from agent_operator.cli import main as agentry
 from agent_runtime.config import ConfigError
+from agentry_api.outputschema import MAX_DEPTH, MAX_INLINED, output_schema_problem
+from agentry_cli.main import main as agentry
 
 from ..operator.agents import agent, manifest
 from ..runtime.harness import Backend

@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from agent_operator.api.crdgen import render_crd
-from agent_operator.devcluster.cluster import Cluster
-from agent_operator.devcluster.network import free_ports
+from agentry_api.crdgen import render_crd
+from agentry_dev.cluster.cluster import Cluster
+from agentry_dev.cluster.network import free_ports
 from tests.operator.running import OperatorProcess
 
 NAMESPACE = "bench"

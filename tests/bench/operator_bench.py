@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from agent_operator.config import OperatorConfig  # noqa: E402
-from agent_operator.devcluster.api import ApiClient  # noqa: E402
-from agent_operator.devcluster.cluster import Cluster  # noqa: E402
-from agent_operator.devcluster.components import kwok_node  # noqa: E402
 from agent_operator.render import render_deployment  # noqa: E402
+from agentry_dev.cluster.api import ApiClient  # noqa: E402
+from agentry_dev.cluster.cluster import Cluster  # noqa: E402
+from agentry_dev.cluster.components import kwok_node  # noqa: E402
 from tests.operator.agents import agent, manifest  # noqa: E402
 from tests.operator.running import OperatorProcess  # noqa: E402
 

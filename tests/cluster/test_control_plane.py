@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent_operator.devcluster.versions import PINNED
+from agentry_dev.cluster.versions import PINNED
 from tests.kube import KubeCluster, eventually, install_crd
 
 pytestmark = pytest.mark.cluster

@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent_operator.devcluster import build, commands, components, network
-from agent_operator.devcluster.cluster import Cluster, ClusterError
-from agent_operator.devcluster.layout import Layout, Ports, kubeconfig_document, read_state
-from agent_operator.devcluster.pki import write_pki
-from agent_operator.devcluster.versions import BINARIES, PINNED, Versions, bin_dir, cache_root, kwok_stages_file
+from agentry_dev.cluster import build, commands, components, network
+from agentry_dev.cluster.cluster import Cluster, ClusterError
+from agentry_dev.cluster.layout import Layout, Ports, kubeconfig_document, read_state
+from agentry_dev.cluster.pki import write_pki
+from agentry_dev.cluster.versions import BINARIES, PINNED, Versions, bin_dir, cache_root, kwok_stages_file
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_operator.devcluster.build import GO_FALLBACK
-from agent_operator.devcluster.versions import cache_root
+from agentry_dev.cluster.build import GO_FALLBACK
+from agentry_dev.cluster.versions import cache_root
 
 SOURCE = Path(__file__).parent / "kstatus"
 FILES = ("go.mod", "go.sum", "main.go")

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from agent_operator.api.crdgen import openapi_schema
-from agent_operator.api.validate import apply_defaults
 from agent_operator.checks import Problem
 from agent_operator.health.policy import HealthVerdict
+from agentry_api.crdgen import openapi_schema
+from agentry_api.validate import apply_defaults
 from tests.operator.agents import manifest
 from tests.operator.test_status import compute, deployment
 

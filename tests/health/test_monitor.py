@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent_operator.api.v1alpha1 import AgentDeploymentSpec
 from agent_operator.health.monitor import AgentMemory, PodInfo, run_round
 from agent_operator.health.policy import DeploymentView
 from agent_operator.health.poller import Poller
+from agentry_api.v1alpha1 import AgentDeploymentSpec
 from tests.health.servers import serving
 
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from agent_operator.api.v1alpha1 import AutoscalingSpec, HealthSpec
 from agent_operator.health.policy import (
     DeploymentView,
     LoadSample,
@@ -19,6 +18,7 @@ from agent_operator.health.policy import (
     plan_scale,
     sample_load,
 )
+from agentry_api.v1alpha1 import AutoscalingSpec, HealthSpec
 
 HEALTH = HealthSpec(
     failure_threshold=3, startup_grace_seconds=30, restart_cooldown_seconds=120, max_restarts_per_hour=3

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent_operator.api.v1alpha1 import HealthSpec
 from agent_operator.health.policy import PodState
 from agent_operator.health.poller import MAX_BODY_BYTES, PodTarget, Poller
+from agentry_api.v1alpha1 import HealthSpec
 from tests.health.servers import Handler, serving
 
 HEALTH = HealthSpec(timeout_seconds=0.5)

@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from agent_operator.api.v1alpha1 import AgentDeployment
 from agent_operator.health.metrics import OperatorMetrics
 from agent_operator.health.policy import HealthVerdict
 from agent_operator.health.poller import Poller
 from agent_operator.health.supervisor import HealthSupervisor, deployment_view, pod_info
+from agentry_api.v1alpha1 import AgentDeployment
 from tests.health.servers import serving
 
 AGENT = AgentDeployment.model_validate(

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from agent_operator.devcluster import tools
-from agent_operator.devcluster.versions import PINNED, bin_dir, cache_root
+from agentry_dev.cluster import tools
+from agentry_dev.cluster.versions import PINNED, bin_dir, cache_root
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "agentry"

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from agent_operator.devcluster.network import free_ports
+from agentry_dev.cluster.network import free_ports
 from tests.helm.chart import RELEASE
 from tests.helm.clusterkit import get_json
 from tests.kube import KubeCluster

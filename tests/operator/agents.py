@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_operator.api.v1alpha1 import AgentDeployment
+from agentry_api.v1alpha1 import AgentDeployment
 
 
 def agent(name: str = "triage", namespace: str = "team-a", **spec: Any) -> AgentDeployment:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from agent_operator.devcluster.network import free_ports
+from agentry_dev.cluster.network import free_ports
 from tests.kube import KubeCluster, eventually
 
 from .agents import manifest

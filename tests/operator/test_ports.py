@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from agent_operator.config import OperatorConfig
-from agent_operator.devcluster.network import free_ports
 from agent_operator.ports import PortInUse, claim
+from agentry_dev.cluster.network import free_ports
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pytest
 import yaml
 from lightkube import codecs
 
-from agent_operator.api.wiring import CONFIG_DIR, CONFIG_KEY, DATA_DIR, RUNTIME_PORT, SECRETS_DIR
 from agent_operator.config import OperatorConfig
 from agent_operator.render import (
     Owner,
@@ -29,6 +28,7 @@ from agent_operator.render import (
     with_owner,
 )
 from agent_operator.render.labels import selector_string
+from agentry_api.wiring import CONFIG_DIR, CONFIG_KEY, DATA_DIR, RUNTIME_PORT, SECRETS_DIR
 
 from .agents import agent
 

@@ -13,8 +13,6 @@ from typing import Any
 import httpx
 from pydantic_ai.models import Model
 
-from agent_operator.api import wiring
-from agent_operator.api.v1alpha1 import SecretKeyRef
 from agent_runtime.app import build_app
 from agent_runtime.config import RuntimeConfig, parse_document, resolve_secrets
 from agent_runtime.runtime import Runtime
@@ -22,6 +20,8 @@ from agent_runtime.security.tokens import mint_token
 from agent_runtime.server import DrainingServer
 from agent_runtime.services.build import build_services
 from agent_runtime.settings import RuntimeSettings
+from agentry_api import wiring
+from agentry_api.v1alpha1 import SecretKeyRef
 
 from .servers import serve_in_thread
 

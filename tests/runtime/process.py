@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
-from agent_operator.api import wiring
+from agentry_api import wiring
 
 from ..services import free_port
 

@@ -13,11 +13,11 @@ from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.models.test import TestModel
 
-from agent_operator.api.v1alpha1 import AgentSpec
 from agent_runtime.agent import build_agent, build_model, model_settings, usage_limits
 from agent_runtime.deps import Deps
 from agent_runtime.services.memory_cache import MemoryCache
 from agent_runtime.services.sqlite import SqliteDatabase
+from agentry_api.v1alpha1 import AgentSpec
 
 from .models import structured_model, tool_then_text
 from .servers import chat_completions_app, serve_in_thread

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent_operator.api import wiring
 from agent_runtime.config import ConfigError, load_config
+from agentry_api import wiring
 
 from .harness import JWT_KEY, base_spec
 from .process import write_manifest

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent_operator.api.v1alpha1 import HealthSpec
 from agent_runtime.health import judge
 from agent_runtime.services.breaker import BreakerState
 from agent_runtime.services.protocols import HealthState, ServiceHealth
 from agent_runtime.stats import Snapshot
+from agentry_api.v1alpha1 import HealthSpec
 
 SPEC = HealthSpec.model_validate({"maxP95LatencyMs": 500, "maxErrorRatePercent": 5})
 QUIET = Snapshot(count=0, success_rate=1, error_rate=0, p50=0, p95=0, p99=0)

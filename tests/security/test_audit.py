@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from agent_operator.api.v1alpha1 import PrivacySpec
 from agent_runtime.security.audit import AuditTrail, verify_chain
 from agent_runtime.security.chain import GENESIS, chain_hash
 from agent_runtime.security.pii import Anonymizer
 from agent_runtime.services.protocols import AuditRow
+from agentry_api.v1alpha1 import PrivacySpec
 
 
 class FakeAuditStore:

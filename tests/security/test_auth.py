@@ -8,10 +8,10 @@ from typing import Any
 import jwt
 import pytest
 
-from agent_operator.api.v1alpha1 import AuthSpec
 from agent_runtime.security.auth import ANONYMOUS, AuthError, Principal, bearer_token, build_authenticator
 from agent_runtime.security.permissions import Permission, authorize
 from agent_runtime.security.tokens import mint_token
+from agentry_api.v1alpha1 import AuthSpec
 
 from .keys import HMAC_SECRET, OTHER_SECRET, ec_pair, forge, rsa_pair
 

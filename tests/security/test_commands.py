@@ -9,11 +9,11 @@ from pathlib import Path
 import jwt
 import pytest
 
-from agent_operator.api.v1alpha1 import AuthSpec
-from agent_operator.cli import main
 from agent_runtime.security.audit import AuditTrail
 from agent_runtime.security.auth import AuthError, build_authenticator
 from agent_runtime.services.sqlite import SqliteDatabase
+from agentry_api.v1alpha1 import AuthSpec
+from agentry_cli.main import main
 
 from .keys import HMAC_SECRET, rsa_pair
 

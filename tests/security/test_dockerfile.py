@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,14 +16,15 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from agent_operator.api import wiring
+from agentry_api import wiring
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "agent_image" / "Dockerfile"
 DOCKERIGNORE = ROOT / "agent_image" / "Dockerfile.dockerignore"
 #: Every image's Dockerfile, by the pyproject extra (and lock file) it installs.
 DOCKERFILES = {"runtime": DOCKERFILE, "operator": ROOT / "operator" / "Dockerfile"}
-LOCKS = ROOT / "requirements"
+#: Each image's lock folder, next to its Dockerfile; both hold the same build.lock (the build backend).
+LOCKS = {"runtime": ROOT / "agent_image" / "requirements", "operator": ROOT / "operator" / "requirements"}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE|CREDENTIAL)", re.IGNORECASE)
 
@@ -83,9 +85,9 @@ def pip_installs(dockerfile: Path) -> list[str]:
     return [part.strip() for run in runs for part in run.split("&&") if "pip install" in part]
 
 
-def lock_entries(name: str) -> dict[str, tuple[str, list[str]]]:
-    """`requirements/<name>.lock` as {canonical name: (version, hashes)}; continuation lines joined."""
-    text = (LOCKS / f"{name}.lock").read_text(encoding="utf-8")
+def lock_entries(name: str, image: str | None = None) -> dict[str, tuple[str, list[str]]]:
+    """`<image>/requirements/<name>.lock` as {canonical name: (version, hashes)}; continuation lines joined."""
+    text = (LOCKS[image or name] / f"{name}.lock").read_text(encoding="utf-8")
     entries: dict[str, tuple[str, list[str]]] = {}
     for logical in re.sub(r"\\\n\s*", " ", text).splitlines():
         line = logical.split("#", 1)[0].strip()
@@ -124,7 +126,7 @@ def test_every_dockerfile_installs_only_from_hashed_locks(extra: str) -> None:
 
 @pytest.mark.parametrize("extra", [*DOCKERFILES, None], ids=[*DOCKERFILES, "build"])
 def test_each_lock_pins_every_declared_dependency_with_hashes(extra: str | None) -> None:
-    entries = lock_entries(extra or "build")
+    entries = lock_entries(extra or "build", extra or "runtime")
     for requirement in declared(extra):
         wanted = canonicalize_name(requirement.name)
         assert wanted in entries, f"{requirement} is declared in pyproject.toml but missing from the lock"
@@ -133,6 +135,10 @@ def test_each_lock_pins_every_declared_dependency_with_hashes(extra: str | None)
     for name, (version, hashes) in entries.items():
         assert re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version), f"{name} is not pinned to one version"
         assert hashes and all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", item) for item in hashes), name
+
+
+def test_both_images_lock_the_same_build_backend() -> None:
+    assert lock_entries("build", "runtime") == lock_entries("build", "operator")
 
 
 def test_the_locks_hold_nothing_of_the_other_image_or_of_the_dev_tools() -> None:
@@ -200,3 +206,41 @@ def test_dockerignore_lets_every_copied_path_through(instructions: list[Instruct
     sources = [path.rstrip("/") for arg in copied for path in arg.split()[:-1]]
     assert sources and set(sources) <= allowed
     assert (ROOT / "pyproject.toml").is_file() and all((ROOT / source).exists() for source in sources)
+
+
+#: What each image must carry of the project: the contract and its own package, nothing else.
+IMAGE_PACKAGES = {"runtime": {"agentry_api", "agent_runtime"}, "operator": {"agentry_api", "agent_operator"}}
+
+
+def _context(dockerfile: Path, into: Path) -> None:
+    """The build context BuildKit would send: the paths the Dockerfile's .dockerignore lets through."""
+    ignore = dockerfile.with_name("Dockerfile.dockerignore")
+    for line in ignore.read_text(encoding="utf-8").splitlines():
+        if line.startswith("!"):
+            source = ROOT / line[1:].rstrip("/")
+            target = into / line[1:].rstrip("/")
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("image", DOCKERFILES)
+def test_each_image_builds_a_wheel_of_the_contract_and_its_own_package_only(image: str, tmp_path: Path) -> None:
+    dockerfile = DOCKERFILES[image]
+    wheels, context = tmp_path / "wheels", tmp_path / "context"
+    _context(dockerfile, context)
+    command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels)]
+    subprocess.run([*command, str(context)], check=True, capture_output=True, timeout=300)
+    (wheel,) = wheels.glob("agentry-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    packages = {name.split("/")[0] for name in names if "/" in name and ".dist-info/" not in name}
+    assert packages == IMAGE_PACKAGES[image]
+    scripts = PYPROJECT["project"]["scripts"]
+    foreign = sorted(name for name, target in scripts.items() if target.split(".")[0] not in packages)
+    runs = [part.split() for run in only(parse(dockerfile.read_text()), "RUN") for part in run.split("&&")]
+    removed = [Path(path).name for words in runs if words[:1] == ["rm"] for path in words[1:]]
+    assert sorted(removed) == foreign  # the image keeps no entry point of a package it does not carry

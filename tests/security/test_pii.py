@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from agent_operator.api.v1alpha1 import PrivacySpec
 from agent_runtime.security.pii import Anonymizer
 from agent_runtime.security.piidetect import find_pii, luhn_ok
+from agentry_api.v1alpha1 import PrivacySpec
 
 KEY = b"k" * 16 + b"-test-pii-key"
 OTHER_KEY = b"o" * 16 + b"-other-pii-key"

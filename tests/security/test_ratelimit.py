@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent_operator.api.v1alpha1 import RateLimitSpec
 from agent_runtime.security.ratelimit import InProcessRateLimiter, RateDecision, build_rate_limiter, rates_for
+from agentry_api.v1alpha1 import RateLimitSpec
 
 from .fakeclock import FakeClock
 

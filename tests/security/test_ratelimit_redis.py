@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 
-from agent_operator.api.v1alpha1 import RateLimitSpec
 from agent_runtime.security.ratelimit import RateLimiter, build_rate_limiter
 from agent_runtime.security.ratelimit_redis import RedisRateLimiter
+from agentry_api.v1alpha1 import RateLimitSpec
 from tests.services import free_port
 
 from .fakeclock import FakeClock

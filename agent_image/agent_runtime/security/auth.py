@@ -13,7 +13,7 @@ from typing import Any, Protocol, get_args
 
 import jwt
 
-from agent_operator.api.v1alpha1 import AuthMode, AuthSpec, Role
+from agentry_api.v1alpha1 import AuthMode, AuthSpec, Role
 
 from .claims import check_lifetime, roles_of, subject_of
 from .jwtkeys import VerificationKey, load_verification_key

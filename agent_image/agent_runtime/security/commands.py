@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from agent_operator.api.v1alpha1 import DEFAULT_TOKEN_LIFETIME_SECONDS, JwtAlgorithm, Role
+from agentry_api.v1alpha1 import DEFAULT_TOKEN_LIFETIME_SECONDS, JwtAlgorithm, Role
 
 if TYPE_CHECKING:
     from .chain import VerifyReport

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_operator.api.v1alpha1 import PrivacySpec, RedactionMode
+from agentry_api.v1alpha1 import PrivacySpec, RedactionMode
 
 from .piidetect import Finding, find_pii
 

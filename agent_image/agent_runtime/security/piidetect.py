@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from agent_operator.api.v1alpha1 import PiiKind
+from agentry_api.v1alpha1 import PiiKind
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from agent_operator.api.v1alpha1 import RateLimitSpec
+from agentry_api.v1alpha1 import RateLimitSpec
 
 from .gcra import Rate, charge, peek, take
 

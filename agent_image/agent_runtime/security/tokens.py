@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 
-from agent_operator.api.v1alpha1 import MAX_TOKEN_LIFETIME_SECONDS
+from agentry_api.v1alpha1 import MAX_TOKEN_LIFETIME_SECONDS
 
 #: Lifetime of a minted token when none is given: long enough for a session, short enough to expire.
 DEFAULT_TTL_SECONDS = 3600

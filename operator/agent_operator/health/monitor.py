@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent_operator.api.v1alpha1 import AgentDeploymentSpec
+from agentry_api.v1alpha1 import AgentDeploymentSpec
 
 from .policy import (
     DeploymentView,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from agent_operator.api.v1alpha1 import AutoscalingProvider, AutoscalingSpec, HealthSpec
+from agentry_api.v1alpha1 import AutoscalingProvider, AutoscalingSpec, HealthSpec
 
 HOUR = 3600.0
 

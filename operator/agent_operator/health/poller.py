@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from agent_operator.api.v1alpha1 import HealthSpec
+from agentry_api.v1alpha1 import HealthSpec
 
 from .policy import Poll, classify
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from agent_operator.api.v1alpha1 import AgentDeployment
-from agent_operator.api.wiring import RUNTIME_PORT
+from agentry_api.v1alpha1 import AgentDeployment
+from agentry_api.wiring import RUNTIME_PORT
 
 from .metrics import OperatorMetrics
 from .monitor import AgentMemory, PodInfo, RoundReport, run_round

@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
-from agent_operator.api.v1alpha1 import AgentDeployment
-from agent_operator.api.wiring import CONFIG_KEY
 from agent_operator.config import OperatorConfig
+from agentry_api.v1alpha1 import AgentDeployment
+from agentry_api.wiring import CONFIG_KEY
 
 from .labels import configmap_name, metadata
 

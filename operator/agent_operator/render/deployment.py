@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agent_operator.api.v1alpha1 import AgentDeployment, AutoscalingProvider, SecretKeyRef
-from agent_operator.api.wiring import CONFIG_DIR, CONFIG_KEY, CONFIG_PATH, DATA_DIR, RUNTIME_PORT, SECRETS_DIR
 from agent_operator.config import OperatorConfig
+from agentry_api.v1alpha1 import AgentDeployment, AutoscalingProvider, SecretKeyRef
+from agentry_api.wiring import CONFIG_DIR, CONFIG_KEY, CONFIG_PATH, DATA_DIR, RUNTIME_PORT, SECRETS_DIR
 
 from .configmap import config_hash
 from .labels import CONFIG_HASH, child_name, common_labels, configmap_name, metadata, selector_labels

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_operator.api.v1alpha1 import AgentDeployment
 from agent_operator.config import OperatorConfig
+from agentry_api.v1alpha1 import AgentDeployment
 
 from .deployment import hpa_owns_replicas
 from .labels import child_name, metadata, selector_labels

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent_operator.api.v1alpha1 import AgentDeployment
+from agentry_api.v1alpha1 import AgentDeployment
 
 #: Label every child carries; the apply layer finds (and only ever deletes) objects by it.
 MANAGED_BY = "app.kubernetes.io/managed-by"

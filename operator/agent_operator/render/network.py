@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_operator.api.v1alpha1 import AgentDeployment
-from agent_operator.api.wiring import RUNTIME_PORT
 from agent_operator.config import OperatorConfig
+from agentry_api.v1alpha1 import AgentDeployment
+from agentry_api.wiring import RUNTIME_PORT
 
 from .labels import child_name, metadata, selector_labels
 

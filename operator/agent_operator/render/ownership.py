@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent_operator.api.v1alpha1 import API_VERSION, GROUP, KIND
+from agentry_api.v1alpha1 import API_VERSION, GROUP, KIND
 
 from .labels import AGENT, MANAGED_BY, MANAGED_BY_VALUE
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agent_operator.devcluster.layout import Layout
-from agent_operator.devcluster.network import HOST, pod_cidr, service_cidr
-from agent_operator.devcluster.versions import kwok_stages_file
+from agentry_dev.cluster.layout import Layout
+from agentry_dev.cluster.network import HOST, pod_cidr, service_cidr
+from agentry_dev.cluster.versions import kwok_stages_file
 
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 """The `iss` of ServiceAccount tokens; also their default audience."""

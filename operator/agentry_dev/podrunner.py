@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from agent_operator.api.v1alpha1 import AgentDeployment
-from agent_operator.api.wiring import CONFIG_KEY, DATA_DIR_ENV, RUNTIME_PORT, SECRETS_DIR_ENV
+from agentry_api.v1alpha1 import AgentDeployment
+from agentry_api.wiring import CONFIG_KEY, DATA_DIR_ENV, RUNTIME_PORT, SECRETS_DIR_ENV
 
 #: Label every agent pod carries (set by the operator's renderer).
 AGENT_LABEL = "agentry.dev/agent"

@@ -11,10 +11,9 @@ from typing import Protocol, cast
 # Each module here exposes `register(subparsers)`; it adds its subcommands and sets `func` on them.
 # Modules are imported lazily by name so that `agentry crd` does not pay for kopf or the runtime.
 COMMAND_MODULES: tuple[str, ...] = (
-    "agent_operator.api.crdgen",
-    "agent_operator.api.validate",
-    "agent_operator.devcluster.commands",
-    "agent_operator.dev.commands",
+    "agentry_cli.contract",
+    "agentry_dev.cluster.commands",
+    "agentry_dev.commands",
     "agent_runtime.security.commands",
 )
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import yaml
 
-from agent_operator.devcluster import processes
-from agent_operator.devcluster.api import ApiClient
-from agent_operator.devcluster.build import ensure_built
-from agent_operator.devcluster.components import COMMANDS, kwok_node
-from agent_operator.devcluster.layout import COMPONENTS, Layout, Ports, kubeconfig_document, read_state
-from agent_operator.devcluster.network import HOST, choose_octet, free_ports, is_listening
-from agent_operator.devcluster.pki import CLIENTS, pki_complete, write_pki
-from agent_operator.devcluster.versions import cache_root
+from agentry_dev.cluster import processes
+from agentry_dev.cluster.api import ApiClient
+from agentry_dev.cluster.build import ensure_built
+from agentry_dev.cluster.components import COMMANDS, kwok_node
+from agentry_dev.cluster.layout import COMPONENTS, Layout, Ports, kubeconfig_document, read_state
+from agentry_dev.cluster.network import HOST, choose_octet, free_ports, is_listening
+from agentry_dev.cluster.pki import CLIENTS, pki_complete, write_pki
+from agentry_dev.cluster.versions import cache_root
 
 NODE_NAME = "kwok-node-0"
 """The one fake node; KWOK keeps it Ready and runs every pod scheduled onto it."""

@@ -7,15 +7,10 @@ hold the table of bad manifests; `agentry validate` adds the operator's output-s
 
 from __future__ import annotations
 
-import argparse
 import copy
 import functools
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from .crdgen import openapi_schema
 from .outputschema import output_schema_problem
@@ -172,31 +167,3 @@ def _evaluate(rule: str, value: Any) -> bool:
     if isinstance(result, CELEvalError):
         raise ValueError(f"CEL rule {rule!r} failed to evaluate: {result}")
     return bool(result)
-
-
-# --- CLI ---------------------------------------------------------------------------------------
-
-
-def _run(args: argparse.Namespace) -> int:
-    failed = False
-    for name in args.files:
-        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-        for index, doc in enumerate(yaml.safe_load_all(text)):
-            if not isinstance(doc, dict) or doc.get("kind") != "AgentDeployment":
-                continue
-            label = f"{name}#{index} ({doc.get('metadata', {}).get('name', '?')})"
-            errors = check_manifest(doc)
-            failed = failed or bool(errors)
-            print(f"{label}: {'ok' if not errors else 'invalid'}")
-            for line in errors:
-                print(f"  {line}")
-    return 1 if failed else 0
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `agentry validate`."""
-    parser = subparsers.add_parser(
-        "validate", help="check AgentDeployment manifests offline against the CRD schema and CEL rules"
-    )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="YAML files (- for stdin)")
-    parser.set_defaults(func=_run)

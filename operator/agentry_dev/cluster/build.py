@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_operator.devcluster import tools
-from agent_operator.devcluster.versions import BINARIES, PINNED, Versions, bin_dir, cache_root, kwok_stages_file
+from agentry_dev.cluster import tools
+from agentry_dev.cluster.versions import BINARIES, PINNED, Versions, bin_dir, cache_root, kwok_stages_file
 
 STAGING_MODULES = (
     "api",

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import yaml
 
-from agent_operator.api import v1alpha1 as api
-from agent_operator.api.crdgen import render_crd
-from agent_operator.api.wiring import RUNTIME_PORT
-from agent_operator.devcluster.cluster import Cluster, ClusterError, clusters_dir
-from agent_operator.devcluster.commands import Subparsers, dev_subparsers
-from agent_operator.devcluster.network import free_ports
-from agent_operator.devcluster.versions import cache_root
+from agentry_api import v1alpha1 as api
+from agentry_api.crdgen import render_crd
+from agentry_api.wiring import RUNTIME_PORT
+from agentry_dev.cluster.cluster import Cluster, ClusterError, clusters_dir
+from agentry_dev.cluster.commands import Subparsers, dev_subparsers
+from agentry_dev.cluster.network import free_ports
+from agentry_dev.cluster.versions import cache_root
 
 from .podrunner import AGENT_LABEL, PodRunner, run_forever
 

@@ -7,9 +7,9 @@ import sys
 import time
 from typing import TypeAlias
 
-from agent_operator.devcluster.build import ensure_built
-from agent_operator.devcluster.cluster import Cluster, ClusterError
-from agent_operator.devcluster.network import pod_cidr
+from agentry_dev.cluster.build import ensure_built
+from agentry_dev.cluster.cluster import Cluster, ClusterError
+from agentry_dev.cluster.network import pod_cidr
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 

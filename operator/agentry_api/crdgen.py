@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -14,7 +10,7 @@ from . import v1alpha1 as api
 from .schema import CrdJsonSchema, structural_schema
 
 CRD_FILENAME = f"{api.GROUP}_{api.PLURAL}.yaml"
-HEADER = "# Generated from agent_operator/api/v1alpha1.py by `agentry crd`; do not edit by hand.\n"
+HEADER = "# Generated from agentry_api/v1alpha1.py by `agentry crd`; do not edit by hand.\n"
 
 #: Root-level rules: only metadata.name may be read at the root of a CRD schema.
 NAME_RULE = {
@@ -115,34 +111,3 @@ def crd() -> dict[str, Any]:
 def render_crd() -> str:
     """The CRD as the YAML text committed in crds/ (deterministic, so a diff means a change)."""
     return HEADER + yaml.safe_dump(crd(), sort_keys=False, width=120, allow_unicode=True)
-
-
-def _run(args: argparse.Namespace) -> int:
-    text = render_crd()
-    if args.check:
-        committed = Path(args.check).read_text(encoding="utf-8")
-        if committed == text:
-            return 0
-        diff = difflib.unified_diff(
-            committed.splitlines(keepends=True), text.splitlines(keepends=True), args.check, "generated"
-        )
-        sys.stderr.writelines(diff)
-        print(f"{args.check} is out of date: run `agentry crd -o {args.check}`", file=sys.stderr)
-        return 1
-    for output in args.output or ["-"]:
-        if output == "-":
-            sys.stdout.write(text)
-        else:
-            Path(output).write_text(text, encoding="utf-8")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `agentry crd`."""
-    parser = subparsers.add_parser("crd", help="print or write the AgentDeployment CRD generated from the models")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "-o", "--output", action="append", help=f"file to write, repeatable (e.g. crds/{CRD_FILENAME}); default stdout"
-    )
-    group.add_argument("--check", metavar="FILE", help="exit 1 with a diff when FILE differs from the generated CRD")
-    parser.set_defaults(func=_run)

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_operator.devcluster.network import HOST
-from agent_operator.devcluster.pki import PkiPaths
+from agentry_dev.cluster.network import HOST
+from agentry_dev.cluster.pki import PkiPaths
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 """Start order; they stop in reverse."""

@@ -1,0 +1,1 @@
+"""The `agentry` command line: the user and developer subcommands (it may import every other package)."""
