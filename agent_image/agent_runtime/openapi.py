@@ -11,7 +11,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from .schemas import BatchRequest, BatchResponse, ErrorResponse, HealthReport, RunRequest, RunResponse, StoredResult
+from agentry_api.health import HealthReport
+
+from .schemas import BatchRequest, BatchResponse, ErrorResponse, RunRequest, RunResponse, StoredResult
 from .settings import RuntimeSettings
 
 #: Each model with the side of the wire it is on: request bodies are validated, answers serialised.

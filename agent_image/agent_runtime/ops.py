@@ -16,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from agentry_api.health import Breaker, Dependency, HealthReport, Memory, Percentiles
+
 from .errors import ApiError
 from .health import judge
 from .metrics import CONTENT_TYPE
 from .runtime import Runtime
-from .schemas import Breaker, Dependency, HealthReport, Memory, Percentiles
 from .security.permissions import Permission
 
 

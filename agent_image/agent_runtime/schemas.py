@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -87,58 +87,3 @@ class StoredResult(Wire):
     latency_ms: float
     principal: str
     created_at: str
-
-
-class Percentiles(Wire):
-    """Latency percentiles of recent requests, in milliseconds."""
-
-    p50: float
-    p95: float
-    p99: float
-
-
-class Dependency(Wire):
-    """One dependency's check."""
-
-    name: str
-    state: Literal["ok", "degraded", "down"]
-    detail: str
-    latency_ms: float
-
-
-class Breaker(Wire):
-    """One circuit breaker."""
-
-    name: str
-    state: Literal["closed", "open", "half-open"]
-    failures: int
-
-
-class Memory(Wire):
-    """Memory of the process."""
-
-    rss_bytes: int
-
-
-class HealthReport(Wire):
-    """The runtime's own view of its health, polled by the operator.
-
-    `successRate` and `errorRate` are fractions (0..1) of recent runs; `reasons` says why the status is
-    not healthy.
-    """
-
-    status: Literal["healthy", "degraded", "unhealthy"]
-    reasons: list[str]
-    uptime_seconds: float
-    memory: Memory
-    in_flight: int
-    queued: int
-    max_concurrent: int
-    max_queued: int
-    draining: bool
-    recent_requests: int
-    success_rate: float
-    error_rate: float
-    latency_ms: Percentiles
-    dependencies: list[Dependency]
-    circuit_breakers: list[Breaker]

@@ -4,8 +4,8 @@ Usage: .venv/bin/python -m tests.bench.health_bench RESULTS.json [--agents 100] 
 
 The pods' /health answers come from one light responder process in this script (an aiohttp site bound to each
 pod's loopback IP): the subject is the operator, and 500 real runtimes would not fit on this machine. The
-responder answers like the runtime does (status, inFlight, queued, latencyMs, dependencies). Everything runs on
-a dedicated local control plane (`bench-health`), which is removed at the end.
+responder answers with a complete report built from the runtime's own model. Everything runs on a dedicated local
+control plane (`bench-health`), which is removed at the end.
 """
 
 from __future__ import annotations
@@ -27,18 +27,11 @@ from aiohttp import web
 from agentry_api.crdgen import render_crd
 from agentry_dev.cluster.cluster import Cluster
 from agentry_dev.cluster.network import free_ports
+from tests.health.reports import report_body
 from tests.operator.running import OperatorProcess
 
 NAMESPACE = "bench"
-HEALTHY = {
-    "status": "healthy",
-    "inFlight": 0,
-    "queued": 0,
-    "maxConcurrent": 10,
-    "errorRate": 0.0,
-    "latencyMs": {"p50": 5, "p95": 9, "p99": 12},
-    "dependencies": [{"name": "database", "state": "ok"}],
-}
+HEALTHY = report_body()
 
 
 class Responder:

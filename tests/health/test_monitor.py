@@ -15,6 +15,7 @@ from agent_operator.health.monitor import AgentMemory, PodInfo, run_round
 from agent_operator.health.policy import DeploymentView
 from agent_operator.health.poller import Poller
 from agentry_api.v1alpha1 import AgentDeploymentSpec
+from tests.health.reports import dependency, report_body
 from tests.health.servers import serving
 
 
@@ -52,7 +53,7 @@ class Runtime:
 @pytest.fixture
 async def runtimes() -> AsyncIterator[tuple[list[Runtime], int]]:
     """Three servers on 127.0.10.1-3, all on the same port, like pods on their own IPs."""
-    found = [Runtime(ip=f"127.0.10.{i}", body={"status": "healthy", "inFlight": 1}) for i in (1, 2, 3)]
+    found = [Runtime(ip=f"127.0.10.{i}", body=report_body(inFlight=1)) for i in (1, 2, 3)]
     async with serving() as servers:
         port = 0
         for runtime in found:
@@ -102,7 +103,7 @@ def _cluster(runtimes: list[Runtime]) -> FakeCluster:
 
 async def test_unhealthy_pod_is_restarted_once(runtimes: tuple[list[Runtime], int]) -> None:
     servers, port = runtimes
-    servers[1].body = {"status": "unhealthy", "dependencies": [{"name": "database", "state": "down"}]}
+    servers[1].body = report_body(status="unhealthy", dependencies=[dependency("database", "down")])
     cluster = _cluster(servers)
     memory = AgentMemory()
     reports = await _rounds(cluster, port, 4, memory)
@@ -116,7 +117,7 @@ async def test_unhealthy_pod_is_restarted_once(runtimes: tuple[list[Runtime], in
 async def test_sustained_load_scales_out_through_the_scale_subresource(runtimes: tuple[list[Runtime], int]) -> None:
     servers, port = runtimes
     for server in servers:
-        server.body = {"status": "healthy", "inFlight": 3, "queued": 1}
+        server.body = report_body(inFlight=3, queued=1)
     cluster = _cluster(servers)
     reports = await _rounds(cluster, port, 3, AgentMemory())
     assert cluster.scaled == [5], "12 in flight or queued at 2 per replica wants 6, capped at maxReplicas 5"

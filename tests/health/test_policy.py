@@ -19,6 +19,7 @@ from agent_operator.health.policy import (
     sample_load,
 )
 from agentry_api.v1alpha1 import AutoscalingSpec, HealthSpec
+from tests.health.reports import dependency, report_body
 
 HEALTH = HealthSpec(
     failure_threshold=3, startup_grace_seconds=30, restart_cooldown_seconds=120, max_restarts_per_hour=3
@@ -36,17 +37,8 @@ def _pods(*names: str, started_at: float = 0.0) -> dict[str, PodView]:
 
 
 def _body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "status": "healthy",
-        "inFlight": 2,
-        "queued": 1,
-        "maxConcurrent": 10,
-        "errorRate": 0.0,
-        "latencyMs": {"p50": 10, "p95": 40, "p99": 80},
-        "dependencies": [{"name": "database", "state": "ok"}],
-    }
-    body.update(overrides)
-    return body
+    busy = {"inFlight": 2, "queued": 1, "latencyMs": {"p50": 10, "p95": 40, "p99": 80}}
+    return report_body(**(busy | overrides))
 
 
 # --- classify ----------------------------------------------------------------------------------
@@ -63,7 +55,7 @@ def test_classify_unreachable() -> None:
 
 
 def test_classify_runtime_degraded_names_the_dependency() -> None:
-    body = _body(status="degraded", dependencies=[{"name": "cache", "state": "down"}])
+    body = _body(status="degraded", dependencies=[dependency("cache", "down")])
     poll = classify(body, at=0, health=HEALTH)
     assert poll.state == D and poll.reason == "cache: down"
 
@@ -71,6 +63,39 @@ def test_classify_runtime_degraded_names_the_dependency() -> None:
 @pytest.mark.parametrize("status", ["unhealthy", "starting", None])
 def test_classify_anything_else_is_unhealthy(status: str | None) -> None:
     assert classify(_body(status=status), at=0, health=HEALTH).state == U
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"status": "starting"}, "status: Input should be 'healthy', 'degraded' or 'unhealthy'"),
+        ({"inFlight": None}, "inFlight: Input should be a valid integer"),
+        ({"latencyMs": {"p50": 1, "p99": 3}}, "latencyMs.p95: Field required"),
+        ({"dependencies": [{"name": "cache", "state": "broken"}]}, "dependencies[0].state: Input should be"),
+    ],
+    ids=["status", "type", "nested", "list-item"],
+)
+def test_classify_an_answer_that_is_not_the_report_is_unhealthy_naming_the_field(
+    change: dict[str, Any], problem: str
+) -> None:
+    poll = classify(_body(**change), at=0, health=HEALTH)
+    assert poll.state == U
+    assert poll.reason.startswith(f"health answer does not match the runtime's report: {problem}"), poll.reason
+    assert (poll.in_flight, poll.p95_ms) == (0, None)
+
+
+def test_classify_names_a_missing_field() -> None:
+    body = _body()
+    del body["maxConcurrent"]
+    poll = classify(body, at=0, health=HEALTH)
+    assert poll.state == U
+    assert poll.reason == "health answer does not match the runtime's report: maxConcurrent: Field required"
+
+
+def test_classify_ignores_fields_a_newer_runtime_adds() -> None:
+    body = _body(tokensPerSecond=12.5, latencyMs={"p50": 10, "p95": 40, "p99": 80, "p999": 120})
+    poll = classify(body, at=0, health=HEALTH)
+    assert (poll.state, poll.in_flight, poll.p95_ms) == (H, 2, 40.0)
 
 
 def test_classify_operator_thresholds_only_make_it_worse() -> None:

@@ -14,6 +14,7 @@ from aiohttp import web
 from agent_operator.health.policy import PodState
 from agent_operator.health.poller import MAX_BODY_BYTES, PodTarget, Poller
 from agentry_api.v1alpha1 import HealthSpec
+from tests.health.reports import dependency, report_body
 from tests.health.servers import Handler, serving
 
 HEALTH = HealthSpec(timeout_seconds=0.5)
@@ -32,16 +33,16 @@ async def poller() -> AsyncIterator[Poller]:
 
 
 async def _healthy(_: web.Request) -> web.Response:
-    return web.json_response({"status": "healthy", "inFlight": 3, "queued": 0, "latencyMs": {"p95": 12}})
+    return web.json_response(report_body(inFlight=3, queued=0, latencyMs={"p50": 8, "p95": 12, "p99": 20}))
 
 
 async def _slow(_: web.Request) -> web.Response:
     await asyncio.sleep(1)
-    return web.json_response({"status": "healthy"})
+    return web.json_response(report_body())
 
 
 async def _unhealthy(_: web.Request) -> web.Response:
-    body = {"status": "unhealthy", "dependencies": [{"name": "database", "state": "down"}]}
+    body = report_body(status="unhealthy", dependencies=[dependency("database", "down")])
     return web.json_response(body, status=503)
 
 
@@ -50,7 +51,7 @@ async def _junk(_: web.Request) -> web.Response:
 
 
 async def _huge(_: web.Request) -> web.Response:
-    return web.Response(text=json.dumps({"status": "healthy", "pad": "x" * MAX_BODY_BYTES}))
+    return web.Response(text=json.dumps(report_body(pad="x" * MAX_BODY_BYTES)))
 
 
 async def test_poll_all_classifies_each_pod(serve: Callable[[Handler], Awaitable[int]], poller: Poller) -> None:
@@ -78,7 +79,7 @@ async def test_global_cap_bounds_concurrency(serve: Callable[[Handler], Awaitabl
         peak = max(peak, active)
         await asyncio.sleep(0.05)
         active -= 1
-        return web.json_response({"status": "healthy"})
+        return web.json_response(report_body())
 
     port = await serve(counting)
     async with aiohttp.ClientSession() as session:
@@ -86,3 +87,19 @@ async def test_global_cap_bounds_concurrency(serve: Callable[[Handler], Awaitabl
         polls = await capped.poll_all([PodTarget(f"p{i}", "127.0.0.1", port) for i in range(12)], health=HEALTH)
     assert len(polls) == 12 and all(poll.state == PodState.HEALTHY for poll in polls.values())
     assert peak == 3
+
+
+async def test_json_that_is_not_the_report_is_unhealthy_and_a_non_object_unreachable(
+    serve: Callable[[Handler], Awaitable[int]], poller: Poller
+) -> None:
+    async def partial(_: web.Request) -> web.Response:
+        return web.json_response({"status": "healthy", "inFlight": 3})
+
+    async def listing(_: web.Request) -> web.Response:
+        return web.json_response([report_body()])
+
+    targets = [PodTarget(name, "127.0.0.1", await serve(handler)) for name, handler in (("p", partial), ("l", listing))]
+    polls = await poller.poll_all(targets, health=HEALTH)
+    assert polls["p"].state == PodState.UNHEALTHY
+    assert polls["p"].reason == "health answer does not match the runtime's report: reasons: Field required"
+    assert polls["l"].state == PodState.UNREACHABLE and "not an object" in polls["l"].reason

@@ -15,6 +15,7 @@ from agent_operator.health.policy import HealthVerdict
 from agent_operator.health.poller import Poller
 from agent_operator.health.supervisor import HealthSupervisor, deployment_view, pod_info
 from agentry_api.v1alpha1 import AgentDeployment
+from tests.health.reports import dependency, report_body
 from tests.health.servers import serving
 
 AGENT = AgentDeployment.model_validate(
@@ -83,7 +84,7 @@ class RecordingApi:
 
 async def test_rounds_restart_once_then_report_budget_exhausted() -> None:
     async def unhealthy(_: web.Request) -> web.Response:
-        return web.json_response({"status": "unhealthy", "dependencies": [{"name": "database", "state": "down"}]})
+        return web.json_response(report_body(status="unhealthy", dependencies=[dependency("database", "down")]))
 
     events: list[tuple[str, str]] = []
     verdicts: list[HealthVerdict] = []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.health.reports import report_body
 from tests.helm.clusterkit import HEALING_AGENT, create_agent, get_json, install, namespaces, uninstall, wait_ready
 from tests.helm.operatorkit import chart_environment, forbidden_lines, running_operator, service_account_kubeconfig
 from tests.kube import KubeCluster, eventually
@@ -72,7 +73,7 @@ def answering_health(ip: str) -> Iterator[None]:
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = json.dumps({"status": "healthy", "inFlight": 0, "queued": 0}).encode()
+            body = json.dumps(report_body()).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
+
+from agentry_api.base import error_lines
+from agentry_api.health import HealthReport
 from agentry_api.v1alpha1 import AutoscalingProvider, AutoscalingSpec, HealthSpec
 
 HOUR = 3600.0
+#: The start of the reason of an answer that is JSON but not the runtime's HealthReport.
+NOT_A_REPORT = "health answer does not match the runtime's report"
 
 
 class PodState(StrEnum):
@@ -47,16 +53,21 @@ class Poll:
 def classify(body: Mapping[str, Any] | None, *, at: float, health: HealthSpec, error: str = "") -> Poll:
     """Reduce a /health answer to a Poll; `body` None means the pod could not be reached.
 
-    The runtime's own verdict is taken as the floor; the operator's thresholds from the spec
-    (p95 latency, error rate) can only make it worse, never better.
+    The answer is read with the runtime's own model (agentry_api.health). One that does not match it is
+    unhealthy, naming the first field that is wrong: something answers there, but not a runtime this
+    operator can read. The runtime's own verdict is taken as the floor; the operator's thresholds from the
+    spec (p95 latency, error rate) can only make it worse, never better.
     """
     if body is None:
         return Poll(at=at, state=PodState.UNREACHABLE, reason=error or "no answer")
-    state, reason = _runtime_verdict(body)
-    latency = body.get("latencyMs") or {}
-    p95 = _number(latency.get("p95"))
-    error_percent = 100.0 * (_number(body.get("errorRate")) or 0.0)
-    if state == PodState.HEALTHY and health.max_p95_latency_ms is not None and (p95 or 0) > health.max_p95_latency_ms:
+    try:
+        report = HealthReport.model_validate(body)
+    except ValidationError as exc:
+        return Poll(at=at, state=PodState.UNHEALTHY, reason=f"{NOT_A_REPORT}: {error_lines(exc)[0]}")
+    state, reason = _runtime_verdict(report)
+    p95 = report.latency_ms.p95
+    error_percent = 100.0 * report.error_rate
+    if state == PodState.HEALTHY and health.max_p95_latency_ms is not None and p95 > health.max_p95_latency_ms:
         state, reason = PodState.DEGRADED, f"p95 latency {p95:.0f} ms above {health.max_p95_latency_ms} ms"
     if state == PodState.HEALTHY and error_percent > health.max_error_rate_percent:
         state, reason = PodState.DEGRADED, f"error rate {error_percent:.1f}% above {health.max_error_rate_percent}%"
@@ -64,30 +75,21 @@ def classify(body: Mapping[str, Any] | None, *, at: float, health: HealthSpec, e
         at=at,
         state=state,
         reason=reason,
-        in_flight=int(_number(body.get("inFlight")) or 0),
-        queued=int(_number(body.get("queued")) or 0),
-        max_concurrent=int(_number(body.get("maxConcurrent")) or 0),
+        in_flight=report.in_flight,
+        queued=report.queued,
+        max_concurrent=report.max_concurrent,
         p95_ms=p95,
     )
 
 
-def _runtime_verdict(body: Mapping[str, Any]) -> tuple[PodState, str]:
-    status = body.get("status")
-    if status == "healthy":
+def _runtime_verdict(report: HealthReport) -> tuple[PodState, str]:
+    if report.status == "healthy":
         return PodState.HEALTHY, ""
-    failing = [
-        f"{dep.get('name')}: {dep.get('state')}"
-        for dep in body.get("dependencies") or ()
-        if isinstance(dep, Mapping) and dep.get("state") not in ("ok", None)
-    ]
-    detail = ", ".join(failing) or f"runtime reports {status!r}"
-    if status == "degraded":
+    failing = [f"{dep.name}: {dep.state}" for dep in report.dependencies if dep.state != "ok"]
+    detail = ", ".join(failing) or f"runtime reports {report.status!r}"
+    if report.status == "degraded":
         return PodState.DEGRADED, detail
     return PodState.UNHEALTHY, detail
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)

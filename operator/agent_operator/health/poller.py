@@ -59,10 +59,11 @@ class Poller:
 
 
 def _parse(raw: bytes, status: int) -> tuple[dict[str, object] | None, str]:
-    """The JSON body, or None with why it is not a health answer.
+    """The JSON object, or None with why it is not a health answer; `classify` reads it with the runtime's model.
 
-    A 503 with a JSON body is still an answer (the runtime says unhealthy); a body that is not JSON
-    means something else is listening there, which counts as unreachable.
+    A 503 with a JSON body is still an answer (the runtime says unhealthy); a body that is not a JSON
+    object means something else is listening there, which counts as unreachable. A JSON object that is
+    not the runtime's report is an answer, and `classify` calls it unhealthy, naming the field.
     """
     if len(raw) > MAX_BODY_BYTES:
         return None, f"health answer larger than {MAX_BODY_BYTES} bytes"

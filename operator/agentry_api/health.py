@@ -1,0 +1,87 @@
+"""The /health answer: one model that the runtime serialises and the operator parses.
+
+The runtime builds a HealthReport and the operator's poller validates every answer against the same class, so
+neither side types the keys by hand and a field renamed on one side is a failing test, not a silent zero.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class Report(BaseModel):
+    """camelCase on the wire; a reader ignores fields it does not know, the document says none are sent.
+
+    The two sides are upgraded apart: the operator with its chart, the runtime with each agent's image. A newer
+    runtime may add a field; an operator that refused it would call every upgraded pod unhealthy and restart it
+    in a loop. So parsing ignores unknown fields (extra="ignore"), while the runtime's OpenAPI document keeps
+    `additionalProperties: false`, because it describes what this runtime sends, exactly these fields, and the
+    runtime's response-conformance tests hold it to that. Removing, renaming or narrowing a field stays a
+    breaking change for both sides.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        json_schema_extra={"additionalProperties": False},
+    )
+
+
+class Percentiles(Report):
+    """Latency percentiles of recent requests, in milliseconds."""
+
+    p50: float
+    p95: float
+    p99: float
+
+
+class Dependency(Report):
+    """One dependency's check."""
+
+    name: str
+    state: Literal["ok", "degraded", "down"]
+    detail: str
+    latency_ms: float
+
+
+class Breaker(Report):
+    """One circuit breaker."""
+
+    name: str
+    state: Literal["closed", "open", "half-open"]
+    failures: int
+
+
+class Memory(Report):
+    """Memory of the process."""
+
+    rss_bytes: int
+
+
+class HealthReport(Report):
+    """The runtime's own view of its health, polled by the operator.
+
+    `successRate` and `errorRate` are fractions (0..1) of recent runs; `reasons` says why the status is
+    not healthy.
+    """
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    reasons: list[str]
+    uptime_seconds: float
+    memory: Memory
+    in_flight: int
+    queued: int
+    max_concurrent: int
+    max_queued: int
+    draining: bool
+    recent_requests: int
+    success_rate: float
+    error_rate: float
+    latency_ms: Percentiles
+    dependencies: list[Dependency]
+    circuit_breakers: list[Breaker]
