@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_runtime import runs
+from agent_runtime import results
 from agent_runtime.errors import ApiError
 from agent_runtime.ops import health_report
 
@@ -41,7 +41,7 @@ async def test_reading_a_result_with_the_database_down_is_a_503(runtime_backend:
     try:
         await runtime.services.database.close()
         with pytest.raises(ApiError) as refused:
-            await runs.load(runtime=runtime, run_id="abc")
+            await results.load(runtime.services, "abc")
     finally:
         await runtime.stop()
     assert (refused.value.status, refused.value.kind) == (503, "database_unavailable")

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from agent_runtime.admission import Admission, retry_after_seconds
 from agent_runtime.errors import ApiError
-from agent_runtime.limits import Admission, retry_after_seconds
 
 
 async def hold(admission: Admission, release: asyncio.Event, **kwargs: bool) -> None:
