@@ -91,11 +91,11 @@ class Envelope:
         record = RequestRecord(endpoint=endpoint)
         error: ApiError | None = None
         try:
-            self.runtime.admission.check_open()
-            principal = self._authenticate_and_authorize(request, permission)
+            self.runtime.admission.check_open()  # 1
+            principal = self._authenticate_and_authorize(request, permission)  # 2, 3
             record.principal = self.runtime.anonymizer.redact_text(principal.subject).text
-            await self.runtime.guard.hit_request(principal)
-            response = await work(principal, record)
+            await self.runtime.guard.hit_request(principal)  # 4
+            response = await work(principal, record)  # 5-9 for each run
         except ApiError as exc:
             error = exc
         except Exception:
@@ -104,8 +104,8 @@ class Envelope:
         if error is not None:
             response = error.response()
         latency_ms = record.elapsed_ms()
-        await self._audit(record, status=response.status_code, error=error, latency_ms=latency_ms)
-        self._count(record, status=response.status_code, error=error, latency_ms=latency_ms)
+        await self._audit(record, status=response.status_code, error=error, latency_ms=latency_ms)  # 10
+        self._count(record, status=response.status_code, error=error, latency_ms=latency_ms)  # 11
         return response
 
     def scrape(self, request: Request, *, permission: Permission, serve: Callable[[], Response]) -> Response:
@@ -120,12 +120,12 @@ class Envelope:
         self, principal: Principal, request: RunRequest, record: RequestRecord, *, in_batch: bool = False
     ) -> RunResponse:
         """Steps 5-9 for one prompt; ApiError on any failure."""
-        await self.runtime.guard.check_tokens(principal)
-        slot = self.runtime.admission.slot(bypass_queue_limit=in_batch)
-        outcome = await self._execute(request, slot=slot, endpoint=record.endpoint)
+        await self.runtime.guard.check_tokens(principal)  # 5
+        slot = self.runtime.admission.slot(bypass_queue_limit=in_batch)  # 6, entered within the timeout of 7
+        outcome = await self._execute(request, slot=slot, endpoint=record.endpoint)  # 6, 7
         await self._charge(principal, outcome, record)
-        stored = self._redact(request, outcome, record)
-        await results.save(self.runtime.services, stored)
+        stored = self._redact(request, outcome, record)  # 8
+        await results.save(self.runtime.services, stored)  # 9
         return results.response_of(outcome)
 
     async def run_batch(self, principal: Principal, items: list[RunRequest], record: RequestRecord) -> list[BatchItem]:
