@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .cors import CorsMiddleware, CorsPolicy
+from .envelope import Envelope
 from .errors import ApiError
 from .openapi import openapi_document
 from .ops import ops_routes
@@ -51,7 +52,8 @@ def build_app(runtime: Runtime) -> Starlette:
         finally:
             await runtime.stop()
 
-    routes = [*v1_routes(runtime), *ops_routes(runtime), Route("/openapi.json", openapi, methods=["GET"])]
+    envelope = Envelope(runtime)
+    routes = [*v1_routes(envelope), *ops_routes(envelope), Route("/openapi.json", openapi, methods=["GET"])]
     origins = runtime.config.spec.security.allowed_origins
     middleware = [Middleware(CorsMiddleware, policy=CorsPolicy.of(origins), routes=routes)] if origins else []
     app = Starlette(

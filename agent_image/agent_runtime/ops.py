@@ -3,8 +3,8 @@
 The health endpoints are never authenticated: the kubelet and the operator poll them without
 credentials, and they reveal counts and states, never prompts or results. /metrics is open too
 unless spec.security.metrics.requireAuth asks for a token with the read_metrics permission; a scrape
-is authenticated and authorised but neither rate-limited nor audited (one record per scrape would
-drown the trail).
+is then authenticated and authorised by the envelope (`Envelope.scrape`), but neither rate-limited nor
+audited (one record per scrape would drown the trail).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from agentry_api.health import Breaker, Dependency, HealthReport, Memory, Percentiles
 
-from .errors import ApiError
+from .envelope import Envelope
 from .health import judge
 from .metrics import CONTENT_TYPE
 from .runtime import Runtime
@@ -57,8 +57,9 @@ async def health_report(runtime: Runtime) -> HealthReport:
     )
 
 
-def ops_routes(runtime: Runtime) -> list[Route]:
-    """The operational routes, bound to one runtime."""
+def ops_routes(envelope: Envelope) -> list[Route]:
+    """The operational routes, bound to one runtime's envelope (which only /metrics may need)."""
+    runtime = envelope.runtime
 
     async def health(request: Request) -> Response:
         report = await health_report(runtime)
@@ -75,15 +76,13 @@ def ops_routes(runtime: Runtime) -> list[Route]:
         body = {"ready": ready, "draining": runtime.admission.draining, "servicesStarted": runtime.container.started}
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    def exposition() -> Response:
+        return Response(runtime.metrics.render(breakers=runtime.breakers()), media_type=CONTENT_TYPE)
+
     async def metrics(request: Request) -> Response:
         if runtime.config.spec.security.metrics.require_auth:
-            try:
-                runtime.guard.admit(
-                    authorization=request.headers.get("authorization"), permission=Permission.READ_METRICS
-                )
-            except ApiError as exc:
-                return exc.response()
-        return Response(runtime.metrics.render(breakers=runtime.breakers()), media_type=CONTENT_TYPE)
+            return envelope.scrape(request, permission=Permission.READ_METRICS, serve=exposition)
+        return exposition()
 
     return [
         Route("/health", health, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""The /v1 endpoints: run, batch, and reading stored results."""
+"""The /v1 endpoints: run, batch, and reading stored results, each inside the request envelope."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import runs
+from . import results
 from .bodies import parse_model, read_body
+from .envelope import Envelope, RequestRecord
 from .errors import ApiError
-from .exchange import Exchange, handle
-from .runtime import Runtime
 from .schemas import BatchRequest, BatchResponse, RunRequest
 from .security.auth import Principal
 from .security.permissions import Permission
@@ -27,45 +26,44 @@ def check_prompt(request: RunRequest, *, field: str, max_chars: int) -> None:
         raise ApiError(422, "invalid_request", f"{field}: String should have at most {max_chars} characters")
 
 
-def v1_routes(runtime: Runtime) -> list[Route]:
-    """The API routes, bound to one runtime."""
+def v1_routes(envelope: Envelope) -> list[Route]:
+    """The API routes, bound to one runtime's envelope."""
+    runtime = envelope.runtime
     max_bytes = runtime.settings.max_body_bytes
     max_items = runtime.settings.max_batch_items
     max_chars = runtime.settings.max_prompt_chars
 
     async def run(request: Request) -> Response:
-        async def work(principal: Principal, exchange: Exchange) -> Response:
+        async def work(principal: Principal, record: RequestRecord) -> Response:
             raw = await read_body(request, max_bytes=max_bytes)
-            exchange.request_bytes = len(raw)
+            record.request_bytes = len(raw)
             body = parse_model(raw, RunRequest)
             check_prompt(body, field="prompt", max_chars=max_chars)
-            result = await runs.execute(runtime=runtime, principal=principal, request=body, exchange=exchange)
+            result = await envelope.run(principal, body, record)
             return _json(result)
 
-        return await handle(runtime=runtime, request=request, endpoint="run", permission=Permission.RUN, work=work)
+        return await envelope.handle(request, endpoint="run", permission=Permission.RUN, work=work)
 
     async def batch(request: Request) -> Response:
-        async def work(principal: Principal, exchange: Exchange) -> Response:
+        async def work(principal: Principal, record: RequestRecord) -> Response:
             raw = await read_body(request, max_bytes=max_bytes)
-            exchange.request_bytes = len(raw)
+            record.request_bytes = len(raw)
             body = parse_model(raw, BatchRequest)
             if len(body.items) > max_items:
                 raise ApiError(422, "invalid_request", f"items: at most {max_items} items per batch")
             for index, item in enumerate(body.items):
                 check_prompt(item, field=f"items[{index}].prompt", max_chars=max_chars)
-            items = await runs.execute_batch(runtime=runtime, principal=principal, items=body.items, exchange=exchange)
+            items = await envelope.run_batch(principal, body.items, record)
             failed = sum(1 for item in items if not item.ok)
             return _json(BatchResponse(items=items, succeeded=len(items) - failed, failed=failed))
 
-        return await handle(runtime=runtime, request=request, endpoint="batch", permission=Permission.RUN, work=work)
+        return await envelope.handle(request, endpoint="batch", permission=Permission.RUN, work=work)
 
     async def result(request: Request) -> Response:
-        async def work(principal: Principal, exchange: Exchange) -> Response:
-            return JSONResponse(await runs.load(runtime=runtime, run_id=str(request.path_params["run_id"])))
+        async def work(principal: Principal, record: RequestRecord) -> Response:
+            return JSONResponse(await results.load(runtime.services, str(request.path_params["run_id"])))
 
-        return await handle(
-            runtime=runtime, request=request, endpoint="results", permission=Permission.READ_RESULTS, work=work
-        )
+        return await envelope.handle(request, endpoint="results", permission=Permission.READ_RESULTS, work=work)
 
     return [
         Route("/v1/run", run, methods=["POST"]),

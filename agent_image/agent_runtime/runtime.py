@@ -1,6 +1,6 @@
 """The runtime: every part one process serves an agent with, and their start and stop.
 
-The HTTP layer reads from it; tests build one with their own services or model.
+The request envelope (envelope.py) uses the parts in order; tests build one with their own services or model.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from pydantic_ai.models import Model
 
 from agentry_api.outputschema import output_schema_problem
 
+from .admission import Admission
 from .agent import RuntimeAgent, build_agent, usage_limits
 from .config import ConfigError, RuntimeConfig
 from .deps import Deps
-from .guard import Guard
+from .execution import AgentRunner
 from .heartbeat import Heartbeat
-from .limits import Admission
 from .metrics import RuntimeMetrics
-from .runner import AgentRunner
 from .security.audit import AuditTrail
 from .security.auth import Authenticator, build_authenticator
+from .security.guard import Guard
 from .security.pii import Anonymizer
 from .security.ratelimit import build_rate_limiter
 from .services.breaker import CircuitBreaker
@@ -44,7 +44,7 @@ AUDIT_CLOSE_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class Keys:
-    """The secret values the security envelope needs, picked from the config."""
+    """The secret values the security steps of the envelope need, picked from the config."""
 
     auth: str | None
     pii: bytes | None
@@ -58,7 +58,7 @@ class Keys:
 
 
 class Runtime:
-    """Owns the services, the agent runner, backpressure, statistics and the security envelope."""
+    """Owns the services, the agent runner, admission, statistics and the security parts of the envelope."""
 
     def __init__(
         self,
@@ -86,6 +86,7 @@ class Runtime:
             agent=_agent(config=config, services=services, model=model),
             deps=Deps.from_services(services),
             limits=usage_limits(config.spec.agent),
+            timeout=concurrency.request_timeout_seconds,
         )
         self.keys = Keys.of(config)
         self.authenticator = _authenticator(config=config, key=self.keys.auth)
@@ -103,7 +104,7 @@ class Runtime:
 
     @property
     def guard(self) -> Guard:
-        """The security envelope; built at start, since shared rate limits need the connected Redis."""
+        """Authentication, authorisation and rate limits; built at start: shared limits need the connected Redis."""
         if self._guard is None:
             raise RuntimeError("runtime used before start()")
         return self._guard
@@ -112,11 +113,6 @@ class Runtime:
     def ready(self) -> bool:
         """Services started and not draining: what /readyz reports."""
         return self._guard is not None and self.container.started and not self.admission.draining
-
-    @property
-    def timeout(self) -> float:
-        """Time one request may take, queueing included."""
-        return self.config.spec.concurrency.request_timeout_seconds
 
     def breakers(self) -> list[CircuitBreaker]:
         """The circuit breakers whose state /health and /metrics show."""

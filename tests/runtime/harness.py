@@ -18,7 +18,8 @@ from agent_runtime.config import RuntimeConfig, parse_document, resolve_secrets
 from agent_runtime.runtime import Runtime
 from agent_runtime.security.tokens import mint_token
 from agent_runtime.server import DrainingServer
-from agent_runtime.services.build import build_services
+from agent_runtime.services.build import build_database, build_services
+from agent_runtime.services.protocols import AuditRow
 from agent_runtime.settings import RuntimeSettings
 from agentry_api import wiring
 from agentry_api.v1alpha1 import SecretKeyRef
@@ -131,3 +132,18 @@ async def wait_for_load(client: httpx.AsyncClient, *, in_flight: int, queued: in
             if (report["inFlight"], report["queued"]) == (in_flight, queued):
                 return report
             await asyncio.sleep(0.02)
+
+
+async def stored_rows(runtime: Runtime, backend: Backend) -> list[AuditRow]:
+    """The stored audit rows, read with a fresh connection after the server stopped."""
+    database = build_database(config=runtime.config, data_dir=backend.data_dir)
+    await database.start()
+    try:
+        return [row async for row in database.iter_audit()]
+    finally:
+        await database.close()
+
+
+async def stored_audit(runtime: Runtime, backend: Backend) -> list[dict[str, Any]]:
+    """The stored audit records."""
+    return [dict(row.record) for row in await stored_rows(runtime, backend)]

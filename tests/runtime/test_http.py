@@ -11,8 +11,7 @@ import pytest
 from agent_runtime.security.permissions import ROLE_PERMISSIONS, Permission
 from agent_runtime.settings import RuntimeSettings
 
-from .harness import Backend, auth, serving, token
-from .test_api import stored_audit
+from .harness import Backend, auth, serving, stored_audit, token
 
 #: Every endpoint that needs a token: method, path, and a body it accepts.
 GUARDED: list[tuple[str, str, dict[str, Any] | None]] = [

@@ -1,14 +1,12 @@
-"""The health report computed in-process: a database that goes away makes the runtime unhealthy."""
+"""The operational endpoints: the health report in-process, then the ops endpoints on a real server."""
 
 from __future__ import annotations
 
-import pytest
+import httpx
 
-from agent_runtime import runs
-from agent_runtime.errors import ApiError
 from agent_runtime.ops import health_report
 
-from .harness import Backend
+from .harness import Backend, auth, serving
 
 
 async def test_database_down_is_unhealthy_and_names_it(runtime_backend: Backend) -> None:
@@ -35,14 +33,37 @@ async def test_stop_closes_services_and_is_not_ready(runtime_backend: Backend) -
     assert not runtime.container.started
 
 
-async def test_reading_a_result_with_the_database_down_is_a_503(runtime_backend: Backend) -> None:
-    runtime = runtime_backend.runtime()
-    await runtime.start()
-    try:
-        await runtime.services.database.close()
-        with pytest.raises(ApiError) as refused:
-            await runs.load(runtime=runtime, run_id="abc")
-    finally:
-        await runtime.stop()
-    assert (refused.value.status, refused.value.kind) == (503, "database_unavailable")
-    assert refused.value.retry_after == 5
+async def test_health_metrics_and_openapi(runtime_backend: Backend) -> None:
+    with serving(runtime_backend.runtime()) as url:
+        for _ in range(3):
+            httpx.post(f"{url}/v1/run", json={"prompt": "x"}, headers=auth())
+        httpx.post(f"{url}/v1/run", json={}, headers=auth())
+        health = httpx.get(f"{url}/health")
+        metrics = httpx.get(f"{url}/metrics")
+        healthz = httpx.get(f"{url}/healthz")
+        readyz = httpx.get(f"{url}/readyz")
+        openapi = httpx.get(f"{url}/openapi.json").json()
+    report = health.json()
+    assert health.status_code == 200
+    assert report["status"] == "healthy", report["reasons"]
+    for key in ("status", "inFlight", "queued", "maxConcurrent", "errorRate", "successRate", "dependencies"):
+        assert key in report
+    assert set(report["latencyMs"]) == {"p50", "p95", "p99"}
+    assert report["recentRequests"] == 3
+    assert report["memory"]["rssBytes"] > 0
+    assert {d["name"] for d in report["dependencies"]} == {"database", "cache", "audit", "rateLimiter"}
+    assert healthz.status_code == readyz.status_code == 200
+    text = metrics.text
+    for series in (
+        'agentry_requests_total{endpoint="run",status="200"} 3.0',
+        'agentry_requests_total{endpoint="run",status="422"} 1.0',
+        'agentry_errors_total{kind="invalid_request"} 1.0',
+        "agentry_request_duration_seconds_bucket",
+        'agentry_tokens_total{direction="input"}',
+        'agentry_tokens_total{direction="output"}',
+        "agentry_in_flight_requests 0.0",
+        "agentry_queued_requests 0.0",
+    ):
+        assert series in text
+    assert {"/v1/run", "/v1/run/batch", "/v1/results/{run_id}", "/health"} <= set(openapi["paths"])
+    assert "RunRequest" in openapi["components"]["schemas"]

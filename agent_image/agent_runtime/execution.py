@@ -1,11 +1,17 @@
-"""One agent run: prompt and context in, output and usage out, under the spec's usage limits."""
+"""Running the agent for one prompt: within the request timeout, under the spec's usage limits.
+
+An output schema is enforced inside the run: the agent's output validator (built in agent.py) checks
+each answer and asks the model again, up to spec.agent.outputRetries times, before the run fails.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +46,13 @@ def user_prompt(prompt: str, context: dict[str, Any] | None) -> str | Sequence[s
 
 
 class AgentRunner:
-    """Runs the agent with the process's deps; errors propagate for the caller to map."""
+    """Runs the agent with the process's deps; errors propagate for the envelope to map."""
 
-    def __init__(self, *, agent: RuntimeAgent, deps: Deps, limits: UsageLimits) -> None:
+    def __init__(self, *, agent: RuntimeAgent, deps: Deps, limits: UsageLimits, timeout: float) -> None:
         self.agent = agent
         self.deps = deps
         self.limits = limits
+        self.timeout = timeout
 
     async def start(self) -> None:
         """Enter the agent, so the model provider's HTTP client is reused across runs."""
@@ -55,10 +62,18 @@ class AgentRunner:
         """Leave the agent: the provider's HTTP client closes cleanly."""
         await self.agent.__aexit__(None, None, None)
 
-    async def run(self, *, prompt: str, context: dict[str, Any] | None) -> RunOutcome:
-        """Run once; the run id is a random UUID so ids reveal nothing about volume or order."""
-        started = time.perf_counter()
-        result = await self.agent.run(user_prompt(prompt, context), deps=self.deps, usage_limits=self.limits)
+    async def run(
+        self, *, prompt: str, context: dict[str, Any] | None, admitted: AbstractAsyncContextManager[None]
+    ) -> RunOutcome:
+        """Wait to be `admitted`, then run once, both within the timeout: no request waits longer than it may take.
+
+        The run id is a random UUID so ids reveal nothing about volume or order; the latency is the run's own,
+        without the wait.
+        """
+        async with asyncio.timeout(self.timeout), admitted:
+            started = time.perf_counter()
+            result = await self.agent.run(user_prompt(prompt, context), deps=self.deps, usage_limits=self.limits)
+            latency_ms = (time.perf_counter() - started) * 1000
         usage = result.usage
         return RunOutcome(
             run_id=uuid.uuid4().hex,
@@ -66,5 +81,5 @@ class AgentRunner:
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             requests=usage.requests,
-            latency_ms=(time.perf_counter() - started) * 1000,
+            latency_ms=latency_ms,
         )

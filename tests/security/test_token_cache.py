@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from agent_runtime.security.auth import Principal
-from agent_runtime.token_cache import VerifiedTokens, token_expiry
-
-from .harness import token
+from agent_runtime.security.token_cache import VerifiedTokens, token_expiry
+from tests.runtime.harness import token
 
 ALICE = Principal(subject="alice", roles=frozenset({"agent_operator"}))
 

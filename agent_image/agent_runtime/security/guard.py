@@ -1,17 +1,18 @@
-"""The security envelope as the HTTP layer uses it: who calls, may they, are they within their limits.
+"""The security steps of the request envelope: who calls, may they, are they within their limits.
 
-Glue over the `security` package: it turns that package's verdicts into ApiErrors and counts refusals.
+Glue over this package for `envelope.py`, its only caller: it turns the verdicts into ApiErrors and
+counts refusals.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import ApiError
-from .metrics import RuntimeMetrics
-from .security.auth import Authenticator, AuthError, Principal
-from .security.permissions import Permission, authorize
-from .security.ratelimit import RateDecision, RateLimiter
+from ..errors import ApiError
+from ..metrics import RuntimeMetrics
+from .auth import Authenticator, AuthError, Principal
+from .permissions import Permission, authorize
+from .ratelimit import RateDecision, RateLimiter
 from .token_cache import VerifiedTokens
 
 _KINDS = {401: "unauthenticated", 403: "forbidden"}

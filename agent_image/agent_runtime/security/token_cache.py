@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .security.auth import Principal
+from .auth import Principal
 
 
 def token_expiry(authorization: str) -> float | None:

@@ -1,0 +1,250 @@
+"""The request envelope: the ordered steps every endpoint goes through, each written once, here.
+
+For every request, in this order (DESIGN.md, "The request envelope"):
+
+1. open: a draining runtime refuses new work with 503 and Retry-After (admission.py).
+2. authenticate: the bearer token proves who calls, 401 with a challenge otherwise (security/guard.py).
+3. authorize: the caller's roles hold the endpoint's permission, 403 otherwise.
+4. request rate limit: the caller's requests per minute, 429 with Retry-After when over.
+
+Then the endpoint's own work (routes.py: read and validate the body), which for each agent run asks for:
+
+5. token budget: 429 when the caller already spent its tokens for this minute.
+6. admission: a slot, waiting in a bounded queue; 429 with Retry-After when the queue is full.
+7. run: the agent within the request timeout, which covers the wait in 6 (504), its output validated
+   against the schema with retries (execution.py); the run's tokens are then charged to the caller.
+8. redact: PII out of the prompt, the context and the output.
+9. store: the redacted result into the database, 503 when it fails (results.py).
+
+Whatever happened (success, refusal, a bug), the caller gets a JSON answer, and then:
+
+10. audit: exactly one hash-chained record.
+11. metrics: the request counted by endpoint and status, an error by kind; one access-log line.
+
+/metrics, when spec.security.metrics.requireAuth asks for a token, goes through 2 and 3 only (`scrape`):
+a scrape is neither rate-limited, audited nor counted, since one record per scrape would drown the trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import results
+from .errors import ApiError, from_agent_error
+from .execution import RunOutcome
+from .runtime import Runtime
+from .schemas import BatchItem, ErrorBody, RunRequest, RunResponse, StoredResult
+from .security.auth import Principal
+from .security.permissions import Permission
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("agentry.access")
+
+#: Principal recorded for a request refused before the caller proved who it is.
+UNAUTHENTICATED = "-"
+
+#: Statuses whose message goes into the audit record as `reason`: refusals of steps 2 and 3, whose
+#: messages are fixed texts (never token content nor the caller's data).
+_AUDITED_REASONS = (401, 403)
+
+
+@dataclass
+class RequestRecord:
+    """What one request did, filled in as it goes; the audit record and the log line are made of it."""
+
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    principal: str | None = None
+    request_bytes: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    run_ids: list[str] = field(default_factory=list)
+    redactions: Counter[str] = field(default_factory=Counter)
+
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the request arrived."""
+        return (time.perf_counter() - self.started) * 1000
+
+
+#: An endpoint's own work, given the admitted caller and the record to fill in.
+Work = Callable[[Principal, RequestRecord], Awaitable[Response]]
+
+
+class Envelope:
+    """The steps above, bound to one runtime; the only caller of the guard and of admission."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def handle(self, request: Request, *, endpoint: str, permission: Permission, work: Work) -> Response:
+        """Steps 1-4, then `work` (which runs 5-9 through `run` or `run_batch`), then 10-11."""
+        record = RequestRecord(endpoint=endpoint)
+        error: ApiError | None = None
+        try:
+            self.runtime.admission.check_open()  # 1
+            principal = self._authenticate_and_authorize(request, permission)  # 2, 3
+            record.principal = self.runtime.anonymizer.redact_text(principal.subject).text
+            await self.runtime.guard.hit_request(principal)  # 4
+            response = await work(principal, record)  # 5-9 for each run
+        except ApiError as exc:
+            error = exc
+        except Exception:
+            access_log.exception("unexpected error", extra={"fields": {"endpoint": endpoint}})
+            error = ApiError(500, "internal", "internal error (see the runtime's log)")
+        if error is not None:
+            response = error.response()
+        latency_ms = record.elapsed_ms()
+        await self._audit(record, status=response.status_code, error=error, latency_ms=latency_ms)  # 10
+        self._count(record, status=response.status_code, error=error, latency_ms=latency_ms)  # 11
+        return response
+
+    def scrape(self, request: Request, *, permission: Permission, serve: Callable[[], Response]) -> Response:
+        """Steps 2 and 3 only, then `serve`: for /metrics when it requires a token."""
+        try:
+            self._authenticate_and_authorize(request, permission)
+        except ApiError as exc:
+            return exc.response()
+        return serve()
+
+    async def run(
+        self, principal: Principal, request: RunRequest, record: RequestRecord, *, in_batch: bool = False
+    ) -> RunResponse:
+        """Steps 5-9 for one prompt; ApiError on any failure."""
+        await self.runtime.guard.check_tokens(principal)  # 5
+        slot = self.runtime.admission.slot(bypass_queue_limit=in_batch)  # 6, entered within the timeout of 7
+        outcome = await self._execute(request, slot=slot, endpoint=record.endpoint)  # 6, 7
+        await self._charge(principal, outcome, record)
+        stored = self._redact(request, outcome, record)  # 8
+        await results.save(self.runtime.services, stored)  # 9
+        return results.response_of(outcome)
+
+    async def run_batch(self, principal: Principal, items: list[RunRequest], record: RequestRecord) -> list[BatchItem]:
+        """Steps 5-9 for every item, at most maxConcurrentRequests at once; one result or one error per item.
+
+        The batch is admitted as a whole (429 when the queue is full); its items then wait for slots like
+        everyone else, but are never refused half-way through the batch.
+        """
+        admission = self.runtime.admission
+        admission.check_capacity()
+        gate = asyncio.Semaphore(admission.max_concurrent)
+
+        async def one(index: int, item: RunRequest) -> BatchItem:
+            async with gate:
+                try:
+                    result = await self.run(principal, item, record, in_batch=True)
+                except ApiError as exc:
+                    return BatchItem(index=index, ok=False, error=ErrorBody(type=exc.kind, message=exc.message))
+                except Exception as exc:
+                    log.error("batch item failed", exc_info=exc)
+                    return BatchItem(index=index, ok=False, error=ErrorBody(type="internal", message="internal error"))
+                return BatchItem(index=index, ok=True, result=result)
+
+        return list(await asyncio.gather(*(one(index, item) for index, item in enumerate(items))))
+
+    def _authenticate_and_authorize(self, request: Request, permission: Permission) -> Principal:
+        """Steps 2 and 3: the caller, when it proves who it is and holds `permission`; 401 or 403 otherwise."""
+        return self.runtime.guard.admit(authorization=request.headers.get("authorization"), permission=permission)
+
+    async def _execute(
+        self, request: RunRequest, *, slot: AbstractAsyncContextManager[None], endpoint: str
+    ) -> RunOutcome:
+        """Steps 6 and 7: the run, which counts in /health's statistics once admitted.
+
+        Refusals before that (429, 503) are backpressure, not failures of this pod, so they are not counted.
+        """
+        runner = self.runtime.runner
+        started = time.perf_counter()
+        try:
+            outcome = await runner.run(prompt=request.prompt, context=request.context, admitted=slot)
+        except ApiError:
+            raise
+        except Exception as exc:
+            error = from_agent_error(exc, timeout_seconds=runner.timeout)
+            if error.status == 500:
+                log.error("run failed", exc_info=exc, extra={"fields": {"endpoint": endpoint}})
+            self._count_run(started, ok=error.status < 500)
+            raise error from None
+        self._count_run(started, ok=True)
+        return outcome
+
+    def _count_run(self, started: float, *, ok: bool) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.runtime.stats.record(latency_ms=latency_ms, ok=ok)
+        self.runtime.admission.observe_latency(latency_ms)
+
+    async def _charge(self, principal: Principal, outcome: RunOutcome, record: RequestRecord) -> None:
+        """The run's tokens: counted in the metrics and the record, charged to the caller's token budget."""
+        self.runtime.metrics.add_tokens(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens)
+        record.input_tokens += outcome.input_tokens
+        record.output_tokens += outcome.output_tokens
+        record.run_ids.append(outcome.run_id)
+        await self.runtime.guard.add_tokens(principal, outcome.tokens)
+
+    def _redact(self, request: RunRequest, outcome: RunOutcome, record: RequestRecord) -> StoredResult:
+        """Step 8: the result as it may be stored, prompt, context and output anonymised."""
+        anonymizer = self.runtime.anonymizer
+        prompt = anonymizer.redact_text(request.prompt)
+        context, context_counts = anonymizer.redact_json(request.context)
+        output, output_counts = anonymizer.redact_json(outcome.output)
+        record.redactions.update(prompt.counts)
+        record.redactions.update(context_counts)
+        record.redactions.update(output_counts)
+        return StoredResult(
+            run_id=outcome.run_id,
+            prompt=prompt.text,
+            context=context,
+            output=output,
+            usage=results.response_of(outcome).usage,
+            latency_ms=round(outcome.latency_ms, 3),
+            principal=record.principal or "",
+            created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        )
+
+    async def _audit(self, record: RequestRecord, *, status: int, error: ApiError | None, latency_ms: float) -> None:
+        """Step 10: the request's one audit record."""
+        await self.runtime.audit.record(
+            principal=record.principal or UNAUTHENTICATED,
+            outcome="ok" if error is None else "error",
+            request_bytes=record.request_bytes,
+            error=None if error is None else error.kind,
+            latency_ms=latency_ms,
+            tokens_in=record.input_tokens,
+            tokens_out=record.output_tokens,
+            redactions=dict(record.redactions),
+            endpoint=record.endpoint,
+            status=status,
+            run_ids=record.run_ids,
+            **_refusal(error),
+        )
+
+    def _count(self, record: RequestRecord, *, status: int, error: ApiError | None, latency_ms: float) -> None:
+        """Step 11: the request in the metrics and its access-log line."""
+        self.runtime.metrics.observe(endpoint=record.endpoint, status=status, seconds=latency_ms / 1000)
+        if error is not None:
+            self.runtime.metrics.errors.labels(kind=error.kind).inc()
+        fields = {
+            "endpoint": record.endpoint,
+            "status": status,
+            "latencyMs": round(latency_ms, 1),
+            "principal": record.principal,
+            "runIds": record.run_ids,
+            "error": None if error is None else error.kind,
+        }
+        access_log.info("request", extra={"fields": fields})
+
+
+def _refusal(error: ApiError | None) -> dict[str, str]:
+    """The `reason` of an authentication or authorisation refusal, for the audit trail."""
+    if error is None or error.status not in _AUDITED_REASONS:
+        return {}
+    return {"reason": error.message}
