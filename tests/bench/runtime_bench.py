@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from agentry_dev.cluster.network import free_ports
 
 JWT_KEY = "benchmark-signing-key-32-bytes-long!"
 SPEC: dict[str, Any] = {
@@ -171,13 +172,6 @@ async def run_load(*, url: str, count: int, concurrency: int, rounds: int, limit
     }
 
 
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     """Poll /readyz until the server answers 200."""
     deadline = time.monotonic() + timeout
@@ -208,7 +202,7 @@ def main() -> int:
     if not args.output:
         parser.error("the output file is required")
     with tempfile.TemporaryDirectory(prefix="agentry-bench-") as data_dir:
-        port = free_port()
+        port = free_ports(1)[0]
         url = f"http://127.0.0.1:{port}"
         log = Path(data_dir) / "server.log"
         with log.open("wb") as out:

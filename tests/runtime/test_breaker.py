@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent_runtime.services.breaker import BreakerState, CircuitBreaker, CircuitOpenError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def state_of(b: CircuitBreaker) -> BreakerState:
@@ -20,12 +13,12 @@ def state_of(b: CircuitBreaker) -> BreakerState:
     return b.state
 
 
-def breaker(clock: Clock) -> CircuitBreaker:
+def breaker(clock: FakeClock) -> CircuitBreaker:
     return CircuitBreaker(name="api", failure_threshold=3, reset_timeout=30, clock=clock)
 
 
 def test_opens_after_threshold_consecutive_failures() -> None:
-    b = breaker(Clock())
+    b = breaker(FakeClock(100.0))
     for _ in range(2):
         b.before_call()
         b.record_failure()
@@ -37,7 +30,7 @@ def test_opens_after_threshold_consecutive_failures() -> None:
 
 
 def test_a_success_resets_the_count() -> None:
-    b = breaker(Clock())
+    b = breaker(FakeClock(100.0))
     b.record_failure()
     b.record_failure()
     b.record_success()
@@ -47,7 +40,7 @@ def test_a_success_resets_the_count() -> None:
 
 
 def test_half_open_lets_one_trial_through_and_closes_on_success() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     b = breaker(clock)
     for _ in range(3):
         b.record_failure()
@@ -61,7 +54,7 @@ def test_half_open_lets_one_trial_through_and_closes_on_success() -> None:
 
 
 def test_a_failed_trial_opens_again_for_a_full_period() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     b = breaker(clock)
     for _ in range(3):
         b.record_failure()

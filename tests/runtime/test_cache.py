@@ -6,6 +6,7 @@ import asyncio
 
 from agent_runtime.services.memory_cache import MemoryCache
 from agent_runtime.services.protocols import Cache
+from tests.support.clock import FakeClock
 
 
 async def test_get_set_and_absent(cache: Cache) -> None:
@@ -33,14 +34,6 @@ async def test_check_is_ok(cache: Cache) -> None:
     assert (await cache.check()).state == "ok"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_memory_cache_evicts_least_recently_used() -> None:
     cache = MemoryCache(max_entries=3)
     for key in "abc":
@@ -53,7 +46,7 @@ async def test_memory_cache_evicts_least_recently_used() -> None:
 
 
 async def test_memory_cache_default_ttl_uses_the_clock() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     cache = MemoryCache(default_ttl_seconds=10, clock=clock)
     await cache.set("k", "v")
     clock.now = 9.9

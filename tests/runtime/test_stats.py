@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent_runtime.stats import RecentRequests, percentile
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 @pytest.mark.parametrize(("q", "expected"), [(50, 50.0), (95, 95.0), (99, 99.0), (100, 100.0), (1, 1.0)])
@@ -35,7 +28,7 @@ def test_capacity_bounds_memory() -> None:
 
 
 def test_old_requests_leave_the_window() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     stats = RecentRequests(capacity=100, window_seconds=60, clock=clock)
     for _ in range(5):
         stats.record(latency_ms=10, ok=False)

@@ -4,8 +4,7 @@ import pytest
 
 from agent_runtime.security.ratelimit import InProcessRateLimiter, RateDecision, build_rate_limiter, rates_for
 from agentry_api.v1alpha1 import RateLimitSpec
-
-from .fakeclock import FakeClock
+from tests.support.clock import FakeClock
 
 
 def limiter(clock: FakeClock, *, rpm: int = 3, tpm: int = 1000, max_subjects: int = 1000) -> InProcessRateLimiter:

@@ -10,8 +10,7 @@ from agent_runtime.security.ratelimit import RateLimiter, build_rate_limiter
 from agent_runtime.security.ratelimit_redis import RedisRateLimiter
 from agentry_api.v1alpha1 import RateLimitSpec
 from tests.services import free_port
-
-from .fakeclock import FakeClock
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.services
 

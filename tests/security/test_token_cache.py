@@ -5,16 +5,9 @@ from __future__ import annotations
 from agent_runtime.security.auth import Principal
 from agent_runtime.security.token_cache import VerifiedTokens, token_expiry
 from tests.runtime.harness import token
+from tests.support.clock import FakeClock
 
 ALICE = Principal(subject="alice", roles=frozenset({"agent_operator"}))
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def bearer(ttl: int, now: float, subject: str = "alice") -> str:
@@ -28,7 +21,7 @@ def test_expiry_is_read_from_the_payload() -> None:
 
 
 def test_remembered_until_the_earlier_of_exp_and_max_age() -> None:
-    clock = Clock(1_000)
+    clock = FakeClock(1_000)
     cache = VerifiedTokens(max_age=60, clock=clock)
     short, long = bearer(10, 1_000), bearer(3_600, 1_000, subject="bob")
     cache.put(short, ALICE)
@@ -43,7 +36,7 @@ def test_remembered_until_the_earlier_of_exp_and_max_age() -> None:
 
 
 def test_bounded_lru() -> None:
-    cache = VerifiedTokens(capacity=2, clock=Clock(1_000))
+    cache = VerifiedTokens(capacity=2, clock=FakeClock(1_000))
     headers = [bearer(100, 1_000, subject=s) for s in ("a", "b", "c")]
     cache.put(headers[0], ALICE)
     cache.put(headers[1], ALICE)

@@ -1,4 +1,4 @@
-"""A manual clock for tests of anything that takes `clock=`."""
+"""The one manual clock for tests of anything that takes `clock=` (a callable returning seconds)."""
 
 from __future__ import annotations
 
@@ -13,4 +13,5 @@ class FakeClock:
         return self.now
 
     def advance(self, seconds: float) -> None:
+        """Move time forward (tests may also set `now` directly)."""
         self.now += seconds
