@@ -15,7 +15,7 @@ from tests.kube import KubeCluster, eventually, install_crd
 
 pytestmark = pytest.mark.cluster
 
-CRD = Path(__file__).resolve().parents[2] / "crds" / "agentry.dev_agentdeployments.yaml"
+CRD = Path(__file__).resolve().parents[3] / "crds" / "agentry.dev_agentdeployments.yaml"
 
 DEPLOYMENT = """
 apiVersion: apps/v1

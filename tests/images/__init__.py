@@ -1,0 +1,1 @@
+"""Tests of the images: their Dockerfiles, lock files and build contexts."""
