@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_operator.kinds import CHILD_KINDS
 from tests.helm.clusterkit import HEALING_AGENT, create_agent, get_json, install, namespaces, uninstall, wait_ready
 from tests.helm.operatorkit import chart_environment, forbidden_lines, running_operator, service_account_kubeconfig
 from tests.kube import KubeCluster, eventually
@@ -24,7 +25,7 @@ from tests.kube import KubeCluster, eventually
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-CHILDREN = ("deployment", "service", "configmap", "serviceaccount")
+CHILDREN = tuple(child.plural for child in CHILD_KINDS if not child.optional)
 
 
 def _uids(cluster: KubeCluster, namespace: str, agent: str) -> dict[str, str]:

@@ -16,6 +16,8 @@ from typing import Any
 
 from agentry_api.v1alpha1 import AutoscalingProvider, AutoscalingSpec, HealthSpec
 
+from ..rollout import DeploymentView
+
 HOUR = 3600.0
 
 
@@ -104,35 +106,14 @@ class HealthVerdict:
 
 @dataclass(frozen=True)
 class PodView:
-    """What the policy needs to know about a pod object."""
+    """A pod of the agent, small on purpose (many agents, many pods): the index entry and what the policy reads."""
 
     name: str
     started_at: float
     ready: bool = True
     terminating: bool = False
-
-
-@dataclass(frozen=True)
-class DeploymentView:
-    """The agent's Deployment as last observed."""
-
-    desired: int
-    replicas: int
-    updated: int
-    ready: int
-    generation: int = 1
-    observed_generation: int = 1
-
-    @property
-    def settling(self) -> str:
-        """Why the Deployment is in motion (a rollout or a scale), or '' when it is steady."""
-        if self.observed_generation < self.generation:
-            return "the Deployment controller has not seen the latest spec yet"
-        if self.updated < self.desired or self.replicas > self.updated:
-            return "a rollout is in progress"
-        if self.replicas != self.desired or self.ready < self.desired:
-            return "the Deployment is scaling or its pods are not all ready"
-        return ""
+    ip: str = ""
+    """Where its /health answers ('' before the pod has an address)."""
 
 
 @dataclass(frozen=True)
