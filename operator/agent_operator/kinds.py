@@ -7,21 +7,22 @@ lightkube class by apiVersion and kind, the kopf glue watches the plural, the ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class ChildKind:
-    """One kind of child object, and what the operator may do with it."""
+    """One kind of child object, and what the operator may do with it (a row names the flags that hold)."""
 
     api_version: str
     kind: str
     plural: str
-    recreatable: bool
+    _: KW_ONLY
+    recreatable: bool = False
     """Holds no running workload: may be deleted and created afresh when a hand edit makes apply impossible."""
-    optional: bool
+    optional: bool = False
     """Rendered only under some specs; an object the agent no longer renders is pruned."""
-    status_generation: bool
+    status_generation: bool = False
     """Has a status subresource: resourceVersion moves with status, so drift is told by generation."""
     applied_first: bool = False
     """What the pods mount or are reached by: applied before the rest, so a new pod finds it."""
@@ -43,65 +44,27 @@ class ChildKind:
 
 
 CHILD_KINDS: tuple[ChildKind, ...] = (
+    ChildKind("v1", "ServiceAccount", "serviceaccounts", recreatable=True, applied_first=True),
+    ChildKind("v1", "ConfigMap", "configmaps", recreatable=True, applied_first=True),
+    ChildKind("v1", "Service", "services", recreatable=True, applied_first=True),
+    ChildKind("apps/v1", "Deployment", "deployments", status_generation=True),  # recreating it would stop the pods
     ChildKind(
-        api_version="v1",
-        kind="ServiceAccount",
-        plural="serviceaccounts",
-        recreatable=True,
-        optional=False,
-        status_generation=False,
-        applied_first=True,
-    ),
-    ChildKind(
-        api_version="v1",
-        kind="ConfigMap",
-        plural="configmaps",
-        recreatable=True,
-        optional=False,
-        status_generation=False,
-        applied_first=True,
-    ),
-    ChildKind(
-        api_version="v1",
-        kind="Service",
-        plural="services",
-        recreatable=True,
-        optional=False,
-        status_generation=False,
-        applied_first=True,
-    ),
-    ChildKind(
-        api_version="apps/v1",
-        kind="Deployment",
-        plural="deployments",
-        recreatable=False,  # deleting it would stop the agent's pods
-        optional=False,
-        status_generation=True,
-    ),
-    ChildKind(
-        api_version="policy/v1",
-        kind="PodDisruptionBudget",
-        plural="poddisruptionbudgets",
+        "policy/v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
         recreatable=True,
         optional=True,
         status_generation=True,
     ),
     ChildKind(
-        api_version="autoscaling/v2",
-        kind="HorizontalPodAutoscaler",
-        plural="horizontalpodautoscalers",
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
         recreatable=True,
         optional=True,
         status_generation=True,
     ),
-    ChildKind(
-        api_version="networking.k8s.io/v1",
-        kind="NetworkPolicy",
-        plural="networkpolicies",
-        recreatable=True,
-        optional=True,
-        status_generation=False,
-    ),
+    ChildKind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", recreatable=True, optional=True),
 )
 
 BY_KIND: dict[str, ChildKind] = {child.kind: child for child in CHILD_KINDS}
