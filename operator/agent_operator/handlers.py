@@ -93,8 +93,8 @@ async def reconcile(body: kopf.Body, name: str, namespace: str | None, memo: Any
     try:
         with memo.metrics.reconcile_seconds.time():
             problem = await _reconciler(memo).reconcile(dict(body))
-    except Exception:  # API errors, timeouts: the reconciler has scheduled the retry
-        logger.exception("%s/%s: reconcile failed, retrying", namespace, name)
+    except Exception as exc:  # API errors, timeouts: the reconciler has scheduled the retry
+        logger.error("%s/%s: reconcile failed, retrying: %s", namespace, name, exc)
         return
     if problem is not None:
         logger.warning("%s/%s: %s, retrying: %s", namespace, name, problem.reason, problem.message)
