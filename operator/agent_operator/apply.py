@@ -1,4 +1,4 @@
-"""The one module that talks to the Kubernetes API about an agent's children, its Secrets and its status.
+"""The one module that talks to the Kubernetes API about an agent: its children, Secrets, status and Events.
 
 Built on lightkube's async client (kubeconfig, in-cluster credentials, connection pooling), kept behind this
 module: the rest of the operator passes plain dicts in and gets plain dicts back. Children are written by
