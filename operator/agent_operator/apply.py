@@ -1,4 +1,4 @@
-"""The one module that talks to the Kubernetes API about an agent's children, its Secrets and its status.
+"""The one module that talks to the Kubernetes API about an agent: its children, Secrets, status and Events.
 
 Built on lightkube's async client (kubeconfig, in-cluster credentials, connection pooling), kept behind this
 module: the rest of the operator passes plain dicts in and gets plain dicts back. Children are written by
@@ -12,45 +12,48 @@ One window remains: an object created by someone else between that read and the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.core.resource import NamespacedResource
+from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
-from lightkube.resources.core_v1 import ConfigMap, Pod, Secret, Service, ServiceAccount
-from lightkube.resources.networking_v1 import NetworkPolicy
-from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.resources.core_v1 import Event, Pod, Secret
 from lightkube.types import PatchType
 
 from agentry_api import v1alpha1 as api
 
 from .config import FIELD_MANAGER, OperatorConfig
+from .events import COMPONENT, MAX_MESSAGE, EventRef
+from .kinds import CHILD_KINDS, ChildKind
 from .render.labels import AGENT, MANAGED_BY, MANAGED_BY_VALUE
 from .render.ownership import Owner, may_write, with_owner
-from .status import StatusPatch
 
 AgentResource = create_namespaced_resource(api.GROUP, api.VERSION, api.KIND, api.PLURAL)
+logger = logging.getLogger(__name__)
+
+
+def _resource(child: ChildKind) -> type[NamespacedResource]:
+    """Lightkube's class for a built-in kind, found by apiVersion and kind as the table names them."""
+    found = resource_registry.load(child.api_version, child.kind)
+    if found is None or not issubclass(found, NamespacedResource):
+        raise LookupError(f"lightkube has no namespaced resource {child.api_version} {child.kind}")
+    return found
+
 
 #: (apiVersion, kind) of every child kind -> the lightkube class that knows its URL.
-RESOURCES: dict[tuple[str, str], type[NamespacedResource]] = {
-    ("v1", "ServiceAccount"): ServiceAccount,
-    ("v1", "ConfigMap"): ConfigMap,
-    ("v1", "Service"): Service,
-    ("apps/v1", "Deployment"): Deployment,
-    ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
-    ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
-}
+RESOURCES: dict[tuple[str, str], type[NamespacedResource]] = {child.key: _resource(child) for child in CHILD_KINDS}
 
 #: Kinds that may be deleted and created again when a hand edit makes apply impossible (no pods inside).
-RECREATABLE = frozenset(
-    {"ServiceAccount", "ConfigMap", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"}
-)
+RECREATABLE = frozenset(child.kind for child in CHILD_KINDS if child.recreatable)
 
 ChildKey = tuple[str, str, str]
 """(apiVersion, kind, name) of a child."""
@@ -199,15 +202,36 @@ class KubeApi:
             raise
         return _as_dict(found)
 
-    async def patch_status(self, *, namespace: str, name: str, status: StatusPatch) -> None:
-        """Merge-patch the fields the reconciler owns into status (the health monitor's fields stay)."""
+    async def patch_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch these fields into the agent's status; fields not named stay as they are.
+
+        The reconciler and the health monitor each write their own fields this way, so neither erases the other's.
+        """
         await self._client.patch(
-            AgentResource.Status,
-            name,
-            {"status": dict(status)},
-            namespace=namespace,
-            patch_type=PatchType.MERGE,
+            AgentResource.Status, name, {"status": dict(status)}, namespace=namespace, patch_type=PatchType.MERGE
         )
+
+    async def post_event(self, ref: EventRef, *, type: str, reason: str, message: str) -> None:
+        """Create a core/v1 Event about `ref`; best effort: a refusal or timeout is logged and the Event dropped."""
+        now = datetime.now(UTC)
+        event = Event(
+            metadata=ObjectMeta(generateName=f"{ref.name}.", namespace=ref.namespace),
+            involvedObject=ObjectReference(
+                apiVersion=ref.api_version, kind=ref.kind, name=ref.name, namespace=ref.namespace, uid=ref.uid
+            ),
+            type=type,
+            reason=reason,
+            message=message[:MAX_MESSAGE],
+            source=EventSource(component=COMPONENT),
+            reportingComponent=COMPONENT,
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+        )
+        try:
+            await self._client.create(event)
+        except Exception as exc:  # an Event is never worth failing a reconcile or a health round for
+            logger.warning("%s/%s: %s Event %s dropped: %s", ref.namespace, ref.name, type, reason, exc)
 
     # --- the health monitor's calls -----------------------------------------------------------
 
@@ -223,12 +247,6 @@ class KubeApi:
             {"spec": {"replicas": replicas}},
             namespace=namespace,
             patch_type=PatchType.MERGE,
-        )
-
-    async def patch_health_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Merge-patch the health monitor's status fields (the reconciler's fields stay)."""
-        await self._client.patch(
-            AgentResource.Status, name, {"status": dict(status)}, namespace=namespace, patch_type=PatchType.MERGE
         )
 
 

@@ -1,4 +1,4 @@
-"""kopf glue: which events start a reconcile, and how a problem becomes a retry. No logic of its own.
+"""kopf glue: which events start a reconcile. No logic of its own; the reconciler owns retries and Events.
 
 No finalizer is used: every child carries an owner reference, so Kubernetes' garbage collector deletes them with
 the AgentDeployment, and deleting an agent works even while the operator is down. (kopf adds a finalizer only
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import time
 from typing import Any, cast
@@ -26,48 +25,14 @@ from .config import OperatorConfig
 from .health.metrics import OperatorMetrics, serve_metrics
 from .health.poller import Poller
 from .health.supervisor import HealthSupervisor
+from .kinds import CHILD_KINDS
 from .reconcile import Reconciler, parse_agent
 from .render.labels import MANAGED_BY, MANAGED_BY_VALUE
 
-#: (group/version, plural) of every child kind the operator watches for drift, with its own label selector.
-CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = (
-    ("", "v1", "serviceaccounts"),
-    ("", "v1", "configmaps"),
-    ("", "v1", "services"),
-    ("apps", "v1", "deployments"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("networking.k8s.io", "v1", "networkpolicies"),
-)
+#: (group, version, plural) of every child kind the operator watches for drift, with its own label selector.
+CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = tuple((c.group, c.version, c.plural) for c in CHILD_KINDS)
 OWNED = {MANAGED_BY: MANAGED_BY_VALUE}
-#: Reason of a failed reconcile in the metrics when it raised (API error, timeout) instead of returning a problem.
-RECONCILE_ERROR = "Error"
 logger = logging.getLogger(__name__)
-
-
-_poster: contextvars.Context | None = None
-"""A context of one of kopf's workers: kopf.event finds its Event queue there, and only there.
-
-The resync loop (and anything else started at start-up) runs outside every worker, so its Events are posted
-through this context, taken from the first handler that runs (every agent the loop knows came from one).
-"""
-
-
-def _remember_poster() -> None:
-    global _poster
-    if _poster is None:
-        _poster = contextvars.copy_context()
-
-
-def _post_event(ref: dict[str, Any], *, type: str, reason: str, message: str) -> None:
-    body, text = cast(kopf.Body, ref), message[:1024]
-    try:
-        kopf.event(body, type=type, reason=reason, message=text)
-    except LookupError:  # not in a kopf worker
-        if _poster is None:
-            logger.warning("Event not posted (no kopf worker yet): %s %s: %s", type, reason, text)
-            return
-        _poster.run(kopf.event, body, type=type, reason=reason, message=text)
 
 
 def _config(memo: Any) -> OperatorConfig:
@@ -88,15 +53,17 @@ async def start(memo: Any, **_: Any) -> None:
     config = _config(memo)
     memo.kube = KubeApi(config=config)
     memo.metrics = OperatorMetrics()
-    memo.reconciler = Reconciler(
-        kube=memo.kube, config=config, events=_post_event, outcomes=memo.metrics.observe_reconcile
-    )
+    memo.reconciler = Reconciler(kube=memo.kube, config=config, outcomes=memo.metrics.observe_reconcile)
     memo.metrics.watch_agents(memo.reconciler.statuses)
     memo.resync = asyncio.create_task(memo.reconciler.resync_forever(), name="agentry-resync")
     memo.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=config.health_poll_concurrency))
     poller = Poller(session=memo.http, max_concurrent=config.health_poll_concurrency, clock=time.time)
     memo.health = HealthSupervisor(
-        api=memo.kube, poller=poller, events=_post_event, verdicts=memo.reconciler.set_health, metrics=memo.metrics
+        api=memo.kube,
+        poller=poller,
+        events=memo.kube.post_event,
+        verdicts=memo.reconciler.set_health,
+        metrics=memo.metrics,
     )
     memo.metrics_server = await serve_metrics(
         memo.metrics, endpoint=config.metrics_endpoint, sock=memo.get("metrics_socket")
@@ -119,20 +86,18 @@ async def stop(memo: Any, **_: Any) -> None:
 @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL, id="reconcile")
 @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL, id="reconcile")
 @kopf.on.update(api.GROUP, api.VERSION, api.PLURAL, id="reconcile")
-async def reconcile(body: kopf.Body, retry: int, memo: Any, **_: Any) -> None:
-    """Reconcile; a problem (missing Secret, bad schema, unknown provider) is retried with a growing delay."""
-    _remember_poster()
-    delay = _config(memo).retry_delay(retry)
+async def reconcile(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Reconcile once; a problem or an error is retried by the reconciler itself, with a growing delay."""
     with contextlib.suppress(ValidationError):  # an invalid spec gets its condition from the reconciler
         _health(memo).ensure(body, parse_agent(body))
     try:
         with memo.metrics.reconcile_seconds.time():
-            problem = await _reconciler(memo).reconcile(dict(body), retry_here=False)
-    except Exception as exc:  # API errors, timeouts: same backoff, and kopf logs (and posts) the error
-        memo.metrics.observe_reconcile(RECONCILE_ERROR)
-        raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=delay) from exc
+            problem = await _reconciler(memo).reconcile(dict(body))
+    except Exception as exc:  # API errors, timeouts: the reconciler has scheduled the retry
+        logger.error("%s/%s: reconcile failed, retrying: %s", namespace, name, exc)
+        return
     if problem is not None:
-        raise kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=delay)
+        logger.warning("%s/%s: %s, retrying: %s", namespace, name, problem.reason, problem.message)
 
 
 def _deleted(type: str, **_: Any) -> bool:
@@ -149,7 +114,6 @@ def forget(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
 
 async def child_event(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     """A child changed or vanished: restore it when someone else did it; follow the Deployment's readiness."""
-    _remember_poster()
     await _reconciler(memo).on_child_event(event_type=type, body=dict(body))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,11 +22,13 @@ from pydantic import ValidationError
 from agentry_api import v1alpha1 as api
 from agentry_api.base import error_lines
 
-from .apply import Applied, ApplyError, ChildKey, KubeApi, key_of
+from .apply import Applied, ApplyError, ChildKey, key_of
 from .checks import Problem, check_ownership, check_secrets, check_spec
 from .config import OperatorConfig
+from .events import EventRef, agent_ref
 from .health.policy import HealthVerdict
-from .render import CHILD_KINDS, Owner, may_write, render_children
+from .kinds import BY_KIND, CHILD_KINDS
+from .render import Owner, may_write, render_children
 from .render.labels import AGENT
 from .status import StatusPatch, compute_status, is_degraded, never_reconciled, status_changed, transitions
 
@@ -34,17 +36,42 @@ logger = logging.getLogger(__name__)
 
 INVALID_SPEC = "InvalidSpec"
 APPLY_FAILED = "ApplyFailed"
+#: Outcome in the metrics of a reconcile that raised (API error, timeout) instead of returning a problem.
+RECONCILE_ERROR = "Error"
 #: Kinds rendered only under some specs; when an agent stops rendering one, its object is deleted.
-OPTIONAL_KINDS = frozenset(CHILD_KINDS[4:])
+OPTIONAL_KINDS = frozenset(child.key for child in CHILD_KINDS if child.optional)
 #: Kinds with a status subresource: their resourceVersion moves with status, their generation only with spec.
-GENERATION_KINDS = frozenset({"Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"})
+GENERATION_KINDS = frozenset(child.kind for child in CHILD_KINDS if child.status_generation)
 
 
-class EventSink(Protocol):
-    """Posts a Kubernetes Event about an object (the kopf glue passes `kopf.event`)."""
+class ReconcilerApi(Protocol):
+    """What one reconcile asks of the API server; `apply.KubeApi` is the real one, tests/operator/fakeapi.py a fake."""
 
-    def __call__(self, ref: dict[str, Any], *, type: str, reason: str, message: str) -> None:
-        """Post one Event; never raises (Events are best effort)."""
+    async def agent(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The AgentDeployment as stored, or None when it is gone."""
+
+    async def deployment(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Deployment of that name as stored (whoever owns it), or None."""
+
+    async def secret_keys(self, *, namespace: str, names: Iterable[str]) -> dict[str, set[str] | None]:
+        """The keys each named Secret holds; None for a Secret that does not exist."""
+
+    async def stored_child(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The object stored under a rendered child's kind and name, or None."""
+
+    async def apply_child(self, obj: dict[str, Any], *, owner: Owner) -> Applied:
+        """Server-side apply one child with the owner reference added; ApplyError when refused."""
+
+    async def delete_stale(
+        self, *, kinds: Iterable[tuple[str, str]], namespace: str, owner: Owner, keep: set[ChildKey]
+    ) -> list[ChildKey]:
+        """Delete the agent's children of these kinds not in `keep` (never another's object); return them."""
+
+    async def patch_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch these status fields of the AgentDeployment."""
+
+    async def post_event(self, ref: EventRef, *, type: str, reason: str, message: str) -> None:
+        """Post an Event; never raises."""
 
 
 @dataclass
@@ -68,14 +95,9 @@ class AgentState:
         """The owner reference every child of this agent carries."""
         return Owner(name=self.agent.metadata.name, uid=self.uid)
 
-    def ref(self) -> dict[str, Any]:
+    def ref(self) -> EventRef:
         """Object reference for Events."""
-        meta = self.agent.metadata
-        return {
-            "apiVersion": api.API_VERSION,
-            "kind": api.KIND,
-            "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": self.uid},
-        }
+        return agent_ref(name=self.agent.metadata.name, namespace=self.agent.metadata.namespace, uid=self.uid)
 
 
 def parse_agent(body: Mapping[str, Any]) -> api.AgentDeployment:
@@ -87,30 +109,33 @@ def parse_agent(body: Mapping[str, Any]) -> api.AgentDeployment:
 
 
 class Reconciler:
-    """Reconciles agents; shared by every handler of one operator process."""
+    """Reconciles agents; shared by every handler of one operator process, and the one owner of retries.
+
+    A reconcile that ends in a problem, or raises, is tried again by the resync loop after the backoff of
+    `OperatorConfig.retry_delay`; the kopf handlers only trigger reconciles and never retry by themselves.
+    """
 
     def __init__(
         self,
         *,
-        kube: KubeApi,
+        kube: ReconcilerApi,
         config: OperatorConfig,
-        events: EventSink,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         outcomes: Callable[[str | None], None] = lambda reason: None,
     ) -> None:
-        self._kube, self._config, self._events, self._outcomes = kube, config, events, outcomes
+        self._kube, self._config, self._outcomes = kube, config, outcomes
         self._now, self._monotonic = now, monotonic
         self._agents: dict[tuple[str, str], AgentState] = {}
         self._health: dict[tuple[str, str], HealthVerdict] = {}
 
     # --- triggers ------------------------------------------------------------------------------
 
-    async def reconcile(self, body: Mapping[str, Any], *, retry_here: bool = True) -> Problem | None:
+    async def reconcile(self, body: Mapping[str, Any]) -> Problem | None:
         """Bring the agent's children and status in line with `body`; return what stops it, if anything.
 
-        `retry_here=False` when the caller retries by itself (the kopf handler raises TemporaryError),
-        so the resync loop does not retry the same agent a second time.
+        Either way the next attempt is scheduled here: a problem or an error after the backoff, else the resync.
+        An error (API refusal, timeout) is raised on after scheduling, for the caller to log.
         """
         meta = body.get("metadata") or {}
         if meta.get("deletionTimestamp"):
@@ -124,8 +149,13 @@ class Reconciler:
         state = self._state(agent, uid=str(meta.get("uid", "")))
         async with state.lock:
             state.agent = agent
-            problem = await self._reconcile_locked(state, body)
-        self._schedule(state, problem=problem, retry_here=retry_here)
+            try:
+                problem = await self._reconcile_locked(state, body)
+            except Exception:
+                self._schedule(state, failed=True)
+                self._outcomes(RECONCILE_ERROR)
+                raise
+        self._schedule(state, failed=problem is not None)
         self._outcomes(problem.reason if problem else None)  # metrics: failed reconciles by reason
         return problem
 
@@ -184,12 +214,13 @@ class Reconciler:
 
         async def one(state: AgentState) -> None:
             async with limit:
-                meta = state.agent.metadata
+                meta, claimed = state.agent.metadata, state.due
                 try:
                     await self.reconcile_named(namespace=meta.namespace, name=meta.name)
-                except Exception:  # a failed resync must not end the loop; the next one retries
+                except Exception:  # a failed resync must not end the loop; the retry is scheduled
                     logger.exception("%s/%s: resync failed", meta.namespace, meta.name)
-                    self._schedule(state, problem=Problem(reason=APPLY_FAILED, message="resync"), retry_here=True)
+                    if state.due == claimed:  # failed before `reconcile` could schedule it (reading the agent)
+                        self._schedule(state, failed=True)
 
         while True:
             await asyncio.sleep(tick)
@@ -208,8 +239,8 @@ class Reconciler:
             state = self._agents[key] = AgentState(agent=agent, uid=uid)
         return state
 
-    def _schedule(self, state: AgentState, *, problem: Problem | None, retry_here: bool) -> None:
-        if problem is not None and retry_here:
+    def _schedule(self, state: AgentState, *, failed: bool) -> None:
+        if failed:
             state.due = self._monotonic() + self._config.retry_delay(state.attempt)
             state.attempt += 1
             return
@@ -259,7 +290,7 @@ class Reconciler:
     async def _apply(self, state: AgentState, children: list[dict[str, Any]]) -> Mapping[str, Any] | None:
         """Apply every rendered child, what the pods mount first (concurrently); return the Deployment."""
         owner = state.owner()
-        first = [c for c in children if c["kind"] in ("ServiceAccount", "ConfigMap", "Service")]
+        first = [c for c in children if BY_KIND[c["kind"]].applied_first]
         rest = [c for c in children if c not in first]
         applied = list(await asyncio.gather(*(self._kube.apply_child(c, owner=owner) for c in first)))
         applied += await asyncio.gather(*(self._kube.apply_child(c, owner=owner) for c in rest))
@@ -279,7 +310,9 @@ class Reconciler:
                 keep={key_of(c) for c in children},
             )
             for key in deleted:
-                self._events(state.ref(), type="Normal", reason="Deleted", message=f"deleted {key[1]} {key[2]}")
+                await self._kube.post_event(
+                    state.ref(), type="Normal", reason="Deleted", message=f"deleted {key[1]} {key[2]}"
+                )
         state.optional_present = frozenset(rendered & OPTIONAL_KINDS)
 
     async def _publish(
@@ -311,7 +344,7 @@ class Reconciler:
         kind = "Warning" if is_degraded(new["conditions"]) else "Normal"
         for change in transitions(before, new["conditions"]):
             message = f"{change.type}={change.status}: {change.message}" if change.message else change.type
-            self._events(state.ref(), type=kind, reason=change.reason, message=message)
+            await self._kube.post_event(state.ref(), type=kind, reason=change.reason, message=message)
 
 
 def is_drift(state: AgentState, body: Mapping[str, Any]) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NotRequired, TypedDict, cast
 
 from agentry_api.v1alpha1 import AgentDeployment
@@ -25,6 +25,8 @@ from .checks import INVALID_OUTPUT_SCHEMA, RESOURCE_CONFLICT, SECRET_NOT_FOUND, 
 from .health.policy import HealthVerdict
 from .render.labels import selector_string
 from .render.service import service_url
+from .rollout import DEADLINE_EXCEEDED, deployment_view
+from .timestamps import timestamp
 
 READY, PROGRESSING, DEGRADED, STALLED = "Ready", "Progressing", "Degraded", "Stalled"
 #: The conditions this module writes; any other type in the status (another writer's) is kept as it is.
@@ -38,7 +40,7 @@ NEEDS_PERSON = frozenset(
         UNKNOWN_MODEL_PROVIDER,
         RESOURCE_CONFLICT,  # a child's name is taken by an object the agent does not control
         "RestartBudgetExhausted",  # the health monitor restarted pods as often as it may and they stay unwell
-        "ProgressDeadlineExceeded",  # the Deployment gave up (image, crash loop, no room); kstatus fails it too
+        DEADLINE_EXCEEDED,  # the Deployment gave up (image, crash loop, no room); kstatus fails it too
     }
 )
 #: Status fields this module writes; the health monitor writes the others.
@@ -87,29 +89,16 @@ class Transition:
     message: str
 
 
-def timestamp(now: datetime) -> str:
-    """RFC 3339 at second precision, as metav1.Time is stored."""
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def rollout(deployment: Mapping[str, Any] | None) -> Rollout:
     """Read a Deployment's progress from its spec, metadata and status."""
     if deployment is None:
         return Rollout(complete=False, stuck=False, reason="DeploymentNotFound", message="the Deployment is missing")
-    status = deployment.get("status") or {}
-    desired = int((deployment.get("spec") or {}).get("replicas", 1))
-    if status.get("observedGeneration", 0) < deployment.get("metadata", {}).get("generation", 0):
+    view = deployment_view(deployment)
+    desired, updated, replicas, available = view.desired, view.updated, view.replicas, view.available
+    if view.observed_generation < view.generation:
         return Rollout(complete=False, stuck=False, reason="Reconciling", message="Deployment change not seen yet")
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            return Rollout(
-                complete=False,
-                stuck=True,
-                reason="ProgressDeadlineExceeded",
-                message=condition.get("message", "the rollout exceeded its progress deadline"),
-            )
-    updated, replicas = status.get("updatedReplicas", 0), status.get("replicas", 0)
-    available = status.get("availableReplicas", 0)
+    if view.deadline_exceeded is not None:
+        return Rollout(complete=False, stuck=True, reason=DEADLINE_EXCEEDED, message=view.deadline_exceeded)
     if updated < desired or replicas > updated:
         return Rollout(
             complete=False,

@@ -11,9 +11,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent_operator.health.monitor import AgentMemory, PodInfo, run_round
-from agent_operator.health.policy import DeploymentView
+from agent_operator.health.monitor import AgentMemory, run_round
+from agent_operator.health.policy import PodView
 from agent_operator.health.poller import Poller
+from agent_operator.rollout import DeploymentView
 from agentry_api.v1alpha1 import AgentDeploymentSpec
 from tests.health.reports import dependency, report_body
 from tests.health.servers import serving
@@ -23,12 +24,12 @@ from tests.health.servers import serving
 class FakeCluster:
     """Stands in for the API server in a unit test: records deletes and scales."""
 
-    pods_: list[PodInfo]
+    pods_: list[PodView]
     replicas: int
     deleted: list[str] = field(default_factory=list)
     scaled: list[int] = field(default_factory=list)
 
-    async def pods(self) -> list[PodInfo]:
+    async def pods(self) -> list[PodView]:
         return [pod for pod in self.pods_ if pod.name not in self.deleted]
 
     async def deployment(self) -> DeploymentView:
@@ -95,7 +96,7 @@ async def _rounds(cluster: FakeCluster, port: int, count: int, memory: AgentMemo
 
 def _cluster(runtimes: list[Runtime]) -> FakeCluster:
     pods = [
-        PodInfo(name=f"pod-{i}", ip=runtime.ip, started_at=0.0, ready=True, terminating=False)
+        PodView(name=f"pod-{i}", ip=runtime.ip, started_at=0.0, ready=True, terminating=False)
         for i, runtime in enumerate(runtimes)
     ]
     return FakeCluster(pods_=pods, replicas=len(pods))

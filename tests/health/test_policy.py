@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from agent_operator.health.policy import (
-    DeploymentView,
     LoadSample,
     PodState,
     PodView,
@@ -18,6 +17,7 @@ from agent_operator.health.policy import (
     plan_scale,
     sample_load,
 )
+from agent_operator.rollout import DeploymentView
 from agentry_api.v1alpha1 import AutoscalingSpec, HealthSpec
 from tests.health.reports import dependency, report_body
 

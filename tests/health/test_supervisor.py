@@ -10,10 +10,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from agent_operator.events import EventRef
 from agent_operator.health.metrics import OperatorMetrics
 from agent_operator.health.policy import HealthVerdict
 from agent_operator.health.poller import Poller
-from agent_operator.health.supervisor import HealthSupervisor, deployment_view, pod_info
+from agent_operator.health.supervisor import HealthSupervisor, pod_info
+from agent_operator.rollout import deployment_view
 from agentry_api.v1alpha1 import AgentDeployment
 from tests.health.reports import dependency, report_body
 from tests.health.servers import serving
@@ -78,7 +80,7 @@ class RecordingApi:
     async def scale_agent(self, *, namespace: str, name: str, replicas: int) -> None:
         raise AssertionError("autoscaling is off")
 
-    async def patch_health_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    async def patch_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self.statuses.append(dict(status))
 
 
@@ -87,6 +89,10 @@ async def test_rounds_restart_once_then_report_budget_exhausted() -> None:
         return web.json_response(report_body(status="unhealthy", dependencies=[dependency("database", "down")]))
 
     events: list[tuple[str, str]] = []
+
+    async def record(ref: EventRef, *, type: str, reason: str, message: str) -> None:
+        events.append((reason, message))
+
     verdicts: list[HealthVerdict] = []
     api = RecordingApi()
     clock = iter(range(1_767_230_000, 1_767_240_000, 10))  # after the pods started
@@ -95,7 +101,7 @@ async def test_rounds_restart_once_then_report_budget_exhausted() -> None:
         supervisor = HealthSupervisor(
             api=api,
             poller=Poller(session=session, max_concurrent=4, clock=time.time),
-            events=lambda ref, *, type, reason, message: events.append((reason, message)),
+            events=record,
             verdicts=lambda ns, name, verdict: verdicts.append(verdict),
             metrics=OperatorMetrics(),
             clock=lambda: float(next(clock)),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_operator.kinds import CHILD_KINDS
 from tests.health.reports import report_body
 from tests.helm.clusterkit import HEALING_AGENT, create_agent, get_json, install, namespaces, uninstall, wait_ready
 from tests.helm.operatorkit import chart_environment, forbidden_lines, running_operator, service_account_kubeconfig
@@ -25,7 +26,7 @@ from tests.kube import KubeCluster, eventually
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-CHILDREN = ("deployment", "service", "configmap", "serviceaccount")
+CHILDREN = tuple(child.plural for child in CHILD_KINDS if not child.optional)
 
 
 def _uids(cluster: KubeCluster, namespace: str, agent: str) -> dict[str, str]:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent_operator import apply, handlers
 from agent_operator.config import ENV_PREFIX, OperatorConfig
+from agent_operator.kinds import CHILD_KINDS
 from tests.helm.chart import CHART, NAMESPACE, ROOT, helm, objects, one, pick, render, values_args
 
 SOURCE_CRD = ROOT / "crds" / "agentry.dev_agentdeployments.yaml"
@@ -273,9 +273,11 @@ def test_rbac_covers_every_kind_the_operator_watches_and_applies(
     docs = renderings[case]
     role = pick(docs, "Role")[0] if case == "namespaced" else one(docs, "ClusterRole")
     granted = _grants(role["rules"])
-    for group, _version, plural in handlers.CHILD_RESOURCES:
-        assert {"get", "list", "watch", "create", "patch", "delete"} <= granted[(group, plural)], plural
-    for api_version in {key[0] for key in apply.RESOURCES}:
+    for child in CHILD_KINDS:
+        assert {"get", "list", "watch", "create", "patch", "delete"} <= granted[(child.group, child.plural)], (
+            child.plural
+        )
+    for api_version in {child.api_version for child in CHILD_KINDS}:
         group = api_version.rpartition("/")[0]
         assert any(g == group for g, _ in granted), api_version
     assert granted[("agentry.dev", "agentdeployments/status")] == {"patch"}

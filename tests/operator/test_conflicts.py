@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
+from agent_operator.kinds import CHILD_KINDS
 from tests.kube import KubeCluster
 
 from .running import Agents
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
-CHILDREN = "serviceaccounts,configmaps,services,deployments,poddisruptionbudgets"
+CHILDREN = ",".join(child.plural for child in CHILD_KINDS)
 SELECTOR = {"app": "db"}
 POD_TEMPLATE = {
     "metadata": {"labels": SELECTOR},

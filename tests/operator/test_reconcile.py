@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
+from agent_operator.kinds import CHILD_KINDS
+
 from .running import Agents
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
-CHILDREN = "serviceaccounts,configmaps,services,deployments,poddisruptionbudgets,horizontalpodautoscalers"
+CHILDREN = ",".join(child.plural for child in CHILD_KINDS)
 
 
 def _owner_uids(obj: dict[str, Any]) -> list[str]:

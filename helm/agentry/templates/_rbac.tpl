@@ -17,7 +17,7 @@ the operator never does (deleting nodes, creating roles, reading Secrets outside
   verbs: ["get", "list", "watch", "patch"]
 # The status subresource: observedGeneration, replicas, url and the Ready/Progressing/Degraded/Stalled conditions from
 # the reconciler, healthyReplicas, degradedPods, restarts and lastScale from the health monitor; merge patches
-# (apply.py KubeApi.patch_status, patch_health_status).
+# (apply.py KubeApi.patch_status, one merge patch each writer uses for its own fields).
 - apiGroups: ["agentry.dev"]
   resources: ["agentdeployments/status"]
   verbs: ["patch"]
@@ -31,7 +31,7 @@ the operator never does (deleting nodes, creating roles, reading Secrets outside
 # pruning a child the spec no longer asks for, found by the operator's labels (KubeApi.delete_stale: the
 # PodDisruptionBudget at one replica, the HPA when autoscaling is off...).
 # watch (with list): kopf's per-kind watches that notice a child edited or deleted by hand and restore it
-# (handlers.py CHILD_RESOURCES). get: when a hand edit makes the apply impossible (422), a child without pods
+# (handlers.py CHILD_RESOURCES, from the table in kinds.py). get: when a hand edit makes the apply impossible (422), a child without pods
 # inside is read to check the agent owns it, then deleted and applied afresh (KubeApi._delete_owned); the
 # Deployment also for its readiness (KubeApi.deployment).
 - apiGroups: [""]
@@ -62,8 +62,8 @@ the operator never does (deleting nodes, creating roles, reading Secrets outside
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "delete"]
-# Events: kopf posts handler outcomes and the reconciler one per change of state or error (core v1 Events,
-# create only; kopf never updates an Event).
+# Events: the reconciler and the health monitor post one per change of state through the operator's own client
+# (apply.py KubeApi.post_event), kopf its handler outcomes (core v1 Events, create only; neither updates one).
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

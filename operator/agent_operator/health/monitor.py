@@ -9,8 +9,8 @@ from typing import Protocol
 
 from agentry_api.v1alpha1 import AgentDeploymentSpec
 
+from ..rollout import DeploymentView
 from .policy import (
-    DeploymentView,
     LoadSample,
     PodState,
     PodView,
@@ -27,21 +27,10 @@ from .poller import PodTarget, Poller
 HISTORY_PER_POD = 20
 
 
-@dataclass(frozen=True)
-class PodInfo:
-    """A pod of the agent as the index holds it (small on purpose: many agents, many pods)."""
-
-    name: str
-    ip: str
-    started_at: float
-    ready: bool
-    terminating: bool
-
-
 class ClusterIO(Protocol):
     """The reads and writes one health round needs; the operator implements it with its API client."""
 
-    async def pods(self) -> list[PodInfo]:
+    async def pods(self) -> list[PodView]:
         """The agent's pods."""
 
     async def deployment(self) -> DeploymentView | None:
@@ -122,7 +111,7 @@ async def run_round(
     if deployment is not None:
         restart = plan_restarts(
             histories=memory.histories,
-            pods={pod.name: PodView(pod.name, pod.started_at, pod.ready, pod.terminating) for pod in pods},
+            pods={pod.name: pod for pod in pods},
             deployment=deployment,
             restart_times=list(memory.restart_times),
             health=spec.health,

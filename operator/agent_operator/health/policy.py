@@ -20,6 +20,8 @@ from agentry_api.base import error_lines
 from agentry_api.health import HealthReport
 from agentry_api.v1alpha1 import AutoscalingProvider, AutoscalingSpec, HealthSpec
 
+from ..rollout import DeploymentView
+
 HOUR = 3600.0
 #: The start of the reason of an answer that is JSON but not the runtime's HealthReport.
 NOT_A_REPORT = "health answer does not match the runtime's report"
@@ -106,35 +108,14 @@ class HealthVerdict:
 
 @dataclass(frozen=True)
 class PodView:
-    """What the policy needs to know about a pod object."""
+    """A pod of the agent, small on purpose (many agents, many pods): the index entry and what the policy reads."""
 
     name: str
     started_at: float
     ready: bool = True
     terminating: bool = False
-
-
-@dataclass(frozen=True)
-class DeploymentView:
-    """The agent's Deployment as last observed."""
-
-    desired: int
-    replicas: int
-    updated: int
-    ready: int
-    generation: int = 1
-    observed_generation: int = 1
-
-    @property
-    def settling(self) -> str:
-        """Why the Deployment is in motion (a rollout or a scale), or '' when it is steady."""
-        if self.observed_generation < self.generation:
-            return "the Deployment controller has not seen the latest spec yet"
-        if self.updated < self.desired or self.replicas > self.updated:
-            return "a rollout is in progress"
-        if self.replicas != self.desired or self.ready < self.desired:
-            return "the Deployment is scaling or its pods are not all ready"
-        return ""
+    ip: str = ""
+    """Where its /health answers ('' before the pod has an address)."""
 
 
 @dataclass(frozen=True)

@@ -14,21 +14,22 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agentry_api.v1alpha1 import AgentDeployment
 from agentry_api.wiring import RUNTIME_PORT
 
+from ..events import EventRef, EventSink, agent_ref
+from ..render.labels import AGENT
+from ..rollout import DeploymentView, deployment_view
+from ..timestamps import epoch, timestamp
 from .metrics import OperatorMetrics
-from .monitor import AgentMemory, PodInfo, RoundReport, run_round
-from .policy import DeploymentView, HealthVerdict, PodState
+from .monitor import AgentMemory, RoundReport, run_round
+from .policy import HealthVerdict, PodState, PodView
 from .poller import Poller
 
 logger = logging.getLogger(__name__)
 
-#: The agent label on every pod (set by the renderer; the index is keyed by it).
-AGENT_LABEL = "agentry.dev/agent"
 #: lastHealthCheck is rewritten at most this often when nothing else in the health status changed.
 HEARTBEAT_SECONDS = 60.0
 
@@ -45,48 +46,24 @@ class HealthApi(Protocol):
     async def scale_agent(self, *, namespace: str, name: str, replicas: int) -> None:
         """Write spec.replicas through the AgentDeployment's scale subresource."""
 
-    async def patch_health_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Merge-patch the health fields of the AgentDeployment's status."""
-
-
-class EventSink(Protocol):
-    """Posts an Event about an object; never raises."""
-
-    def __call__(self, ref: dict[str, Any], *, type: str, reason: str, message: str) -> None:
-        """Post one Event."""
+    async def patch_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch these fields of the AgentDeployment's status (the reconciler's fields stay)."""
 
 
 VerdictSink = Callable[[str, str, HealthVerdict], None]
 
 
-def pod_info(body: Mapping[str, Any]) -> PodInfo | None:
+def pod_info(body: Mapping[str, Any]) -> PodView | None:
     """The small index entry of a pod (None for a pod without the agent label)."""
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     started = status.get("startTime") or meta.get("creationTimestamp")
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-    return PodInfo(
+    return PodView(
         name=str(meta.get("name")),
         ip=str(status.get("podIP") or ""),
-        started_at=_epoch(started) if started else time.time(),
+        started_at=epoch(started) if started else time.time(),
         ready=ready and status.get("phase") == "Running",
         terminating=bool(meta.get("deletionTimestamp")),
-    )
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-
-
-def deployment_view(body: Mapping[str, Any]) -> DeploymentView:
-    """The policy's view of a Deployment object."""
-    spec, status, meta = body.get("spec") or {}, body.get("status") or {}, body.get("metadata") or {}
-    return DeploymentView(
-        desired=int(spec.get("replicas", 1)),
-        replicas=int(status.get("replicas", 0)),
-        updated=int(status.get("updatedReplicas", 0)),
-        ready=int(status.get("readyReplicas", 0)),
-        generation=int(meta.get("generation") or 0),
-        observed_generation=int(status.get("observedGeneration") or 0),
     )
 
 
@@ -111,7 +88,7 @@ class _AgentIO:
     namespace: str
     name: str
 
-    async def pods(self) -> list[PodInfo]:
+    async def pods(self) -> list[PodView]:
         return list(self.supervisor.index.get((self.namespace, self.name), {}).values())
 
     async def deployment(self) -> DeploymentView | None:
@@ -141,7 +118,7 @@ class HealthSupervisor:
     ) -> None:
         self.api, self.poller, self.events, self.verdicts = api, poller, events, verdicts
         self.metrics, self.clock, self.port = metrics, clock, port
-        self.index: dict[tuple[str, str], dict[str, PodInfo]] = {}
+        self.index: dict[tuple[str, str], dict[str, PodView]] = {}
         self.agents: dict[tuple[str, str], _Agent] = {}
 
     # --- inputs from watch events --------------------------------------------------------------
@@ -149,7 +126,7 @@ class HealthSupervisor:
     def on_pod_event(self, *, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Keep the index in step with the pods (DELETED removes the entry)."""
         meta = body.get("metadata") or {}
-        agent = (meta.get("labels") or {}).get(AGENT_LABEL)
+        agent = (meta.get("labels") or {}).get(AGENT)
         if not agent or not meta.get("namespace"):
             return
         key = (str(meta["namespace"]), str(agent))
@@ -226,25 +203,21 @@ class HealthSupervisor:
             now=self.clock(),
         )
         self.metrics.observe_round(report, seconds=time.monotonic() - started)
-        self._announce(state, report)
+        await self._announce(state, report)
         await self._write_status(state, report)
 
-    def _ref(self, state: _Agent) -> dict[str, Any]:
+    def _ref(self, state: _Agent) -> EventRef:
         meta = state.agent.metadata
-        return {
-            "apiVersion": "agentry.dev/v1alpha1",
-            "kind": "AgentDeployment",
-            "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": state.uid},
-        }
+        return agent_ref(name=meta.name, namespace=meta.namespace, uid=state.uid)
 
-    def _announce(self, state: _Agent, report: RoundReport) -> None:
+    async def _announce(self, state: _Agent, report: RoundReport) -> None:
         """An Event per action, and a new verdict when the agent's health changed."""
         ref = self._ref(state)
         for pod in report.restart.restart:
             state.restarts += 1
             reason = report.polls[pod].reason if pod in report.polls else "failing"
             threshold = state.agent.spec.health.failure_threshold
-            self.events(
+            await self.events(
                 ref,
                 type="Warning",
                 reason="PodRestarted",
@@ -252,7 +225,7 @@ class HealthSupervisor:
             )
         if report.scale is not None:
             state.replicas = report.scale.replicas
-            self.events(
+            await self.events(
                 ref,
                 type="Normal",
                 reason="Scaled",
@@ -269,7 +242,7 @@ class HealthSupervisor:
         if verdict != state.verdict:
             if verdict.degraded or state.verdict is not None:
                 kind = "Warning" if verdict.degraded else "Normal"
-                self.events(ref, type=kind, reason=verdict.reason, message=verdict.message)
+                await self.events(ref, type=kind, reason=verdict.reason, message=verdict.message)
             state.verdict = verdict
             self.verdicts(state.agent.metadata.namespace, state.agent.metadata.name, verdict)
 
@@ -283,7 +256,7 @@ class HealthSupervisor:
         }
         if report.scale is not None:
             health["lastScale"] = {
-                "time": _stamp(report.checked_at),
+                "time": timestamp(report.checked_at),
                 "from": report.replicas_before,
                 "to": report.scale.replicas,
                 "reason": report.scale.reason,
@@ -292,8 +265,8 @@ class HealthSupervisor:
         if health == {k: state.last_status.get(k) for k in health} and not due:
             return
         meta = state.agent.metadata
-        await self.api.patch_health_status(
-            namespace=meta.namespace, name=meta.name, status=health | {"lastHealthCheck": _stamp(report.checked_at)}
+        await self.api.patch_status(
+            namespace=meta.namespace, name=meta.name, status=health | {"lastHealthCheck": timestamp(report.checked_at)}
         )
         state.last_status, state.last_written = health, report.checked_at
 
@@ -321,7 +294,3 @@ def _verdict(report: RoundReport, memory: AgentMemory, *, threshold: int, starti
         reason = "PodsUnhealthy" if any(p.state != PodState.DEGRADED for p in latest.values()) else "PodsDegraded"
         return HealthVerdict(True, reason, detail[:1000])
     return HealthVerdict(False, "AsExpected", f"no pod unwell for {threshold} polls in a row")
-
-
-def _stamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -15,20 +15,12 @@ from .network import render_network_policy, wants_network_policy
 from .ownership import Conflict, Owner, conflict_of, is_owned_by, may_write, with_owner
 from .service import render_service, render_service_account, service_url
 
-#: Every kind the operator may create, as (apiVersion, kind); the apply layer prunes the ones not rendered.
-CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("v1", "ServiceAccount"),
-    ("v1", "ConfigMap"),
-    ("v1", "Service"),
-    ("apps/v1", "Deployment"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-)
-
 
 def render_children(agent: AgentDeployment, config: OperatorConfig) -> list[dict[str, Any]]:
-    """Every child the agent should have now, in apply order (what the pods mount comes before the pods)."""
+    """Every child the agent should have now, in apply order (what the pods mount comes before the pods).
+
+    Each kind returned here has its row in `agent_operator.kinds.CHILD_KINDS` (a unit test checks it).
+    """
     children = [
         render_service_account(agent, config),
         render_configmap(agent, config),
@@ -45,7 +37,6 @@ def render_children(agent: AgentDeployment, config: OperatorConfig) -> list[dict
 
 
 __all__ = [
-    "CHILD_KINDS",
     "Conflict",
     "Owner",
     "config_hash",
