@@ -24,11 +24,12 @@ from typing import Any
 
 import yaml
 
+from agent_operator.render.labels import AGENT
 from agentry_api.v1alpha1 import AgentDeployment
 from agentry_api.wiring import CONFIG_KEY, DATA_DIR_ENV, RUNTIME_PORT, SECRETS_DIR_ENV
 
 #: Label every agent pod carries (set by the operator's renderer).
-AGENT_LABEL = "agentry.dev/agent"
+AGENT_LABEL = AGENT  # the operator's own label module: one definition
 
 
 @dataclass(frozen=True)

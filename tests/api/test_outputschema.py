@@ -17,8 +17,8 @@ from agent_operator.checks import INVALID_OUTPUT_SCHEMA, check_output_schema
 from agent_runtime.config import ConfigError
 from agentry_api.outputschema import MAX_DEPTH, MAX_INLINED, output_schema_problem
 from agentry_cli.main import main as agentry
+from tests.support.agents import agent, manifest
 
-from ..operator.agents import agent, manifest
 from ..runtime.harness import Backend
 
 DRAFT4 = "http://json-schema.org/draft-04/schema#"

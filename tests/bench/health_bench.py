@@ -27,7 +27,7 @@ from aiohttp import web
 from agentry_api.crdgen import render_crd
 from agentry_dev.cluster.cluster import Cluster
 from agentry_dev.cluster.network import free_ports
-from tests.health.reports import report_body
+from tests.operator.health.reports import report_body
 from tests.operator.running import OperatorProcess
 
 NAMESPACE = "bench"

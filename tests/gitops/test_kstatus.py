@@ -16,8 +16,8 @@ from agent_operator.checks import Problem
 from agent_operator.health.policy import HealthVerdict
 from agentry_api.crdgen import openapi_schema
 from agentry_api.validate import apply_defaults
-from tests.operator.agents import manifest
 from tests.operator.test_status import compute, deployment
+from tests.support.agents import manifest
 
 from .argocd import argocd_health
 from .kstatus import ARGO_HEALTH, Kstatus

@@ -13,6 +13,7 @@ import yaml
 
 from tests.helm.chart import CHART, RELEASE, values_args
 from tests.kube import KubeCluster, eventually
+from tests.support.agents import minimal_spec
 
 CRD_NAME = "agentdeployments.agentry.dev"
 
@@ -35,19 +36,15 @@ spec:
 """A stand-in for the Prometheus Operator's CRD: enough for the API server to accept a ServiceMonitor's shape
 (kind, metadata, that spec is an object); the real CRD's field checks are not reproduced."""
 
-MINIMAL_AGENT = """
-apiVersion: agentry.dev/v1alpha1
-kind: AgentDeployment
-metadata:
-  name: {name}
-spec:
-  agent:
-    model: test
-    instructions: You answer in one sentence.
-  security:
-    auth:
-      secretRef: {{name: {name}-jwt, key: key}}
-"""
+#: The minimal agent (tests/support/agents.py) as YAML, its JWT key in the Secret `{name}-jwt`.
+MINIMAL_AGENT = yaml.safe_dump(
+    {
+        "apiVersion": "agentry.dev/v1alpha1",
+        "kind": "AgentDeployment",
+        "metadata": {"name": "{name}"},
+        "spec": minimal_spec(instructions="You answer in one sentence.", jwt_secret="{name}-jwt"),
+    }
+)  # block style: the only braces are the `{name}` placeholders
 
 
 HEALING_AGENT = """

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from agent_operator.kinds import CHILD_KINDS
-from tests.health.reports import report_body
 from tests.helm.clusterkit import HEALING_AGENT, create_agent, get_json, install, namespaces, uninstall, wait_ready
 from tests.helm.operatorkit import chart_environment, forbidden_lines, running_operator, service_account_kubeconfig
 from tests.kube import KubeCluster, eventually
+from tests.operator.health.reports import report_body
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

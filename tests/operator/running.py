@@ -19,8 +19,7 @@ import yaml
 
 from agentry_dev.cluster.network import free_ports
 from tests.kube import KubeCluster, eventually
-
-from .agents import manifest
+from tests.support.agents import manifest
 
 SELECTOR = "app.kubernetes.io/managed-by=agentry"
 T = TypeVar("T")

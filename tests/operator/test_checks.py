@@ -18,8 +18,7 @@ from agent_operator.checks import (
     check_spec,
 )
 from agent_operator.render.ownership import Owner
-
-from .agents import agent
+from tests.support.agents import agent
 
 TWO_SECRETS: dict[str, Any] = {"services": {"database": {"urlSecretRef": {"name": "pg", "key": "url"}}}}
 

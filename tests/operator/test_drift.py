@@ -9,8 +9,7 @@ from pydantic import ValidationError
 
 from agent_operator.apply import Applied
 from agent_operator.reconcile import AgentState, is_drift, parse_agent
-
-from .agents import agent
+from tests.support.agents import agent
 
 
 def _state(*applied: Applied) -> AgentState:

@@ -15,8 +15,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.kube import KubeCluster, eventually
+from tests.support.agents import manifest
 
-from .agents import manifest
 from .running import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]

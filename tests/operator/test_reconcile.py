@@ -183,9 +183,15 @@ def test_edited_children_are_put_back(agents: Agents) -> None:
         what="the Deployment replicas to be restored",
     )
     agents.until(
-        lambda: (agents.get("service", "triage") or {})["spec"]["ports"][0]["port"] == 8080,
+        lambda: _service_port(agents.get("service", "triage")) == 8080,  # None while it is recreated
         what="the Service port to be restored",
     )
+
+
+def _service_port(service: dict[str, Any] | None) -> int | None:
+    ports = (service or {}).get("spec", {}).get("ports") or [{}]
+    port = ports[0].get("port")
+    return int(port) if port is not None else None
 
 
 # --- problems ----------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from agent_operator.reconcile import RECONCILE_ERROR, Reconciler
 from agent_operator.render import render_children
 from agent_operator.render.labels import AGENT, MANAGED_BY, MANAGED_BY_VALUE
 from agentry_api import v1alpha1 as api
+from tests.support.agents import agent
 
-from .agents import agent
 from .fakeapi import FakeApi
 
 NAMESPACE = "team-a"

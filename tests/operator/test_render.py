@@ -29,8 +29,7 @@ from agent_operator.render import (
 )
 from agent_operator.render.labels import selector_string
 from agentry_api.wiring import CONFIG_DIR, CONFIG_KEY, DATA_DIR, RUNTIME_PORT, SECRETS_DIR
-
-from .agents import agent
+from tests.support.agents import agent
 
 CONFIG = OperatorConfig(runtime_image="registry.local/agent-runtime:1.2.3")
 HPA: dict[str, Any] = {

@@ -18,8 +18,7 @@ from agent_operator.status import (
     status_changed,
     transitions,
 )
-
-from .agents import agent
+from tests.support.agents import agent
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)

@@ -23,6 +23,7 @@ from agent_runtime.services.protocols import AuditRow
 from agent_runtime.settings import RuntimeSettings
 from agentry_api import wiring
 from agentry_api.v1alpha1 import SecretKeyRef
+from tests.support.agents import minimal_spec
 
 from .servers import serve_in_thread
 
@@ -35,8 +36,7 @@ REDIS_REF = {"name": "redis", "key": "url"}
 
 def base_spec() -> dict[str, Any]:
     """A small valid spec: the offline model, JWT auth, generous limits."""
-    return {
-        "agent": {"model": "test", "instructions": "You are a test agent."},
+    generous = {
         "concurrency": {"maxConcurrentRequests": 4, "maxQueuedRequests": 8, "requestTimeoutSeconds": 10},
         "security": {
             "auth": {"mode": "jwt", "secretRef": JWT_REF},
@@ -44,6 +44,7 @@ def base_spec() -> dict[str, Any]:
             "rateLimit": {"requestsPerMinute": 10_000, "tokensPerMinute": 10_000_000},
         },
     }
+    return merge(minimal_spec(instructions="You are a test agent."), generous)
 
 
 def merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

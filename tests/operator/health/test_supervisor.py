@@ -17,8 +17,8 @@ from agent_operator.health.poller import Poller
 from agent_operator.health.supervisor import HealthSupervisor, pod_info
 from agent_operator.rollout import deployment_view
 from agentry_api.v1alpha1 import AgentDeployment
-from tests.health.reports import dependency, report_body
-from tests.health.servers import serving
+from tests.operator.health.reports import dependency, report_body
+from tests.operator.health.servers import serving
 
 AGENT = AgentDeployment.model_validate(
     {

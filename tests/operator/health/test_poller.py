@@ -14,8 +14,8 @@ from aiohttp import web
 from agent_operator.health.policy import PodState
 from agent_operator.health.poller import MAX_BODY_BYTES, PodTarget, Poller
 from agentry_api.v1alpha1 import HealthSpec
-from tests.health.reports import dependency, report_body
-from tests.health.servers import Handler, serving
+from tests.operator.health.reports import dependency, report_body
+from tests.operator.health.servers import Handler, serving
 
 HEALTH = HealthSpec(timeout_seconds=0.5)
 

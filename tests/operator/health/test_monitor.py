@@ -16,8 +16,8 @@ from agent_operator.health.policy import PodView
 from agent_operator.health.poller import Poller
 from agent_operator.rollout import DeploymentView
 from agentry_api.v1alpha1 import AgentDeploymentSpec
-from tests.health.reports import dependency, report_body
-from tests.health.servers import serving
+from tests.operator.health.reports import dependency, report_body
+from tests.operator.health.servers import serving
 
 
 @dataclass

@@ -19,7 +19,7 @@ from agent_operator.health.policy import (
 )
 from agent_operator.rollout import DeploymentView
 from agentry_api.v1alpha1 import AutoscalingSpec, HealthSpec
-from tests.health.reports import dependency, report_body
+from tests.operator.health.reports import dependency, report_body
 
 HEALTH = HealthSpec(
     failure_threshold=3, startup_grace_seconds=30, restart_cooldown_seconds=120, max_restarts_per_hour=3
