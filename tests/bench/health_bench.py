@@ -28,7 +28,7 @@ from agentry_api.crdgen import render_crd
 from agentry_dev.cluster.cluster import Cluster
 from agentry_dev.cluster.network import free_ports
 from tests.operator.health.reports import report_body
-from tests.operator.running import OperatorProcess
+from tests.support.operator import OperatorProcess
 
 NAMESPACE = "bench"
 HEALTHY = report_body()

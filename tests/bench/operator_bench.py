@@ -40,8 +40,8 @@ from agent_operator.render import render_deployment  # noqa: E402
 from agentry_dev.cluster.api import ApiClient  # noqa: E402
 from agentry_dev.cluster.cluster import Cluster  # noqa: E402
 from agentry_dev.cluster.components import kwok_node  # noqa: E402
-from tests.operator.running import OperatorProcess  # noqa: E402
 from tests.support.agents import agent, manifest  # noqa: E402
+from tests.support.operator import OperatorProcess  # noqa: E402
 
 CRD = ROOT / "crds" / "agentry.dev_agentdeployments.yaml"
 #: Health settings of the benchmark agents: poll once an hour, never restart (see the module docstring).

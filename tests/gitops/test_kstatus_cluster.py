@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from tests.kube import KubeCluster, eventually
-from tests.operator.running import OperatorProcess
 from tests.support.agents import manifest
+from tests.support.operator import OperatorProcess
 
 from .argocd import argocd_health
 from .kstatus import ARGO_HEALTH, Kstatus

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +14,7 @@ from agentry_dev.cluster.network import free_ports
 from tests.helm.chart import RELEASE
 from tests.helm.clusterkit import get_json
 from tests.kube import KubeCluster
+from tests.support.operator import OperatorProcess
 
 RBAC_REFUSAL = re.compile(r"cannot [a-z]+ resource|Not enough permissions")
 """An RBAC refusal in the operator's log: the API server's `User "..." cannot VERB resource "..."`, or kopf's
@@ -62,30 +58,15 @@ def chart_environment(cluster: KubeCluster, namespace: str) -> dict[str, str]:
     return env
 
 
-def operator_command() -> list[str]:
-    """The installed `agentry-operator` console script (next to this Python), as the image runs it."""
-    script = Path(sys.executable).with_name("agentry-operator")
-    found = str(script) if script.exists() else shutil.which("agentry-operator")
-    assert found, "the agentry-operator console script is not installed (pip install -e '.[operator]')"
-    return [found]
-
-
 @contextmanager
-def running_operator(*, kubeconfig: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The operator process for the duration of the block; stopped by its pid (SIGTERM, then SIGKILL)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTRY_") and k != "KUBECONFIG"}
-    full_env.update(env, KUBECONFIG=str(kubeconfig))
-    with log.open("wb") as out:
-        process = subprocess.Popen(operator_command(), env=full_env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+def running_operator(*, kubeconfig: Path, env: dict[str, str], log: Path) -> Iterator[OperatorProcess]:
+    """The operator with exactly the chart's environment, for the duration of the block (stopped by its pid)."""
+    process = OperatorProcess(kubeconfig=kubeconfig, namespaces=(), log=log, exact_env=env)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def forbidden_lines(log: Path) -> list[str]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.kube import KubeCluster
+from tests.support.operator import OperatorProcess
 
-from .running import Agents, OperatorProcess
+from .running import Agents
 
 
 @pytest.fixture(scope="module")

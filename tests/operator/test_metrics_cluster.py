@@ -16,8 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.kube import KubeCluster, eventually
 from tests.support.agents import manifest
-
-from .running import OperatorProcess
+from tests.support.operator import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 

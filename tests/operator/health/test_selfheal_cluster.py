@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from tests.kube import KubeCluster, eventually
-from tests.operator.running import OperatorProcess
 from tests.runtime.servers import chat_completions_app, serve_in_thread
 from tests.services import running_redis
+from tests.support.operator import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.services, pytest.mark.slow]
 
