@@ -39,11 +39,17 @@ def test_a_success_resets_the_count() -> None:
     assert b.failures == 1
 
 
-def test_half_open_lets_one_trial_through_and_closes_on_success() -> None:
-    clock = FakeClock(100.0)
+def opened(clock: FakeClock) -> CircuitBreaker:
+    """A breaker that three failures in a row have just opened."""
     b = breaker(clock)
     for _ in range(3):
         b.record_failure()
+    return b
+
+
+def test_half_open_lets_one_trial_through_and_closes_on_success() -> None:
+    clock = FakeClock(100.0)
+    b = opened(clock)
     clock.now += 30
     assert state_of(b) == "half-open"
     b.before_call()
@@ -55,9 +61,7 @@ def test_half_open_lets_one_trial_through_and_closes_on_success() -> None:
 
 def test_a_failed_trial_opens_again_for_a_full_period() -> None:
     clock = FakeClock(100.0)
-    b = breaker(clock)
-    for _ in range(3):
-        b.record_failure()
+    b = opened(clock)
     clock.now += 31
     b.before_call()
     b.record_failure()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -35,54 +36,48 @@ def make_api(base_url: str, *, timeout: float = 2.0, retries: int = 2, threshold
     return ExternalApi(base_url=base_url, timeout=timeout, max_retries=retries, breaker=breaker, sleep=no_sleep)
 
 
-async def test_retries_5xx_then_succeeds(base_url: str, script: Script) -> None:
-    script.failures = 2
-    api = make_api(base_url)
+@asynccontextmanager
+async def started(api: ExternalApi) -> AsyncIterator[ExternalApi]:
+    """The client started for the block and closed after it, whatever the block raised."""
     await api.start()
     try:
-        response = await api.request("GET", "/items/1")
+        yield api
     finally:
         await api.close()
+
+
+async def test_retries_5xx_then_succeeds(base_url: str, script: Script) -> None:
+    script.failures = 2
+    async with started(make_api(base_url)) as api:
+        response = await api.request("GET", "/items/1")
     assert response.json() == {"path": "/items/1", "ok": True}
     assert len(script.calls) == 3
     assert api.breaker.state == "closed"
 
 
 async def test_4xx_is_returned_not_retried(base_url: str, script: Script) -> None:
-    api = make_api(base_url)
-    await api.start()
-    try:
+    async with started(make_api(base_url)) as api:
         response = await api.request("GET", "/status/404")
-    finally:
-        await api.close()
     assert response.status_code == 404
     assert len(script.calls) == 1
 
 
 async def test_timeouts_open_the_circuit_then_calls_fail_fast(base_url: str, script: Script) -> None:
     script.delay = 0.5
-    api = make_api(base_url, timeout=0.1, retries=1, threshold=2)
-    await api.start()
-    try:
+    async with started(make_api(base_url, timeout=0.1, retries=1, threshold=2)) as api:
         with pytest.raises(ExternalApiError, match="ReadTimeout"):
             await api.request("GET", "/slow")
         assert api.breaker.state == "open"
         assert (await api.check()).state == "degraded"
         with pytest.raises(CircuitOpenError):
             await api.request("GET", "/slow")
-    finally:
-        await api.close()
     assert len(script.calls) == 2
 
 
 async def test_connection_refused_is_an_error_after_retries() -> None:
-    api = make_api("http://127.0.0.1:9", retries=2)
-    await api.start()
-    try:
+    async with started(make_api("http://127.0.0.1:9", retries=2)) as api:
         with pytest.raises(ExternalApiError, match="ConnectError"):
             await api.request("GET", "/")
-    finally:
-        await api.close()
     assert api.breaker.failures == 3
 
 

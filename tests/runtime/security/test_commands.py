@@ -107,22 +107,23 @@ async def test_audit_verify_on_the_runtime_sqlite_database(tmp_path: Path, capsy
     assert "BROKEN at seq 3 after 2 good records" in capsys.readouterr().out
 
 
-async def test_audit_verify_detects_a_deleted_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("records", "tampering", "expected"),
+    [
+        (4, "DELETE FROM audit_log WHERE seq = 2", "BROKEN at seq 3"),  # a deleted row
+        (2, "UPDATE audit_log SET record = 'not json' WHERE seq = 1", "seq 1"),  # an unreadable record
+    ],
+    ids=["deleted-row", "unreadable-record"],
+)
+async def test_audit_verify_detects_tampering(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], records: int, tampering: str, expected: str
+) -> None:
     path = tmp_path / "agentry.db"
-    await write_trail(path, 4)
+    await write_trail(path, records)
     with closing(sqlite3.connect(path)) as connection, connection:
-        connection.execute("DELETE FROM audit_log WHERE seq = 2")
+        connection.execute(tampering)
     assert main(["audit", "verify", "--sqlite", str(path)]) == 1
-    assert "BROKEN at seq 3" in capsys.readouterr().out
-
-
-async def test_audit_verify_flags_an_unreadable_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "agentry.db"
-    await write_trail(path, 2)
-    with closing(sqlite3.connect(path)) as connection, connection:
-        connection.execute("UPDATE audit_log SET record = 'not json' WHERE seq = 1")
-    assert main(["audit", "verify", "--sqlite", str(path)]) == 1
-    assert "seq 1" in capsys.readouterr().out
+    assert expected in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
