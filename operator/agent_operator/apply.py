@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +32,7 @@ from agentry_api import v1alpha1 as api
 
 from .config import FIELD_MANAGER, OperatorConfig
 from .events import COMPONENT, MAX_MESSAGE, EventRef
-from .kinds import CHILD_KINDS, ChildKind
+from .kinds import CHILD_KINDS, Applied, ApplyError, ChildKey, ChildKind, key_of
 from .render.labels import AGENT, MANAGED_BY, MANAGED_BY_VALUE
 from .render.ownership import Owner, may_write, with_owner
 
@@ -54,28 +53,6 @@ RESOURCES: dict[tuple[str, str], type[NamespacedResource]] = {child.key: _resour
 
 #: Kinds that may be deleted and created again when a hand edit makes apply impossible (no pods inside).
 RECREATABLE = frozenset(child.kind for child in CHILD_KINDS if child.recreatable)
-
-ChildKey = tuple[str, str, str]
-"""(apiVersion, kind, name) of a child."""
-
-
-class ApplyError(RuntimeError):
-    """The API server refused a child; the message names the object and carries the server's reason."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Applied:
-    """What the API server stored for one child: enough to tell our own echo from someone else's edit."""
-
-    key: ChildKey
-    resource_version: str
-    generation: int
-    body: dict[str, Any]
-
-
-def key_of(obj: dict[str, Any]) -> ChildKey:
-    """(apiVersion, kind, name) of a rendered or stored child."""
-    return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
 
 
 class KubeApi:

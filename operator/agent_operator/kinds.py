@@ -8,6 +8,7 @@ lightkube class by apiVersion and kind, the kopf glue watches the plural, the ch
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,28 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
 
 BY_KIND: dict[str, ChildKind] = {child.kind: child for child in CHILD_KINDS}
 """Each row by its kind name (kind names of children are unique across groups)."""
+
+
+# --- what one apply of a child returns (pure data: the reconciler needs it without the client) -------
+
+ChildKey = tuple[str, str, str]
+"""(apiVersion, kind, name) of a child."""
+
+
+class ApplyError(RuntimeError):
+    """The API server refused a child; the message names the object and carries the server's reason."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Applied:
+    """What the API server stored for one child: enough to tell our own echo from someone else's edit."""
+
+    key: ChildKey
+    resource_version: str
+    generation: int
+    body: dict[str, Any]
+
+
+def key_of(obj: dict[str, Any]) -> ChildKey:
+    """(apiVersion, kind, name) of a rendered or stored child."""
+    return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])

@@ -22,12 +22,11 @@ from pydantic import ValidationError
 from agentry_api import v1alpha1 as api
 from agentry_api.base import error_lines
 
-from .apply import Applied, ApplyError, ChildKey, key_of
 from .checks import Problem, check_ownership, check_secrets, check_spec
 from .config import OperatorConfig
 from .events import EventRef, agent_ref
 from .health.policy import HealthVerdict
-from .kinds import BY_KIND, CHILD_KINDS
+from .kinds import BY_KIND, CHILD_KINDS, Applied, ApplyError, ChildKey, key_of
 from .render import Owner, may_write, render_children
 from .render.labels import AGENT
 from .status import StatusPatch, compute_status, is_degraded, never_reconciled, status_changed, transitions

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_operator.apply import Applied, ApplyError, ChildKey, key_of
 from agent_operator.events import EventRef
+from agent_operator.kinds import Applied, ApplyError, ChildKey, key_of
 from agent_operator.render import Owner, may_write, with_owner
 from agent_operator.render.labels import AGENT, MANAGED_BY, MANAGED_BY_VALUE
 from agentry_api import v1alpha1 as api

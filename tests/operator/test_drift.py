@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent_operator.apply import Applied
+from agent_operator.kinds import Applied
 from agent_operator.reconcile import AgentState, is_drift, parse_agent
 from tests.support.agents import agent
 
