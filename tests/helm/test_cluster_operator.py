@@ -52,7 +52,10 @@ def restore_after_hand_edits(cluster: KubeCluster, namespace: str, agent: str) -
 
     def restored() -> bool:
         now = _uids(cluster, namespace, agent)
-        service = get_json(cluster, "service", agent, "-n", namespace)
+        found = cluster.kubectl("get", "service", agent, "-n", namespace, "-o", "json", check=False)
+        if found.returncode != 0:  # the operator recreates a Service whose edit apply cannot undo
+            return False
+        service = json.loads(found.stdout)
         fresh = now.get("ConfigMap") not in (None, before["ConfigMap"]) and now.get("ServiceAccount") not in (
             None,
             before["ServiceAccount"],
