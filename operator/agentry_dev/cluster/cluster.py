@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import json
+import os
 import shutil
 import subprocess
 import time
@@ -14,13 +16,13 @@ from pathlib import Path
 
 import yaml
 
-from agentry_dev.cluster import processes
+from agentry_dev.cluster import hostnode, node, processes
 from agentry_dev.cluster.api import ApiClient
-from agentry_dev.cluster.build import ensure_built
+from agentry_dev.cluster.build import ensure_built, ensure_node_built
 from agentry_dev.cluster.components import COMMANDS, kwok_node
-from agentry_dev.cluster.layout import COMPONENTS, Layout, Ports, kubeconfig_document, read_state
-from agentry_dev.cluster.network import HOST, choose_octet, free_ports, is_listening
-from agentry_dev.cluster.pki import CLIENTS, pki_complete, write_pki
+from agentry_dev.cluster.layout import NODE_COMPONENTS, Layout, NodePorts, Ports, kubeconfig_document, read_state
+from agentry_dev.cluster.network import HOST, choose_octet, first_service_ip, free_ports, is_listening
+from agentry_dev.cluster.pki import CLIENTS, KUBELET_API_CLIENT, PkiPlan, node_clients, pki_complete, write_pki
 from agentry_dev.cluster.versions import cache_root
 
 NODE_NAME = "kwok-node-0"
@@ -28,6 +30,9 @@ NODE_NAME = "kwok-node-0"
 
 UP_TIMEOUT = 90.0
 """Seconds `up` waits for readiness before it gives up; a warm start needs well under 20."""
+
+HOST_TOOLS = ("ip", "iptables", "iptables-save", "umount")
+"""Host commands a real node needs besides its own binaries (Debian: iproute2, iptables, mount)."""
 
 
 class ClusterError(RuntimeError):
@@ -49,6 +54,8 @@ class Cluster:
     """Processes this Python process started (so `down` can reap them); empty for a found cluster."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds from the start of `up` until each milestone was reached."""
+    preload: tuple[Path, ...] = ()
+    """Image archives a real node's containerd imports before the kubelet starts."""
 
     @property
     def name(self) -> str:
@@ -76,19 +83,33 @@ class Cluster:
         return ApiClient(self.server, ca=pki.cert("ca"), cert=pki.cert("admin"), key=pki.key("admin"))
 
     @classmethod
-    def up(cls, name: str = "agentry", *, root: Path | None = None, timeout: float = UP_TIMEOUT) -> Cluster:
+    def up(
+        cls,
+        name: str = "agentry",
+        *,
+        root: Path | None = None,
+        timeout: float = UP_TIMEOUT,
+        real_node: bool = False,
+        preload: tuple[Path, ...] = (),
+    ) -> Cluster:
         """Start the named cluster (building binaries first if needed) and return once it serves.
 
-        A cluster that already runs healthily is returned as it is; a half-dead one is stopped and started anew.
+        With `real_node`, a kubelet on containerd joins the KWOK nodes; `preload` names image archives (the pause
+        image at least) imported into its containerd before the kubelet starts, since nothing can be pulled here.
+        A cluster that already runs healthily is returned as it is; a half-dead one, or one without the node
+        asked for, is stopped and started anew.
         """
         root = cache_root() if root is None else root
-        bin_dir = ensure_built(root=root)
+        bin_dir = ensure_node_built(root=root) if real_node else ensure_built(root=root)
+        if real_node:
+            _check_host()
         existing = cls.find(name, root=root)
         if existing is not None:
-            if existing.is_healthy():
+            if existing.is_healthy() and existing.layout.real_node == real_node:
                 return existing
             existing.down()
-        cluster = cls(_new_layout(name=name, root=root, bin_dir=bin_dir))
+        cluster = cls(_new_layout(name=name, root=root, bin_dir=bin_dir, real_node=real_node))
+        cluster.preload = preload
         try:
             cluster._boot(timeout=timeout)
         except BaseException:
@@ -111,7 +132,7 @@ class Cluster:
         """Every component is alive and the API server answers /readyz."""
         alive = self.status()
         return (
-            set(alive) == set(COMPONENTS)
+            set(alive) == set(self.layout.components)
             and all(alive.values())
             and self.client().request("GET", "/readyz").status == 200
         )
@@ -127,14 +148,22 @@ class Cluster:
         busy = _listening(list(vars(self.layout.ports).values()), patience=processes.REAP_TIMEOUT)
         if any(self.status().values()) or busy:
             raise ClusterError(f"cluster {self.name} left processes {self.status()} or ports {busy} behind")
+        if self.layout.real_node:
+            left = hostnode.teardown(self.layout, proxy_cleanup=node.kube_proxy_cleanup(self.layout))
+            if left:
+                raise ClusterError(f"cluster {self.name}: the real node left {left} behind")
         self.layout.state_file.unlink(missing_ok=True)
         shutil.rmtree(self.layout.root if purge else self.layout.etcd_data, ignore_errors=True)
 
     def _start(self, component: str) -> None:
         argv = COMMANDS[component](self.layout)
-        child = processes.start(argv=argv, log=self.layout.logs / f"{component}.log")
+        # containerd finds its shim on PATH; the shim and runc must be the ones this cluster built or chose.
+        env = {**os.environ, "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        child = processes.start(argv=argv, log=self.layout.logs / f"{component}.log", env=env)
         self.children[component] = child
         self.pids[component] = child.pid
+        if component in NODE_COMPONENTS:
+            hostnode.join_node_cgroup(self.layout, child.pid)
         self.layout.state_file.write_text(self.layout.to_json(pids=self.pids))
 
     def _check_alive(self) -> None:
@@ -158,6 +187,11 @@ class Cluster:
         started = time.monotonic()
         deadline = started + timeout
         api = self.client()
+        if self.layout.real_node:
+            # The API server listens on the node's bridge, so the bridge comes first.
+            hostnode.record_host(self.layout)
+            hostnode.setup_network(self.layout)
+            hostnode.make_cgroups(self.layout)
         self._start("etcd")
         self._wait(
             "etcd",
@@ -174,10 +208,12 @@ class Cluster:
             deadline=deadline,
             started=started,
         )
-        for component in COMPONENTS[2:]:
+        for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
             self._start(component)
         self._wait("node", lambda: _create_node(api), component="kube-apiserver", deadline=deadline, started=started)
-        self._wait("node Ready", lambda: _node_ready(api), component="kwok", deadline=deadline, started=started)
+        self._wait(
+            "node Ready", lambda: _node_ready(api, NODE_NAME), component="kwok", deadline=deadline, started=started
+        )
         self._wait(
             "default ServiceAccount",
             lambda: api.request("GET", "/api/v1/namespaces/default/serviceaccounts/default").status == 200,
@@ -185,6 +221,56 @@ class Cluster:
             deadline=deadline,
             started=started,
         )
+        if self.layout.real_node:
+            self._boot_node(api, deadline=deadline, started=started)
+
+    def _boot_node(self, api: ApiClient, *, deadline: float, started: float) -> None:
+        layout = self.layout
+        self._wait(
+            "kubelet API access",
+            lambda: (
+                api.request(
+                    "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", _kubelet_api_binding()
+                ).status
+                in (201, 409)
+            ),
+            component="kube-apiserver",
+            deadline=deadline,
+            started=started,
+        )
+        self._start("containerd")
+        self._wait(
+            "containerd", layout.containerd_socket.exists, component="containerd", deadline=deadline, started=started
+        )
+        for archive in self.preload:
+            self._import(archive)
+        self.timings["images imported"] = round(time.monotonic() - started, 2)
+        self._start("kubelet")
+        self._start("kube-proxy")
+        self._wait(
+            "real node Ready",
+            lambda: _node_ready(api, layout.node_name),
+            component="kubelet",
+            deadline=deadline,
+            started=started,
+        )
+        service = "/api/v1/namespaces/default/endpoints/kubernetes"
+        self._wait(
+            "kubernetes endpoints",
+            lambda: layout.node_ip in api.request("GET", service).body,
+            component="kube-apiserver",
+            deadline=deadline,
+            started=started,
+        )
+
+    def ctr(self, *args: str) -> list[str]:
+        """A `ctr` command line against this cluster's containerd, in the kubelet's namespace."""
+        return [str(self.bin_dir / "ctr"), "--address", str(self.layout.containerd_socket), "-n", "k8s.io", *args]
+
+    def _import(self, archive: Path) -> None:
+        done = subprocess.run(self.ctr("images", "import", str(archive)), capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ClusterError(f"cluster {self.name}: importing {archive} failed: {done.stderr.strip()}")
 
 
 def _listening(ports: list[int], *, patience: float) -> list[int]:
@@ -209,8 +295,8 @@ def _create_node(api: ApiClient) -> bool:
     return api.request("POST", "/api/v1/nodes", kwok_node(NODE_NAME)).status in (201, 409)
 
 
-def _node_ready(api: ApiClient) -> bool:
-    answer = api.request("GET", f"/api/v1/nodes/{NODE_NAME}")
+def _node_ready(api: ApiClient, name: str) -> bool:
+    answer = api.request("GET", f"/api/v1/nodes/{name}")
     if answer.status != 200:
         return False
     conditions = answer.json().get("status", {}).get("conditions", [])
@@ -226,7 +312,50 @@ def _taken_octets(root: Path, *, other_than: str) -> set[int]:
     return taken
 
 
-def _new_layout(*, name: str, root: Path, bin_dir: Path) -> Layout:
+def _kubelet_api_binding() -> dict[str, object]:
+    # The bootstrap role for exactly what the API server does on a kubelet (logs, exec, port-forward, metrics).
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "agentry-dev:apiserver-kubelet-client"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kubelet-api-admin"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "kube-apiserver-kubelet-client"}
+        ],
+    }
+
+
+def _check_host() -> None:
+    """A real node needs root and a few host commands; say which is missing instead of failing half-way."""
+    if os.geteuid() != 0:
+        raise ClusterError("a real node needs root (it creates a bridge, cgroups and mounts); run as root")
+    missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
+    missing += [
+        str(p) for p in (node.RUNC, node.CNI_BIN_DIR / "bridge", node.CNI_BIN_DIR / "host-local") if not p.exists()
+    ]
+    if missing:
+        raise ClusterError(f"a real node needs {', '.join(missing)}; `.ci/bootstrap` installs them (Debian packages)")
+
+
+def _pki_plan(layout: Layout) -> PkiPlan:
+    if not layout.real_node:
+        return PkiPlan()
+    ips = (HOST, layout.node_ip, first_service_ip(layout.service_cidr))
+    return PkiPlan(server_ips=ips, node_name=layout.node_name, node_ip=layout.node_ip)
+
+
+def _write_node_files(layout: Layout) -> None:
+    files = node.paths(layout)
+    for key in ("containerd_root", "containerd_state", "run", "cni_conf", "cni_data", "kubelet_root", "pod_logs"):
+        files[key].mkdir(parents=True, exist_ok=True)
+    files["containerd_config"].write_text(node.containerd_config(layout))
+    (files["cni_conf"] / "10-agentry.conflist").write_text(json.dumps(node.cni_conflist(layout), indent=2) + "\n")
+    files["kubelet_config"].write_text(yaml.safe_dump(node.kubelet_config(layout), sort_keys=False))
+    files["proxy_config"].write_text(yaml.safe_dump(node.kube_proxy_config(layout), sort_keys=False))
+    files["resolv_conf"].write_text(node.resolv_conf())
+
+
+def _new_layout(*, name: str, root: Path, bin_dir: Path, real_node: bool = False) -> Layout:
     """Give the cluster fresh ports, a free pod range, an empty etcd, clean logs, PKI and kubeconfigs."""
     folder = clusters_dir(root) / name
     layout = Layout(
@@ -235,13 +364,21 @@ def _new_layout(*, name: str, root: Path, bin_dir: Path) -> Layout:
         bin_dir=bin_dir,
         ports=Ports(*free_ports(6)),
         octet=choose_octet(name=name, taken=_taken_octets(root, other_than=name)),
+        node_ports=NodePorts(*free_ports(4)) if real_node else None,
     )
     shutil.rmtree(layout.etcd_data, ignore_errors=True)
     shutil.rmtree(layout.logs, ignore_errors=True)
     layout.logs.mkdir(parents=True)
-    if not pki_complete(layout.pki.root):
-        write_pki(root=layout.pki.root, now=datetime.datetime.now(datetime.UTC))
-    for user in CLIENTS:
+    plan = _pki_plan(layout)
+    if not pki_complete(layout.pki.root, plan):
+        write_pki(root=layout.pki.root, now=datetime.datetime.now(datetime.UTC), plan=plan)
+    users = [*CLIENTS, *(node_clients(layout.node_name) if real_node else ())]
+    for user in users:
+        if user == KUBELET_API_CLIENT:
+            continue
         document = kubeconfig_document(layout=layout, user=user)
         layout.kubeconfig(user).write_text(yaml.safe_dump(document, sort_keys=False))
+    if real_node:
+        shutil.rmtree(layout.node_root, ignore_errors=True) if not hostnode.mounts_under(layout.node_root) else None
+        _write_node_files(layout)
     return layout

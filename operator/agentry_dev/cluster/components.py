@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from agentry_dev.cluster import node
 from agentry_dev.cluster.layout import Layout
-from agentry_dev.cluster.network import HOST, pod_cidr, service_cidr
+from agentry_dev.cluster.network import HOST, pod_cidr
+from agentry_dev.cluster.pki import KUBELET_API_CLIENT
 from agentry_dev.cluster.versions import kwok_stages_file
 
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -35,22 +37,24 @@ def etcd(layout: Layout) -> list[str]:
 
 
 def kube_apiserver(layout: Layout) -> list[str]:
-    """API server on loopback with RBAC and real ServiceAccount tokens.
+    """API server with RBAC and real ServiceAccount tokens, on loopback or, with a real node, on the node's bridge.
 
-    `--endpoint-reconciler-type=none`: the API server refuses loopback addresses in Endpoints, so it must not try
-    to publish its own address in the `kubernetes` Service.
+    Without a real node, `--endpoint-reconciler-type=none`: the API server refuses loopback addresses in Endpoints,
+    so it must not try to publish its own address in the `kubernetes` Service. With one, it listens on the node IP
+    and publishes it there, so pods (the operator among them) reach it through the `kubernetes` Service.
     """
     pki = layout.pki
     return [
         str(layout.binary("kube-apiserver")),
         f"--etcd-servers=http://{HOST}:{layout.ports.etcd_client}",
-        f"--bind-address={HOST}",
-        f"--advertise-address={HOST}",
+        f"--bind-address={layout.host}",
+        f"--advertise-address={layout.host}",
         f"--secure-port={layout.ports.apiserver}",
-        "--endpoint-reconciler-type=none",
+        f"--endpoint-reconciler-type={'lease' if layout.real_node else 'none'}",
         "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=true",
-        f"--service-cluster-ip-range={service_cidr(layout.octet)}",
+        f"--service-cluster-ip-range={layout.service_cidr}",
         f"--tls-cert-file={pki.cert('apiserver')}",
         f"--tls-private-key-file={pki.key('apiserver')}",
         f"--client-ca-file={pki.cert('ca')}",
@@ -58,6 +62,21 @@ def kube_apiserver(layout: Layout) -> list[str]:
         f"--service-account-key-file={pki.cert('sa')}",
         f"--service-account-signing-key-file={pki.key('sa')}",
         *_request_header_flags(layout),
+        *_kubelet_client_flags(layout),
+    ]
+
+
+def _kubelet_client_flags(layout: Layout) -> list[str]:
+    # The API server proves who it is to the kubelet (which asks back whether that identity may) and checks the
+    # kubelet's serving certificate against the cluster CA: logs, exec and port-forward are authenticated both ways.
+    if not layout.real_node:
+        return []
+    pki = layout.pki
+    return [
+        f"--kubelet-client-certificate={pki.cert(KUBELET_API_CLIENT)}",
+        f"--kubelet-client-key={pki.key(KUBELET_API_CLIENT)}",
+        f"--kubelet-certificate-authority={pki.cert('ca')}",
+        "--kubelet-preferred-address-types=InternalIP",
     ]
 
 
@@ -133,6 +152,9 @@ COMMANDS: dict[str, Callable[[Layout], list[str]]] = {
     "kube-controller-manager": kube_controller_manager,
     "kube-scheduler": kube_scheduler,
     "kwok": kwok,
+    "containerd": node.containerd,
+    "kubelet": node.kubelet,
+    "kube-proxy": node.kube_proxy,
 }
 """Command line builder of each component, in start order."""
 

@@ -7,11 +7,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agentry_dev.cluster.network import HOST
+from agentry_dev.cluster.network import (
+    HOST,
+    bridge_name,
+    node_ip,
+    node_service_cidr,
+    node_subnet,
+    service_cidr,
+)
 from agentry_dev.cluster.pki import PkiPaths
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-"""Start order; they stop in reverse."""
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+"""Start order of the control plane (KWOK included: it runs the fake nodes); they stop in reverse."""
+
+NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
+"""The real node's daemons, started after the control plane serves."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,16 @@ class Ports:
 
 
 @dataclass(frozen=True)
+class NodePorts:
+    """Listeners of the real node's daemons; the kubelet's API on the node IP, health and metrics on loopback."""
+
+    kubelet: int
+    kubelet_healthz: int
+    proxy_healthz: int
+    proxy_metrics: int
+
+
+@dataclass(frozen=True)
 class Layout:
     """One cluster's state folder (`<cache>/clusters/<name>/`), its binaries, ports and pod range octet."""
 
@@ -35,11 +55,68 @@ class Layout:
     bin_dir: Path
     ports: Ports
     octet: int
+    node_ports: NodePorts | None = None
+    """Set when the cluster has a real node (containerd, kubelet, kube-proxy); None for KWOK nodes only."""
+
+    @property
+    def real_node(self) -> bool:
+        """Whether this cluster runs a real kubelet next to its KWOK nodes."""
+        return self.node_ports is not None
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Every process of this cluster, in start order."""
+        return CONTROL_PLANE + (NODE_COMPONENTS if self.real_node else ())
+
+    @property
+    def host(self) -> str:
+        """The API server's address: loopback, or the node IP on the bridge when pods must reach it too."""
+        return node_ip(self.octet) if self.real_node else HOST
+
+    @property
+    def service_cidr(self) -> str:
+        """ClusterIPs: on loopback without a real node, on the bridge with one."""
+        return node_service_cidr(self.octet) if self.real_node else service_cidr(self.octet)
+
+    @property
+    def node_name(self) -> str:
+        """The real node's name (and the kubelet's identity `system:node:<name>`)."""
+        return f"{self.name}-node"
+
+    @property
+    def bridge(self) -> str:
+        """The real node's Linux bridge."""
+        return bridge_name(self.octet)
+
+    @property
+    def node_subnet(self) -> str:
+        """The real node's pod and node addresses."""
+        return node_subnet(self.octet)
+
+    @property
+    def node_ip(self) -> str:
+        """The real node's address."""
+        return node_ip(self.octet)
+
+    @property
+    def node_root(self) -> Path:
+        """State of the real node: containerd's root and state, the kubelet's root, CNI, pod logs."""
+        return self.root / "node"
+
+    @property
+    def containerd_socket(self) -> Path:
+        """The gRPC socket of containerd socket (the kubelet's CRI endpoint and `ctr --address`)."""
+        return self.node_root / "run" / "containerd.sock"
+
+    @property
+    def cgroup_name(self) -> str:
+        """The cgroup (in every hierarchy) that holds the node's daemons, shims and pods, so `down` finds them all."""
+        return f"agentry-{self.name}"
 
     @property
     def server(self) -> str:
         """The API server URL clients use."""
-        return f"https://{HOST}:{self.ports.apiserver}"
+        return f"https://{self.host}:{self.ports.apiserver}"
 
     @property
     def pki(self) -> PkiPaths:
@@ -91,6 +168,7 @@ def read_state(path: Path) -> tuple[Layout, dict[str, int]] | None:
             bin_dir=Path(body["bin_dir"]),
             ports=Ports(**body["ports"]),
             octet=int(body["octet"]),
+            node_ports=NodePorts(**body["node_ports"]) if body.get("node_ports") else None,
         )
         return layout, {str(k): int(v) for k, v in body["pids"].items()}
     except (OSError, ValueError, KeyError, TypeError):

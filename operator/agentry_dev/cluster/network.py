@@ -55,3 +55,38 @@ def pod_cidr(octet: int) -> str:
 def service_cidr(octet: int) -> str:
     """ClusterIPs of one cluster; nothing routes them, and they stay on loopback like everything else."""
     return f"127.{SERVICE_RANGE_OCTET}.{octet}.0/24"
+
+
+NODE_NET = "10.213"
+"""A real node's bridge takes `10.213.<octet>.0/24`: the node is `.1`, its pods the rest. The range exists only on
+the bridge the cluster creates, so nothing off this machine is ever addressed."""
+
+NODE_SERVICE_NET = "10.214"
+"""ClusterIPs of a cluster with a real node: `10.214.<octet>.0/24`, routed onto the cluster's bridge only, so the
+host and every pod reach them (loopback ClusterIPs would be each pod's own loopback)."""
+
+
+def bridge_name(octet: int) -> str:
+    """The Linux bridge of one cluster's real node (at most 15 characters, as interface names must be)."""
+    return f"agentry{octet}"
+
+
+def node_subnet(octet: int) -> str:
+    """The bridge's subnet: the node's address and every pod IP of the real node."""
+    return f"{NODE_NET}.{octet}.0/24"
+
+
+def node_ip(octet: int) -> str:
+    """The node's address on its bridge: the kubelet's node IP, the API server's address, the pods' gateway."""
+    return f"{NODE_NET}.{octet}.1"
+
+
+def node_service_cidr(octet: int) -> str:
+    """ClusterIPs of a cluster with a real node."""
+    return f"{NODE_SERVICE_NET}.{octet}.0/24"
+
+
+def first_service_ip(cidr: str) -> str:
+    """The `kubernetes` Service's ClusterIP: the first address of the Service range."""
+    network = cidr.split("/", 1)[0].rsplit(".", 1)[0]
+    return f"{network}.1"

@@ -51,6 +51,23 @@ CLIENTS: dict[str, Subject] = {
 """Client identities; the bootstrap RBAC roles of kube-controller-manager and kube-scheduler match these CNs, and
 `front-proxy` is the API server's own identity towards aggregated API servers (request-header authentication)."""
 
+KUBELET_API_CLIENT = "apiserver-kubelet-client"
+"""The API server's client certificate towards kubelets (logs, exec, port-forward); bound to the bootstrap role
+`system:kubelet-api-admin` at `up`, so it may do exactly that on every node and nothing else."""
+
+
+def node_clients(node_name: str) -> dict[str, Subject]:
+    """Client identities of a real node: the kubelet, kube-proxy, and the API server towards the kubelet.
+
+    The kubelet is `system:node:<name>` in `system:nodes` (what the Node authorizer and NodeRestriction admit),
+    kube-proxy the bootstrap `system:kube-proxy`.
+    """
+    return {
+        "kubelet": Subject(f"system:node:{node_name}", ("system:nodes",)),
+        "kube-proxy": Subject("system:kube-proxy"),
+        KUBELET_API_CLIENT: Subject("kube-apiserver-kubelet-client"),
+    }
+
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
     # P-256 instead of RSA: a key takes microseconds, so a fresh cluster's PKI costs nothing at `up`.
@@ -161,22 +178,58 @@ def _write(paths: PkiPaths, name: str, issued: Issued) -> None:
     key_path.write_bytes(issued.key)
 
 
-def pki_complete(root: Path) -> bool:
-    """Whether every file `write_pki` makes is there (a folder from an older version may lack some)."""
+@dataclass(frozen=True)
+class PkiPlan:
+    """What one cluster's PKI must hold: the API server's IPs and, with a real node, the node's name and IP."""
+
+    server_ips: tuple[str, ...] = ("127.0.0.1",)
+    node_name: str | None = None
+    node_ip: str | None = None
+
+    def names(self) -> tuple[str, ...]:
+        """Every cert/key pair written."""
+        node = (*node_clients(self.node_name), "kubelet-serving") if self.node_name else ()
+        return ("ca", "apiserver", "sa", *CLIENTS, *node)
+
+    def stamp(self) -> str:
+        """Recorded beside the files: a PKI made for other addresses or another node is made anew."""
+        return f"{self.server_ips} {self.node_name} {self.node_ip}\n"
+
+
+STAMP = "plan.txt"
+
+
+def pki_complete(root: Path, plan: PkiPlan | None = None) -> bool:
+    """Whether every file `write_pki` makes for `plan` is there (a folder from an older version may lack some)."""
+    plan = PkiPlan() if plan is None else plan
     paths = PkiPaths(root)
-    names = ("ca", "apiserver", "sa", *CLIENTS)
-    return all(paths.cert(name).exists() and paths.key(name).exists() for name in names)
+    stamp = root / STAMP
+    if not stamp.exists() or stamp.read_text() != plan.stamp():
+        return False
+    return all(paths.cert(name).exists() and paths.key(name).exists() for name in plan.names())
 
 
-def write_pki(*, root: Path, now: datetime.datetime, server_ips: tuple[str, ...] = ("127.0.0.1",)) -> PkiPaths:
-    """Create (or replace) the CA, serving cert, client certs and SA key pair of one cluster under `root`."""
+def write_pki(*, root: Path, now: datetime.datetime, plan: PkiPlan | None = None) -> PkiPaths:
+    """Create (or replace) the CA, serving certs, client certs and SA key pair of one cluster under `root`."""
+    plan = PkiPlan() if plan is None else plan
     root.mkdir(parents=True, exist_ok=True)
     paths = PkiPaths(root)
     ca = new_ca(common_name="agentry-dev-ca", now=now)
     _write(paths, "ca", ca)
-    serving = issue(ca=ca, subject=Subject("kube-apiserver"), now=now, dns_names=API_SERVER_NAMES, ips=server_ips)
+    serving = issue(ca=ca, subject=Subject("kube-apiserver"), now=now, dns_names=API_SERVER_NAMES, ips=plan.server_ips)
     _write(paths, "apiserver", serving)
-    for name, subject in CLIENTS.items():
+    clients = {**CLIENTS, **(node_clients(plan.node_name) if plan.node_name else {})}
+    for name, subject in clients.items():
         _write(paths, name, issue(ca=ca, subject=subject, now=now))
+    if plan.node_name and plan.node_ip:
+        kubelet = issue(
+            ca=ca,
+            subject=Subject(f"system:node:{plan.node_name}"),
+            now=now,
+            dns_names=(plan.node_name,),
+            ips=(plan.node_ip,),
+        )
+        _write(paths, "kubelet-serving", kubelet)
     _write(paths, "sa", new_signing_key())
+    (root / STAMP).write_text(plan.stamp())
     return paths

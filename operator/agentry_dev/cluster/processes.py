@@ -16,14 +16,14 @@ REAP_TIMEOUT = 10.0
 """Seconds to wait for a SIGKILLed child to be reaped; only a process stuck in the kernel takes that long."""
 
 
-def start(*, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start(*, argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start one component detached from our terminal (own session), its output appended to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         out.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
         out.flush()
         return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
 
 
