@@ -108,6 +108,8 @@ class Cluster:
             if existing.is_healthy() and existing.layout.real_node == real_node:
                 return existing
             existing.down()
+        if real_node:
+            _check_no_other_node(root, name=name)
         cluster = cls(_new_layout(name=name, root=root, bin_dir=bin_dir, real_node=real_node))
         cluster.preload = preload
         try:
@@ -210,7 +212,13 @@ class Cluster:
         )
         for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
             self._start(component)
-        self._wait("node", lambda: _create_node(api), component="kube-apiserver", deadline=deadline, started=started)
+        self._wait(
+            "node",
+            lambda: _create_node(api, tainted=self.layout.real_node),
+            component="kube-apiserver",
+            deadline=deadline,
+            started=started,
+        )
         self._wait(
             "node Ready", lambda: _node_ready(api, NODE_NAME), component="kwok", deadline=deadline, started=started
         )
@@ -243,7 +251,7 @@ class Cluster:
             "containerd", layout.containerd_socket.exists, component="containerd", deadline=deadline, started=started
         )
         for archive in self.preload:
-            self._import(archive)
+            self.import_image(archive)
         self.timings["images imported"] = round(time.monotonic() - started, 2)
         self._start("kubelet")
         self._start("kube-proxy")
@@ -267,7 +275,8 @@ class Cluster:
         """A `ctr` command line against this cluster's containerd, in the kubelet's namespace."""
         return [str(self.bin_dir / "ctr"), "--address", str(self.layout.containerd_socket), "-n", "k8s.io", *args]
 
-    def _import(self, archive: Path) -> None:
+    def import_image(self, archive: Path) -> None:
+        """Import an image archive (OCI or docker) into the node's containerd, where the kubelet finds it."""
         done = subprocess.run(self.ctr("images", "import", str(archive)), capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise ClusterError(f"cluster {self.name}: importing {archive} failed: {done.stderr.strip()}")
@@ -291,8 +300,8 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _create_node(api: ApiClient) -> bool:
-    return api.request("POST", "/api/v1/nodes", kwok_node(NODE_NAME)).status in (201, 409)
+def _create_node(api: ApiClient, *, tainted: bool) -> bool:
+    return api.request("POST", "/api/v1/nodes", kwok_node(NODE_NAME, tainted=tainted)).status in (201, 409)
 
 
 def _node_ready(api: ApiClient, name: str) -> bool:
@@ -335,6 +344,20 @@ def _check_host() -> None:
     ]
     if missing:
         raise ClusterError(f"a real node needs {', '.join(missing)}; `.ci/bootstrap` installs them (Debian packages)")
+
+
+def _check_no_other_node(root: Path, *, name: str) -> None:
+    # Two kubelets on one host would fight over the host's iptables and the kernel settings they restore.
+    for state_file in clusters_dir(root).glob("*/state.json"):
+        found = read_state(state_file)
+        if found is None or found[0].name == name or not found[0].real_node:
+            continue
+        if any(Cluster(*found).status().values()):
+            other = found[0].name
+            raise ClusterError(
+                f"cluster {other} already runs a real node on this host; stop it first "
+                f"(`agentry dev down --name {other}` or `agentry dev cluster down --name {other}`)"
+            )
 
 
 def _pki_plan(layout: Layout) -> PkiPlan:

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TypeAlias
 
-from agentry_dev.cluster.build import ensure_built
+from agentry_dev.cluster.build import ensure_node_built
 from agentry_dev.cluster.cluster import Cluster, ClusterError
 from agentry_dev.cluster.network import pod_cidr
 
@@ -28,10 +28,10 @@ def dev_subparsers(subparsers: Subparsers) -> Subparsers:
 def register(subparsers: Subparsers) -> Subparsers:
     """Add `dev cluster ...`; returns the `dev` subparsers for further `dev` subcommands."""
     dev = dev_subparsers(subparsers)
-    cluster = dev.add_parser("cluster", help="a local Kubernetes control plane (etcd, apiserver, KWOK)")
+    cluster = dev.add_parser("cluster", help="a local Kubernetes cluster (etcd, apiserver, KWOK, a real node)")
     leaves = cluster.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
     for name, func, help_text in (
-        ("build", _build, "build or reuse the binaries (cached per version outside the clone)"),
+        ("build", _build, "build or reuse the binaries, the real node's too (cached per version outside the clone)"),
         ("up", _up, "start the named cluster and wait until it serves"),
         ("down", _down, "stop the named cluster; no process or port stays behind"),
         ("status", _status, "show the components of the named cluster"),
@@ -40,6 +40,10 @@ def register(subparsers: Subparsers) -> Subparsers:
         leaf = leaves.add_parser(name, help=help_text)
         if name != "build":
             leaf.add_argument("--name", default="agentry", help="cluster name (default: %(default)s)")
+        if name == "up":
+            leaf.add_argument(
+                "--real-node", action="store_true", help="also run a real node: containerd, kubelet and kube-proxy"
+            )
         if name == "down":
             leaf.add_argument("--purge", action="store_true", help="also delete the cluster's folder (logs, PKI)")
         leaf.set_defaults(func=func)
@@ -49,7 +53,7 @@ def register(subparsers: Subparsers) -> Subparsers:
 def _build(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        folder = ensure_built()
+        folder = ensure_node_built()
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -60,7 +64,7 @@ def _build(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
-        cluster = Cluster.up(args.name)
+        cluster = Cluster.up(args.name, real_node=args.real_node)
     except (ClusterError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -91,7 +95,10 @@ def _status(args: argparse.Namespace) -> int:
         print(f"cluster {args.name} is not running")
         return 3
     alive = cluster.status()
-    print(f"cluster {cluster.name}: {cluster.server}, pod IPs from {pod_cidr(cluster.layout.octet)}")
+    layout = cluster.layout
+    print(f"cluster {cluster.name}: {cluster.server}, KWOK pod IPs from {pod_cidr(layout.octet)}")
+    if layout.real_node:
+        print(f"  real node {layout.node_name} at {layout.node_ip} on {layout.bridge}, pods from {layout.node_subnet}")
     print(f"  kubeconfig {cluster.kubeconfig}; logs in {cluster.layout.logs}")
     for component, running in alive.items():
         print(f"  {component:<24} pid {cluster.pids[component]:<8} {'running' if running else 'STOPPED'}")

@@ -159,8 +159,13 @@ COMMANDS: dict[str, Callable[[Layout], list[str]]] = {
 """Command line builder of each component, in start order."""
 
 
-def kwok_node(name: str) -> dict[str, Any]:
-    """A Node object KWOK will keep Ready; untainted, so ordinary workloads schedule onto it."""
+KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+"""On a cluster with a real node, KWOK's node takes only pods that tolerate this (scale tests); the rest run for
+real."""
+
+
+def kwok_node(name: str, *, tainted: bool = False) -> dict[str, Any]:
+    """A Node object KWOK will keep Ready; untainted unless a real node is there, so ordinary workloads land on it."""
     annotation_key, annotation_value = KWOK_NODE_ANNOTATION.split("=")
     labels = {
         "type": "kwok",
@@ -180,5 +185,6 @@ def kwok_node(name: str) -> dict[str, Any]:
             "labels": labels,
             "annotations": {annotation_key: annotation_value, "node.alpha.kubernetes.io/ttl": "0"},
         },
+        "spec": {"taints": [KWOK_TAINT]} if tainted else {},
         "status": {"allocatable": resources, "capacity": resources},
     }
