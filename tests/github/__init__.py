@@ -1,0 +1,1 @@
+"""Tests of the GitHub workflows (.github/workflows) and the linter that checks them."""
