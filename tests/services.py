@@ -104,9 +104,14 @@ def _psql(url: str, sql: str, *, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """Initdb into a temporary directory and run `postgres` on a free loopback port."""
+@contextlib.contextmanager
+def running_postgres(
+    *, hosts: tuple[str, ...] = ("127.0.0.1",), clients: str | None = None
+) -> Iterator[PostgresServer]:
+    """Initdb into a temporary directory and run `postgres` on a free port of `hosts` (loopback by default).
+
+    `clients`, a CIDR, is also trusted: the end-to-end tier lets the real node's pods in over its bridge.
+    """
     root = Path(tempfile.mkdtemp(prefix="agentry-pg-"))
     data, sockets, log = root / "data", root / "sock", root / "postgres.log"
     sockets.mkdir()
@@ -121,8 +126,11 @@ def postgres_server() -> Iterator[PostgresServer]:
     )
     if init.returncode != 0:
         pytest.fail(f"initdb failed:\n{init.stdout[-2000:]}\n{init.stderr[-2000:]}")
+    if clients is not None:
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all agentry {clients} trust\n")
     port = free_port()
-    argv = [_pg_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets), "-h", "127.0.0.1"]
+    argv = [_pg_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets), "-h", ",".join(hosts)]
     argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     with log.open("wb") as log_file:
         process = subprocess.Popen(_as_postgres_user(argv), stdout=log_file, stderr=subprocess.STDOUT)
@@ -133,6 +141,13 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         _stop(process, grace=20)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL on loopback."""
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture
