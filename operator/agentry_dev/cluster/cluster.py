@@ -145,13 +145,16 @@ class Cluster:
         The etcd data goes (the next `up` starts empty anyway); logs, PKI and kubeconfigs stay for a post-mortem
         unless `purge` removes the cluster's whole folder.
         """
+        started = time.monotonic()
         binaries = {c: self.layout.binary(c) for c in self.pids}
         processes.stop(pids=self.pids, binaries=binaries, children=self.children)
+        self.timings["down: components stopped"] = round(time.monotonic() - started, 2)
         busy = _listening(list(vars(self.layout.ports).values()), patience=processes.REAP_TIMEOUT)
         if any(self.status().values()) or busy:
             raise ClusterError(f"cluster {self.name} left processes {self.status()} or ports {busy} behind")
         if self.layout.real_node:
             left = hostnode.teardown(self.layout, proxy_cleanup=node.kube_proxy_cleanup(self.layout))
+            self.timings.update({f"down: {k}": v for k, v in left.seconds.items()})
             if left:
                 raise ClusterError(f"cluster {self.name}: the real node left {left} behind")
         self.layout.state_file.unlink(missing_ok=True)

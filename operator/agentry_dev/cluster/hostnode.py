@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentry_dev.cluster import node
@@ -327,6 +327,8 @@ class Leftovers:
     rules: list[str]
     sysctls: dict[str, str]
     """Kernel settings that still differ from before the first `up`."""
+    seconds: dict[str, float] = field(default_factory=dict, compare=False)
+    """Seconds from the start of the teardown until each step was done (not a leftover)."""
 
     def __bool__(self) -> bool:
         return bool(self.processes or self.mounts or self.cgroups or self.interface or self.rules or self.sysctls)
@@ -334,16 +336,27 @@ class Leftovers:
 
 def teardown(layout: Layout, *, proxy_cleanup: list[str]) -> Leftovers:
     """Remove the node from the host: kill its cgroups, unmount, drop rules, bridge and cgroups, restore sysctls."""
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+
+    def lap(step: str) -> None:
+        seconds[step] = round(time.monotonic() - started, 2)
+
     survivors = kill_cgroups(layout)
+    lap("processes killed")
     mounts = unmount_all(layout.node_root)
+    lap("unmounted")
     if Path(proxy_cleanup[0]).exists():
         _run(proxy_cleanup, check=False)
     remove_kube_chains()
+    lap("rules removed")
     teardown_network(layout)
     remove_host_leftovers(layout)
     cgroups = remove_cgroups(layout)
     sysctls = restore_sysctls(layout)
+    lap("host restored")
     return Leftovers(
+        seconds=seconds,
         processes=survivors,
         mounts=mounts,
         cgroups=cgroups,
