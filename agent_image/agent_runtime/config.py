@@ -1,7 +1,8 @@
 """The runtime's configuration: one AgentDeployment (or its spec) from a file, with its secrets resolved.
 
 Everything is checked before the server binds its port, so a bad ConfigMap or a missing Secret shows
-up as one clear line per problem in the pod's log (and exit code 2), never as a traceback later.
+up as one line naming every bad key, in the pod's log and termination message (and exit code 2), never as a
+traceback later.
 """
 
 from __future__ import annotations

@@ -101,6 +101,8 @@ class Runtime:
         self.heartbeat = Heartbeat(interval=self.settings.heartbeat_interval)
         self.started_at = time.monotonic()
         self._guard: Guard | None = None
+        self.start_failure: str | None = None
+        """Why start() failed (one service's message, never a Secret's value), for the termination message."""
 
     @property
     def guard(self) -> Guard:
@@ -131,7 +133,14 @@ class Runtime:
         return [audit, limiter]
 
     async def start(self) -> None:
-        """Start the services, then the audit trail and the rate limiter that use them."""
+        """Start the services, then the audit trail and the rate limiter; remember why when that fails."""
+        try:
+            await self._start()
+        except Exception as exc:
+            self.start_failure = str(exc) or type(exc).__name__
+            raise
+
+    async def _start(self) -> None:
         await self.container.start()
         try:
             await self.audit.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from types import FrameType
 
@@ -15,6 +16,7 @@ from .config import RuntimeConfig
 from .runtime import Runtime
 from .services.build import build_services
 from .settings import RuntimeSettings
+from .termination import StartupError
 
 
 class DrainingServer(uvicorn.Server):
@@ -57,3 +59,19 @@ def build_server(
         server_header=False,
     )
     return DrainingServer(uv_config, runtime=runtime)
+
+
+def bind_socket(*, host: str, port: int) -> socket.socket:
+    """The server's address, bound before anything starts, so a taken port fails first and with one line.
+
+    Bound but not listening: until uvicorn serves on it, a probe is refused rather than left in a backlog.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"--port {port}: cannot bind {host}:{port}: {exc.strerror or exc}") from None
+    return sock

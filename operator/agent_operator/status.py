@@ -22,6 +22,7 @@ from typing import Any, NotRequired, TypedDict, cast
 from agentry_api.v1alpha1 import AgentDeployment
 
 from .checks import INVALID_OUTPUT_SCHEMA, RESOURCE_CONFLICT, SECRET_NOT_FOUND, UNKNOWN_MODEL_PROVIDER, Problem
+from .health.failures import INVALID_RUNTIME_CONFIG, POD_FAILURES
 from .health.policy import HealthVerdict
 from .render.labels import selector_string
 from .render.service import service_url
@@ -41,6 +42,7 @@ NEEDS_PERSON = frozenset(
         RESOURCE_CONFLICT,  # a child's name is taken by an object the agent does not control
         "RestartBudgetExhausted",  # the health monitor restarted pods as often as it may and they stay unwell
         DEADLINE_EXCEEDED,  # the Deployment gave up (image, crash loop, no room); kstatus fails it too
+        INVALID_RUNTIME_CONFIG,  # the runtime exits at start on a configuration only a person can fix
     }
 )
 #: Status fields this module writes; the health monitor writes the others.
@@ -130,7 +132,9 @@ def compute_status(
 
     `health` is the health monitor's verdict: when pods stay unwell or the restart budget ran out, Degraded
     turns True with its reason even though the Deployment itself is fine. Stalled follows Degraded when
-    its reason is one that needs a person (`NEEDS_PERSON`).
+    its reason is one that needs a person (`NEEDS_PERSON`). A runtime that fails to start (`POD_FAILURES`)
+    also gives a not-ready agent its Ready reason and the runtime's own line, which `kubectl get agents`
+    and `kubectl describe` show instead of the rollout's count of unavailable pods.
 
     `observed_generation` is the generation last applied: the agent's own after a successful reconcile,
     the previous status's value when only the Deployment moved.
@@ -144,6 +148,8 @@ def compute_status(
             else (kind, status, reason, message)
             for kind, status, reason, message in wanted
         ]
+        if health.reason in POD_FAILURES and problem is None and observed_generation >= generation:
+            wanted = [_failed_start(condition, health) for condition in wanted]
     wanted += stalled(wanted)
     return {
         "observedGeneration": observed_generation,
@@ -191,6 +197,14 @@ def _conditions(
         (PROGRESSING, "True", state.reason, state.message),
         (DEGRADED, "False", "AsExpected", ""),
     ]
+
+
+def _failed_start(condition: tuple[str, str, str, str], health: HealthVerdict) -> tuple[str, str, str, str]:
+    """Ready=False of a rollout that cannot finish, told by the runtime's failure."""
+    kind, status, _, _ = condition
+    if kind == READY and status == "False":
+        return (READY, "False", health.reason, health.message)
+    return condition
 
 
 def stalled(wanted: Sequence[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
@@ -249,17 +263,23 @@ def transitions(previous: Sequence[Mapping[str, Any]], new: Sequence[ConditionDi
 
     Progress while not ready (RollingOut, then PodsNotReady) is left to the conditions: at many agents an
     Event per step would be most of the operator's writes. A Degraded change that only repeats the new Ready
-    reason is left out too, so one problem is one Event.
+    reason is left out too, so one problem is one Event. A runtime's failed start is left out altogether:
+    the health monitor posts it, once per distinct line the runtime left.
     """
     before = {c.get("type"): c for c in previous}
     now = {c["type"]: c for c in new}
     changed = []
     ready, degraded, old = now.get(READY), now.get(DEGRADED), before.get(DEGRADED) or {}
     broken = bool(degraded and degraded["status"] == "True")
-    if ready and _ready_moved(before.get(READY), ready, degraded=broken):
+    if ready and ready["reason"] not in POD_FAILURES and _ready_moved(before.get(READY), ready, degraded=broken):
         changed.append(Transition(type=READY, status=ready["status"], reason=ready["reason"], message=ready["message"]))
     flipped = degraded and degraded["status"] != old.get("status", "False")
-    if degraded and flipped and not (ready and ready["reason"] == degraded["reason"]):
+    if (
+        degraded
+        and flipped
+        and degraded["reason"] not in POD_FAILURES
+        and not (ready and ready["reason"] == degraded["reason"])
+    ):
         changed.append(
             Transition(type=DEGRADED, status=degraded["status"], reason=degraded["reason"], message=degraded["message"])
         )

@@ -24,6 +24,16 @@ DATA_DIR = "/var/lib/agentry"
 #: Environment variables that override the directories above (tests and the dev pod runner use them).
 SECRETS_DIR_ENV = "AGENTRY_SECRETS_DIR"
 DATA_DIR_ENV = "AGENTRY_DATA_DIR"
+#: Where the runtime writes the one-line reason it could not start: the pod spec's terminationMessagePath,
+#: which the kubelet copies into the container's status (`lastState.terminated.message`) for the operator.
+TERMINATION_LOG_PATH = "/dev/termination-log"
+#: Environment variable that moves the termination message file (tests, a host process).
+TERMINATION_LOG_ENV = "AGENTRY_TERMINATION_LOG"
+#: Exit code of a runtime whose configuration cannot be used (a field, a Secret file, the model): only a
+#: person can fix it. The operator reads it from the container status to tell it from a transient failure.
+EXIT_CONFIG = 2
+#: Exit code of a runtime that could not start for another reason (a dependency down, the port taken).
+EXIT_START_FAILED = 3
 
 
 def secret_file_path(ref: SecretKeyRef, *, secrets_dir: str = SECRETS_DIR) -> str:

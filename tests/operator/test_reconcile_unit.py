@@ -15,6 +15,8 @@ import pytest
 
 from agent_operator.checks import RESOURCE_CONFLICT, SECRET_NOT_FOUND
 from agent_operator.config import OperatorConfig
+from agent_operator.health.policy import HealthVerdict, runtime_failure
+from agent_operator.health.supervisor import pod_info
 from agent_operator.kinds import CHILD_KINDS
 from agent_operator.reconcile import RECONCILE_ERROR, Reconciler
 from agent_operator.render import render_children
@@ -23,6 +25,7 @@ from agentry_api import v1alpha1 as api
 from tests.support.agents import agent
 
 from .fakeapi import FakeApi
+from .pods import LINE, crash_looping
 
 NAMESPACE = "team-a"
 CONFIG = OperatorConfig(retry_base_seconds=2, retry_max_seconds=10, resync_seconds=300)
@@ -261,6 +264,41 @@ async def test_a_missing_secret_is_a_warning_then_ready_once_it_exists(world: Wo
     world.api.roll_out(NAMESPACE, "triage")
     await world.reconcile()
     assert world.reasons()[-1] == "Ready"
+
+
+async def test_a_runtime_that_fails_to_start_is_the_ready_reason_with_its_line_and_stalls(world: World) -> None:
+    world.agent()
+    await world.reconcile()
+    deployment = world.api.get("apps/v1", "Deployment", NAMESPACE, "triage")
+    assert deployment is not None  # applied; its only pod never becomes available
+    deployment["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "unavailableReplicas": 1}
+    pod = {
+        "metadata": {"name": "triage-5f7-abcde", "namespace": NAMESPACE, "labels": LABELS},
+        "status": crash_looping(restarts=2),
+    }
+    info = pod_info(pod)
+    assert info is not None
+    verdict = runtime_failure([info])
+    assert verdict is not None
+    world.reconciler.set_health(NAMESPACE, "triage", verdict)
+    await world.reconcile()
+
+    status = world.api.get(api.API_VERSION, api.KIND, NAMESPACE, "triage")["status"]  # type: ignore[index]
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert (by_type["Ready"]["status"], by_type["Ready"]["reason"]) == ("False", "InvalidRuntimeConfig")
+    assert by_type["Ready"]["message"] == f"pod triage-5f7-abcde: {LINE} (exit 2, restarts 2)"
+    assert (by_type["Stalled"]["status"], by_type["Stalled"]["message"]) == ("True", by_type["Ready"]["message"])
+    assert world.reasons() == [], "the health monitor posts the Event, once per line"
+
+    world.reconciler.set_health(NAMESPACE, "triage", HealthVerdict(False, "AsExpected", ""))
+    world.api.roll_out(NAMESPACE, "triage")
+    await world.reconcile()
+    status = world.api.get(api.API_VERSION, api.KIND, NAMESPACE, "triage")["status"]  # type: ignore[index]
+    assert {c["type"]: c["reason"] for c in status["conditions"]} == {
+        "Ready": "Ready",
+        "Progressing": "Complete",
+        "Degraded": "AsExpected",
+    }
 
 
 # --- retries -----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from agent_operator.render import (
     with_owner,
 )
 from agent_operator.render.labels import selector_string
+from agentry_api import wiring
 from agentry_api.wiring import CONFIG_DIR, CONFIG_KEY, DATA_DIR, RUNTIME_PORT, SECRETS_DIR
 from tests.support.agents import agent
 
@@ -497,3 +498,9 @@ def test_termination_leaves_time_to_drain_after_the_pre_stop_pause() -> None:
     pod = deployment["spec"]["template"]["spec"]
     assert _container(deployment)["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "5"]}}}
     assert pod["terminationGracePeriodSeconds"] == 5 + 43 + 10
+
+
+def test_a_failed_start_reaches_the_container_status_through_the_termination_message() -> None:
+    container = _container(render_deployment(agent(), CONFIG))
+    assert container["terminationMessagePath"] == "/dev/termination-log" == wiring.TERMINATION_LOG_PATH
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"

@@ -298,3 +298,51 @@ def test_a_stalled_agent_posts_no_extra_event() -> None:
 )
 def test_a_status_of_defaults_only_was_never_reconciled(status: dict[str, Any] | None, never: bool) -> None:
     assert never_reconciled(status) is never
+
+
+# --- a runtime that fails to start -----------------------------------------------------------------
+
+BAD_CONFIG = HealthVerdict(
+    True,
+    "InvalidRuntimeConfig",
+    "pod triage-7d9-x: invalid configuration in /etc/agentry/agent.yaml: spec.replicas: ... (exit 2, restarts 3)",
+    story="InvalidRuntimeConfig: invalid configuration in /etc/agentry/agent.yaml: spec.replicas: ...",
+)
+DEPENDENCY_DOWN = HealthVerdict(
+    True, "RuntimeFailed", "pod triage-x: start-up failed: cannot reach PostgreSQL (exit 3, restarts 1)"
+)
+
+
+def test_a_failed_start_is_the_ready_reason_with_the_runtimes_line() -> None:
+    status = compute(deployment(available=1, ready=1), health=BAD_CONFIG)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "InvalidRuntimeConfig", BAD_CONFIG.message)
+    assert conditions(status)["Degraded"] == ("True", "InvalidRuntimeConfig")
+    assert conditions(status)["Progressing"] == ("True", "PodsNotReady"), "the rollout's count stays in Progressing"
+
+
+def test_a_bad_runtime_config_needs_a_person_and_a_dependency_down_does_not() -> None:
+    assert conditions(compute(deployment(available=1), health=BAD_CONFIG))["Stalled"] == (
+        "True",
+        "InvalidRuntimeConfig",
+    )
+    transient = compute(deployment(available=1), health=DEPENDENCY_DOWN)
+    assert conditions(transient)["Ready"] == ("False", "RuntimeFailed")
+    assert "Stalled" not in conditions(transient)
+
+
+def test_a_failed_start_leaves_a_problem_an_unapplied_generation_and_a_ready_agent_alone() -> None:
+    assert conditions(compute(None, problem=MISSING, health=BAD_CONFIG))["Ready"] == ("False", "SecretNotFound")
+    assert conditions(compute(deployment(), generation=2, health=BAD_CONFIG))["Ready"] == ("False", "Reconciling")
+    assert conditions(compute(deployment(), health=DEPENDENCY_DOWN))["Ready"] == ("True", "Ready")
+
+
+def test_a_failed_start_is_announced_by_the_monitor_not_again_by_the_status() -> None:
+    before = compute(deployment(available=1), health=HealthVerdict(False, "AsExpected", ""))
+    failed = compute(deployment(available=1), previous=before["conditions"], health=BAD_CONFIG, now=T1)
+    assert transitions(before["conditions"], failed["conditions"]) == []
+    healed = compute(deployment(), previous=failed["conditions"], now=T1)
+    assert [(t.type, t.status) for t in transitions(failed["conditions"], healed["conditions"])] == [
+        ("Ready", "True"),
+        ("Degraded", "False"),
+    ]

@@ -21,6 +21,7 @@ from agentry_api.health import HealthReport
 from agentry_api.v1alpha1 import AutoscalingProvider, AutoscalingSpec, HealthSpec
 
 from ..rollout import DeploymentView
+from .failures import ContainerFailure
 
 HOUR = 3600.0
 #: The start of the reason of an answer that is JSON but not the runtime's HealthReport.
@@ -101,6 +102,14 @@ class HealthVerdict:
     degraded: bool
     reason: str
     message: str
+    story: str = ""
+    """What tells two verdicts apart for Events ('' means the reason and message): a runtime failure's
+    restart count moves with every crash, its line does not, and one line is one Event."""
+
+    @property
+    def event_key(self) -> str:
+        """Verdicts with the same key are the same story: the second one posts no Event."""
+        return self.story or f"{self.reason}: {self.message}"
 
 
 # --- restarts ----------------------------------------------------------------------------------
@@ -116,6 +125,26 @@ class PodView:
     terminating: bool = False
     ip: str = ""
     """Where its /health answers ('' before the pod has an address)."""
+    failure: ContainerFailure | None = None
+    """Its runtime container's last failure while it crash-loops (the kubelet's record), else None."""
+
+
+def runtime_failure(pods: Collection[PodView]) -> HealthVerdict | None:
+    """The failure of the newest pod whose runtime crash-loops, as a verdict; None when none does.
+
+    No hysteresis: the kubelet already saw the container exit, and its line says why, so it is shown at
+    once. The newest pod is preferred: during a rollout it runs the spec the user just wrote.
+    """
+    failing = [(pod, pod.failure) for pod in pods if pod.failure is not None and not pod.terminating]
+    if not failing:
+        return None
+    pod, failure = max(failing, key=lambda item: (item[0].started_at, item[1].finished_at, item[0].name))
+    return HealthVerdict(
+        True,
+        failure.reason,
+        f"pod {pod.name}: {failure.line} (exit {failure.exit_code}, restarts {failure.restarts})",
+        story=f"{failure.reason}: {failure.line}",
+    )
 
 
 @dataclass(frozen=True)

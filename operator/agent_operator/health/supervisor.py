@@ -23,9 +23,10 @@ from ..events import EventRef, EventSink, agent_ref
 from ..render.labels import AGENT
 from ..rollout import DeploymentView, deployment_view
 from ..timestamps import epoch, timestamp
+from .failures import container_failure
 from .metrics import OperatorMetrics
 from .monitor import AgentMemory, RoundReport, run_round
-from .policy import HealthVerdict, PodState, PodView
+from .policy import HealthVerdict, PodState, PodView, runtime_failure
 from .poller import Poller
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def pod_info(body: Mapping[str, Any]) -> PodView | None:
         started_at=epoch(started) if started else time.time(),
         ready=ready and status.get("phase") == "Running",
         terminating=bool(meta.get("deletionTimestamp")),
+        failure=container_failure(status),
     )
 
 
@@ -233,14 +235,14 @@ class HealthSupervisor:
             )
         health = state.agent.spec.health
         meta = state.agent.metadata
-        starting = {
-            pod.name
-            for pod in self.index.get((meta.namespace, meta.name), {}).values()
-            if report.checked_at - pod.started_at < health.startup_grace_seconds
-        }
-        verdict = _verdict(report, state.memory, threshold=health.failure_threshold, starting=starting)
+        pods = list(self.index.get((meta.namespace, meta.name), {}).values())
+        starting = {pod.name for pod in pods if report.checked_at - pod.started_at < health.startup_grace_seconds}
+        verdict = runtime_failure(pods) or _verdict(
+            report, state.memory, threshold=health.failure_threshold, starting=starting
+        )
         if verdict != state.verdict:
-            if verdict.degraded or state.verdict is not None:
+            before = state.verdict.event_key if state.verdict is not None else None
+            if (verdict.degraded or state.verdict is not None) and verdict.event_key != before:
                 kind = "Warning" if verdict.degraded else "Normal"
                 await self.events(ref, type=kind, reason=verdict.reason, message=verdict.message)
             state.verdict = verdict

@@ -7,7 +7,15 @@ from typing import Any
 
 from agent_operator.config import OperatorConfig
 from agentry_api.v1alpha1 import AgentDeployment, AutoscalingProvider, SecretKeyRef
-from agentry_api.wiring import CONFIG_DIR, CONFIG_KEY, CONFIG_PATH, DATA_DIR, RUNTIME_PORT, SECRETS_DIR
+from agentry_api.wiring import (
+    CONFIG_DIR,
+    CONFIG_KEY,
+    CONFIG_PATH,
+    DATA_DIR,
+    RUNTIME_PORT,
+    SECRETS_DIR,
+    TERMINATION_LOG_PATH,
+)
 
 from .configmap import config_hash
 from .labels import CONFIG_HASH, child_name, common_labels, configmap_name, metadata, selector_labels
@@ -119,6 +127,10 @@ def _container(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": _mounts(agent),
+        # A failed start writes its one-line reason here; the kubelet puts it in the container's status, where
+        # the operator reads it for the agent's Ready condition. Without that file, the log's tail instead.
+        "terminationMessagePath": TERMINATION_LOG_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 

@@ -19,6 +19,8 @@ from agent_operator.rollout import deployment_view
 from agentry_api.v1alpha1 import AgentDeployment
 from tests.operator.health.reports import dependency, report_body
 from tests.operator.health.servers import serving
+from tests.operator.pods import crash_looping
+from tests.services import free_port
 
 AGENT = AgentDeployment.model_validate(
     {
@@ -130,3 +132,37 @@ def _new_state(supervisor: HealthSupervisor) -> Any:
     from agent_operator.health.supervisor import _Agent
 
     return _Agent(agent=AGENT, uid="u1", replicas=1, restarts=0)
+
+
+async def test_a_crash_looping_runtime_is_one_warning_per_distinct_line_and_a_verdict_per_restart() -> None:
+    events: list[tuple[str, str, str]] = []
+
+    async def record(ref: EventRef, *, type: str, reason: str, message: str) -> None:
+        events.append((type, reason, message))
+
+    verdicts: list[HealthVerdict] = []
+    async with aiohttp.ClientSession() as session:
+        supervisor = HealthSupervisor(
+            api=RecordingApi(),
+            poller=Poller(session=session, max_concurrent=4, clock=time.time),
+            events=record,
+            verdicts=lambda ns, name, verdict: verdicts.append(verdict),
+            metrics=OperatorMetrics(),
+            clock=lambda: 1_767_230_000.0,
+            port=free_port(),  # nothing listens: a crash-looping pod does not answer
+        )
+        supervisor.agents[("team", "triage")] = state = _new_state(supervisor)
+        for restarts, line in [(1, "spec.x: bad"), (2, "spec.x: bad"), (3, "spec.y: worse")]:
+            body = _pod("triage-1", "127.0.0.1", ready=False)
+            body["status"].update(crash_looping(message=line, restarts=restarts))
+            supervisor.on_pod_event(event_type="MODIFIED", body=body)
+            await supervisor._round(state)
+    assert [v.message for v in verdicts] == [
+        "pod triage-1: spec.x: bad (exit 2, restarts 1)",
+        "pod triage-1: spec.x: bad (exit 2, restarts 2)",
+        "pod triage-1: spec.y: worse (exit 2, restarts 3)",
+    ]
+    assert events == [
+        ("Warning", "InvalidRuntimeConfig", "pod triage-1: spec.x: bad (exit 2, restarts 1)"),
+        ("Warning", "InvalidRuntimeConfig", "pod triage-1: spec.y: worse (exit 2, restarts 3)"),
+    ]
