@@ -91,11 +91,13 @@ class Cluster:
         timeout: float = UP_TIMEOUT,
         real_node: bool = False,
         preload: tuple[Path, ...] = (),
+        sandbox_image: str | None = None,
     ) -> Cluster:
         """Start the named cluster (building binaries first if needed) and return once it serves.
 
         With `real_node`, a kubelet on containerd joins the KWOK nodes; `preload` names image archives (the pause
-        image at least) imported into its containerd before the kubelet starts, since nothing can be pulled here.
+        image `sandbox_image` at least) imported into its containerd before the kubelet starts, since nothing can
+        be pulled here.
         A cluster that already runs healthily is returned as it is; a half-dead one, or one without the node
         asked for, is stopped and started anew.
         """
@@ -103,6 +105,8 @@ class Cluster:
         bin_dir = ensure_node_built(root=root) if real_node else ensure_built(root=root)
         if real_node:
             _check_host()
+            if sandbox_image is None or not preload:
+                raise ClusterError("a real node needs its pause image: pass sandbox_image and its archive in preload")
         existing = cls.find(name, root=root)
         if existing is not None:
             if existing.is_healthy() and existing.layout.real_node == real_node:
@@ -110,7 +114,7 @@ class Cluster:
             existing.down()
         if real_node:
             _check_no_other_node(root, name=name)
-        cluster = cls(_new_layout(name=name, root=root, bin_dir=bin_dir, real_node=real_node))
+        cluster = cls(_new_layout(name=name, root=root, bin_dir=bin_dir, real_node=real_node, sandbox=sandbox_image))
         cluster.preload = preload
         try:
             cluster._boot(timeout=timeout)
@@ -381,7 +385,7 @@ def _write_node_files(layout: Layout) -> None:
     files["resolv_conf"].write_text(node.resolv_conf())
 
 
-def _new_layout(*, name: str, root: Path, bin_dir: Path, real_node: bool = False) -> Layout:
+def _new_layout(*, name: str, root: Path, bin_dir: Path, real_node: bool = False, sandbox: str | None = None) -> Layout:
     """Give the cluster fresh ports, a free pod range, an empty etcd, clean logs, PKI and kubeconfigs."""
     folder = clusters_dir(root) / name
     layout = Layout(
@@ -391,6 +395,7 @@ def _new_layout(*, name: str, root: Path, bin_dir: Path, real_node: bool = False
         ports=Ports(*free_ports(6)),
         octet=choose_octet(name=name, taken=_taken_octets(root, other_than=name)),
         node_ports=NodePorts(*free_ports(4)) if real_node else None,
+        sandbox_image=sandbox if real_node else None,
     )
     shutil.rmtree(layout.etcd_data, ignore_errors=True)
     shutil.rmtree(layout.logs, ignore_errors=True)

@@ -57,6 +57,8 @@ class Layout:
     octet: int
     node_ports: NodePorts | None = None
     """Set when the cluster has a real node (containerd, kubelet, kube-proxy); None for KWOK nodes only."""
+    sandbox_image: str | None = None
+    """The real node's pause image (`repository:tag`), imported before the kubelet starts and pinned."""
 
     @property
     def real_node(self) -> bool:
@@ -169,6 +171,7 @@ def read_state(path: Path) -> tuple[Layout, dict[str, int]] | None:
             ports=Ports(**body["ports"]),
             octet=int(body["octet"]),
             node_ports=NodePorts(**body["node_ports"]) if body.get("node_ports") else None,
+            sandbox_image=body.get("sandbox_image"),
         )
         return layout, {str(k): int(v) for k, v in body["pids"].items()}
     except (OSError, ValueError, KeyError, TypeError):

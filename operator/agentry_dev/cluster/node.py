@@ -15,8 +15,6 @@ CNI_BIN_DIR = Path("/usr/lib/cni")
 RUNC = Path("/usr/sbin/runc")
 """Debian's runc: crun fails on this VM's hybrid cgroup layout, runc works."""
 
-PAUSE_IMAGE = "localhost/agentry/pause:3.10"
-"""The sandbox image, built here and pinned so neither containerd nor the kubelet ever pulls or collects it."""
 
 POD_RANGE_START, POD_RANGE_END = 10, 250
 """Host addresses of the bridge's /24 handed to pods (`.1` is the node)."""
@@ -27,6 +25,13 @@ def ports(layout: Layout) -> NodePorts:
     if layout.node_ports is None:
         raise ValueError(f"cluster {layout.name} has no real node")
     return layout.node_ports
+
+
+def sandbox_image(layout: Layout) -> str:
+    """The pause image, built here and pinned so neither containerd nor the kubelet ever pulls or collects it."""
+    if layout.sandbox_image is None:
+        raise ValueError(f"cluster {layout.name} has no sandbox (pause) image")
+    return layout.sandbox_image
 
 
 def paths(layout: Layout) -> dict[str, Path]:
@@ -108,7 +113,7 @@ def containerd_config(layout: Layout) -> str:
         },
         f"{cri}.cni": {"bin_dirs": [str(CNI_BIN_DIR)], "conf_dir": str(p["cni_conf"]), "max_conf_num": 1},
         "plugins.'io.containerd.cri.v1.images'": {"snapshotter": "overlayfs", "discard_unpacked_layers": False},
-        "plugins.'io.containerd.cri.v1.images'.pinned_images": {"sandbox": PAUSE_IMAGE},
+        "plugins.'io.containerd.cri.v1.images'.pinned_images": {"sandbox": sandbox_image(layout)},
         "plugins.'io.containerd.grpc.v1.cri'": {"stream_server_address": HOST, "stream_server_port": "0"},
         "plugins.'io.containerd.internal.v1.opt'": {"path": str(p["containerd_root"] / "opt")},
         "plugins.'io.containerd.image-verifier.v1.bindir'": {"bin_dir": str(p["containerd_root"] / "verifiers")},

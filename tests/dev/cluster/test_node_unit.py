@@ -27,6 +27,7 @@ def _layout(tmp_path: Path, *, real: bool = True) -> Layout:
         ports=Ports(1, 2, 3, 4, 5, 6),
         octet=42,
         node_ports=NodePorts(7, 8, 9, 10) if real else None,
+        sandbox_image="localhost/agentry/pause:abc" if real else None,
     )
 
 
@@ -105,7 +106,7 @@ def test_every_path_the_node_writes_is_under_the_cluster_folder(tmp_path: Path) 
     cri = config["plugins"]["io.containerd.cri.v1.runtime"]
     assert cri["restrict_oom_score_adj"] is True
     assert cri["netns_mounts_under_state_dir"] is True
-    assert config["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == node.PAUSE_IMAGE
+    assert config["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == "localhost/agentry/pause:abc"
 
 
 def test_kube_proxy_changes_no_kernel_setting(tmp_path: Path) -> None:
