@@ -192,21 +192,21 @@ def run_logged(argv: list[str], *, log: Path, progress: Progress | None = None, 
     with log.open("ab") as out:
         out.write(f"$ {shlex.join(argv)}\n".encode())
         out.flush()
-        process = subprocess.Popen(
+        with subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True
-        )
-        timer = threading.Timer(BUILD_TIMEOUT, _kill_group, args=(process,))
-        timer.start()
-        try:
-            assert process.stdout is not None
-            for raw in process.stdout:
-                out.write(raw)
-                last = raw.decode(errors="replace").strip() or last
-                if progress is not None and STEP_LINE.search(last):
-                    progress(f"  {last[:110]}")
-        finally:
-            timer.cancel()
-            code = process.wait()
+        ) as process:
+            timer = threading.Timer(BUILD_TIMEOUT, _kill_group, args=(process,))
+            timer.start()
+            try:
+                assert process.stdout is not None
+                for raw in process.stdout:
+                    out.write(raw)
+                    last = raw.decode(errors="replace").strip() or last
+                    if progress is not None and STEP_LINE.search(last):
+                        progress(f"  {last[:110]}")
+            finally:
+                timer.cancel()
+                code = process.wait()
     if code != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise ImageBuildError(f"{argv[0]} {argv[1] if len(argv) > 1 else ''} failed (exit {code}); {log}:\n{tail}")
@@ -235,7 +235,8 @@ def _assert_unmounted(folder: Path) -> None:
         raise ImageBuildError(f"{folder} still has mounts ({', '.join(busy)}); unmount them first")
 
 
-def _remove_tree(folder: Path) -> None:
+def remove_tree(folder: Path) -> None:
+    """Delete a build folder, refusing while anything is mounted inside it."""
     if folder.exists():
         _assert_unmounted(folder)
         shutil.rmtree(folder)
@@ -322,7 +323,7 @@ class Builder:
 
     def _base(self, item: Planned, log: Path) -> None:
         work = self.cache.work / f"base-{item.image.tag}"
-        _remove_tree(work)
+        remove_tree(work)
         rootfs = work / "rootfs"
         work.mkdir(parents=True)
         self.cache.debs.mkdir(parents=True, exist_ok=True)
@@ -343,7 +344,7 @@ class Builder:
             + ", ".join(self.recipe.packages) + " (mmdebstrap)",
         ]  # fmt: skip
         self._commit_scratch(rootfs_tar=tarball, files={}, config=config, ref=item.image.ref, log=log)
-        _remove_tree(work)
+        remove_tree(work)
 
     @staticmethod
     def _unpack_pip(rootfs: Path, target: Path) -> None:
@@ -358,7 +359,7 @@ class Builder:
 
     def _pause(self, item: Planned, log: Path) -> None:
         work = self.cache.work / f"pause-{item.image.tag}"
-        _remove_tree(work)
+        remove_tree(work)
         work.mkdir(parents=True)
         binary = work / "pause"
         run_logged(["gcc", *plan.PAUSE_CFLAGS, "-o", str(binary), str(PAUSE_SOURCE)], log=log)
@@ -370,7 +371,7 @@ class Builder:
             "--label", f"org.opencontainers.image.version={plan.PAUSE_VERSION}",
         ]  # fmt: skip
         self._commit_scratch(rootfs_tar=None, files={"/pause": binary}, config=config, ref=item.image.ref, log=log)
-        _remove_tree(work)
+        remove_tree(work)
 
     def _dockerfile(self, item: Planned, image: DockerfileImage, base: Planned, log: Path) -> None:
         self.cache.work.mkdir(parents=True, exist_ok=True)
