@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import platform
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -13,6 +14,8 @@ REGISTRY = "localhost/agentry"
 """No registry is involved: `localhost/` names an image that exists only in local storage and is never pulled."""
 KEY_LENGTH = 16
 """Hex digits of the SHA-256 kept in a tag: 64 bits, ample to tell apart the versions of one image on a machine."""
+DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
+"""Debian's names for the machines the images are built on (the base is built for this machine only)."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class BaseRecipe:
 
     suite: str = "bookworm"
     """Debian 12, whose python3 is 3.11, the version the lock files are compiled for."""
-    architecture: str = "amd64"
+    architecture: str = DEBIAN_ARCHITECTURES.get(platform.machine(), platform.machine())
     sources: tuple[str, ...] = (
         "deb http://deb.debian.org/debian bookworm main",
         "deb http://deb.debian.org/debian bookworm-updates main",
