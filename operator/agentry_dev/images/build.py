@@ -226,19 +226,19 @@ def _locked(path: Path, progress: Progress) -> Iterator[None]:
         yield
 
 
-def _assert_unmounted(folder: Path) -> None:
+def _assert_unmounted(folder: Path, *, mounts: Path = Path("/proc/self/mounts")) -> None:
     """Refuse to delete a folder with a mount inside (a chroot left mounted would take /dev or /proc with it)."""
     prefix = str(folder.resolve()) + "/"
-    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    busy = [m for m in mounts if m.startswith(prefix)]
+    points = [line.split()[1] for line in mounts.read_text().splitlines()]
+    busy = [point for point in points if point.startswith(prefix)]
     if busy:
         raise ImageBuildError(f"{folder} still has mounts ({', '.join(busy)}); unmount them first")
 
 
-def remove_tree(folder: Path) -> None:
-    """Delete a build folder, refusing while anything is mounted inside it."""
+def remove_tree(folder: Path, *, mounts: Path = Path("/proc/self/mounts")) -> None:
+    """Delete a build folder, refusing while anything is mounted inside it (`mounts`: the kernel's mount table)."""
     if folder.exists():
-        _assert_unmounted(folder)
+        _assert_unmounted(folder, mounts=mounts)
         shutil.rmtree(folder)
 
 
