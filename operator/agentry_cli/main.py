@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "agentry_cli.contract",
     "agentry_dev.cluster.commands",
     "agentry_dev.commands",
+    "agentry_dev.images.commands",
     "agent_runtime.security.commands",
 )
 
