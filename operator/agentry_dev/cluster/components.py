@@ -155,6 +155,7 @@ COMMANDS: dict[str, Callable[[Layout], list[str]]] = {
     "containerd": node.containerd,
     "kubelet": node.kubelet,
     "kube-proxy": node.kube_proxy,
+    "coredns": node.coredns,
 }
 """Command line builder of each component, in start order."""
 

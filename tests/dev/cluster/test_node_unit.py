@@ -26,7 +26,7 @@ def _layout(tmp_path: Path, *, real: bool = True) -> Layout:
         bin_dir=tmp_path / "bin",
         ports=Ports(1, 2, 3, 4, 5, 6),
         octet=42,
-        node_ports=NodePorts(7, 8, 9, 10) if real else None,
+        node_ports=NodePorts(7, 8, 9, 10, 11) if real else None,
         sandbox_image="localhost/agentry/pause:abc" if real else None,
     )
 
@@ -36,7 +36,7 @@ def test_a_real_node_puts_the_api_server_and_services_on_its_bridge(tmp_path: Pa
 
     assert layout.server == "https://10.213.42.1:3"
     assert layout.service_cidr == "10.214.42.0/24"
-    assert layout.components[-3:] == NODE_COMPONENTS
+    assert layout.components[-len(NODE_COMPONENTS) :] == NODE_COMPONENTS
     argv = components.kube_apiserver(layout)
     assert "--bind-address=10.213.42.1" in argv
     assert "--endpoint-reconciler-type=lease" in argv
@@ -137,3 +137,15 @@ def test_state_file_keeps_the_node_ports(tmp_path: Path) -> None:
     layout.state_file.write_text(layout.to_json(pids={"kubelet": 10}))
 
     assert read_state(layout.state_file) == (layout, {"kubelet": 10})
+
+
+def test_cluster_dns_serves_the_cluster_domain_on_the_node_ip_and_forwards_nothing(tmp_path: Path) -> None:
+    layout = _layout(tmp_path)
+    corefile = node.corefile(layout)
+
+    assert "bind 10.213.42.1" in corefile
+    assert "kubernetes cluster.local" in corefile
+    assert "forward" not in corefile, "no upstream resolver exists here; nothing leaves the machine"
+    assert node.kubelet_config(layout)["clusterDNS"] == ["10.213.42.1"]
+    role = dict(node.coredns_rbac())["/apis/rbac.authorization.k8s.io/v1/clusterroles"]
+    assert {v for rule in role["rules"] for v in rule["verbs"]} == {"list", "watch"}, "read-only"
