@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
-import os
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,21 +14,18 @@ from pathlib import Path
 
 import yaml
 
-from agentry_api import v1alpha1 as api
-from agentry_api.crdgen import render_crd
 from agentry_api.wiring import RUNTIME_PORT
+from agentry_dev import deploy
 from agentry_dev.cluster.cluster import Cluster, ClusterError, clusters_dir
 from agentry_dev.cluster.commands import Subparsers, dev_subparsers
-from agentry_dev.cluster.network import free_ports
 from agentry_dev.cluster.versions import cache_root
+from agentry_dev.images.build import Progress
 
-from .podrunner import AGENT_LABEL, PodRunner, run_forever
+from .podrunner import PodRunner, run_forever
 
 DEMO_NAMESPACE = "default"
 DEMO_AGENT = "hello"
 DEMO_SECRET = "hello-jwt"
-#: Background processes `dev up` starts, in start order; `dev down` stops them in reverse.
-PROCESSES = ("operator", "pod-runner")
 
 
 def demo_manifest() -> dict[str, object]:
@@ -66,32 +59,6 @@ def _kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-def _spawn(what: str, argv: list[str], *, folder: Path, env: dict[str, str]) -> None:
-    """Start a background process that outlives this command, its pid and log in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{what}.log").open("ab") as log:
-        process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, stdin=subprocess.DEVNULL
-        )
-    (folder / f"{what}.pid").write_text(str(process.pid))
-
-
-def _stop(what: str, *, folder: Path) -> None:
-    pid_file = folder / f"{what}.pid"
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text())
-    try:
-        os.killpg(pid, signal.SIGTERM)
-        for _ in range(200):
-            os.kill(pid, 0)
-            time.sleep(0.1)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    pid_file.unlink()
-
-
 def _wait_answering(url: str, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -106,47 +73,33 @@ def _wait_answering(url: str, *, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def _pod_ip(cluster: Cluster) -> str:
-    pods = json.loads(
-        _kubectl(cluster, "get", "pods", "-n", DEMO_NAMESPACE, "-l", f"{AGENT_LABEL}={DEMO_AGENT}", "-o", "json")
-    )["items"]
-    ips = [pod["status"].get("podIP") for pod in pods if pod["status"].get("phase") == "Running"]
-    if not ips or not ips[0]:
-        raise ClusterError(f"no Running pod of {DEMO_AGENT} has an IP yet")
-    return str(ips[0])
+def _service_ip(cluster: Cluster) -> str:
+    ip = _kubectl(cluster, "get", "service", DEMO_AGENT, "-n", DEMO_NAMESPACE, "-o", "jsonpath={.spec.clusterIP}")
+    if not ip:
+        raise ClusterError(f"the Service of {DEMO_AGENT} has no ClusterIP")
+    return ip.strip()
 
 
 def _up(args: argparse.Namespace) -> int:
     try:
         _bring_up(args.name)
     except (ClusterError, RuntimeError) as error:
-        print(f"error: {error}\n(logs: {_state_dir(args.name)})", file=sys.stderr)
+        print(f"error: {error}\n(logs: {clusters_dir(cache_root()) / args.name / 'logs'})", file=sys.stderr)
         return 1
     return 0
 
 
 def _bring_up(name: str) -> None:
-    started = _step("starting the local control plane (the first run builds it from source: tens of minutes)")
-    cluster = Cluster.up(name)
-    print(f"    control plane ready in {time.monotonic() - started:.1f}s at {cluster.server}", file=sys.stderr)
-    _step("installing the AgentDeployment CRD")
-    _kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=render_crd())
-    _kubectl(cluster, "wait", "--for=condition=Established", f"crd/{api.PLURAL}.{api.GROUP}")
-    folder = _state_dir(name)
-    env = os.environ | {"KUBECONFIG": str(cluster.kubeconfig), "PATH": f"{cluster.bin_dir}:{os.environ['PATH']}"}
-    bin_dir = Path(sys.executable).parent
-    for what in PROCESSES:
-        _stop(what, folder=folder)
-    _step("starting the operator and the pod runner")
-    liveness, metrics = free_ports(2)
-    operator_env = env | {
-        "AGENTRY_LOG_FORMAT": "text",
-        # On the host, pods' runtimes listen on 127.x:8080, so the operator's endpoints take other ports.
-        "AGENTRY_LIVENESS_ENDPOINT": f"http://127.0.0.1:{liveness}/healthz",
-        "AGENTRY_METRICS_ENDPOINT": f"http://127.0.0.1:{metrics}/metrics",
-    }
-    _spawn("operator", [str(bin_dir / "agentry-operator")], folder=folder, env=operator_env)
-    _spawn("pod-runner", [str(bin_dir / "agentry"), "dev", "pod-runner", "--name", name], folder=folder, env=env)
+    started = _step("building Agentry's images (the first run takes minutes; then they are cached by content)")
+    progress = Progress()
+    images = deploy.build_images(progress)
+    print(f"    images ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    started = _step("starting the control plane and the real node (the first run builds them from source)")
+    cluster = deploy.start_cluster(name, images)
+    print(f"    cluster ready in {time.monotonic() - started:.1f}s at {cluster.server}", file=sys.stderr)
+    started = _step(f"helm install {deploy.RELEASE} (the operator runs as a pod under its own ServiceAccount)")
+    deploy.install(cluster, images, progress=progress)
+    print(f"    chart installed in {time.monotonic() - started:.1f}s", file=sys.stderr)
     _step(f"applying the sample agent {DEMO_NAMESPACE}/{DEMO_AGENT}")
     key = _demo_key(cluster)
     _kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(demo_manifest()))
@@ -159,7 +112,7 @@ def _bring_up(name: str) -> None:
         DEMO_NAMESPACE,
         "--timeout=180s",
     )
-    ip = _pod_ip(cluster)
+    ip = _service_ip(cluster)
     _wait_answering(f"http://{ip}:{RUNTIME_PORT}/readyz", timeout=60)
     _print_next_steps(cluster, ip=ip, key=key)
 
@@ -193,9 +146,6 @@ def _print_next_steps(cluster: Cluster, *, ip: str, key: str) -> None:
 
 
 def _down(args: argparse.Namespace) -> int:
-    folder = _state_dir(args.name)
-    for what in reversed(PROCESSES):
-        _stop(what, folder=folder)
     cluster = Cluster.find(args.name)
     if cluster is not None:
         try:
@@ -203,7 +153,6 @@ def _down(args: argparse.Namespace) -> int:
         except ClusterError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-    shutil.rmtree(folder, ignore_errors=True)
     print(f"local Agentry {args.name!r} is down")
     return 0
 
@@ -223,9 +172,9 @@ def register(subparsers: Subparsers) -> None:
     """Add `dev up`, `dev down` and `dev pod-runner`."""
     dev = dev_subparsers(subparsers)
     for name, func, help_text in (
-        ("up", _up, "control plane, CRD, operator, pod runner and a sample agent that answers"),
-        ("down", _down, "stop everything `dev up` started"),
-        ("pod-runner", _pod_runner, "run the agent runtime for each Running agent pod (foreground)"),
+        ("up", _up, "images, control plane, real node, the chart and a sample agent that answers"),
+        ("down", _down, "stop everything `dev up` started; nothing stays behind on the host"),
+        ("pod-runner", _pod_runner, "run the agent runtime for each KWOK agent pod (foreground; scale tests)"),
     ):
         parser = dev.add_parser(name, help=help_text)
         parser.add_argument("--name", default="agentry", help="local cluster name (default: %(default)s)")

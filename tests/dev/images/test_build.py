@@ -133,7 +133,9 @@ def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f'[plugins."io.containerd.internal.v1.opt"]\n  path = "{folder}/opt"\n'
     )
     with (folder / "containerd.log").open("wb") as log:
-        process = subprocess.Popen([str(ensure_node_built() / "containerd"), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(ensure_node_built() / "containerd"), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 30
         while not socket.exists():
