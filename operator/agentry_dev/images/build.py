@@ -496,5 +496,7 @@ def ensure_images(
         items = make_plan(cache=cache, repo=repo)
         Builder(cache=cache, progress=progress, repo=repo).ensure(items)
         if import_to is not None:
-            import_to_containerd(items, address=import_to, progress=progress, log=cache.logs / "ctr-import.log")
+            # The base is only the Dockerfiles' parent: no pod runs it, so the node need not hold it.
+            runnable = [item for item in items if item.name != "base"]
+            import_to_containerd(runnable, address=import_to, progress=progress, log=cache.logs / "ctr-import.log")
     return items
