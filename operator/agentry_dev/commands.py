@@ -98,7 +98,7 @@ def _bring_up(name: str) -> None:
     cluster = deploy.start_cluster(name, images)
     print(f"    cluster ready in {time.monotonic() - started:.1f}s at {cluster.server}", file=sys.stderr)
     started = _step(f"helm install {deploy.RELEASE} (the operator runs as a pod under its own ServiceAccount)")
-    deploy.install(cluster, images, progress=progress)
+    deploy.install(cluster, progress=progress)
     print(f"    chart installed in {time.monotonic() - started:.1f}s", file=sys.stderr)
     _step(f"applying the sample agent {DEMO_NAMESPACE}/{DEMO_AGENT}")
     key = _demo_key(cluster)

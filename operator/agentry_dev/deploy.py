@@ -67,16 +67,16 @@ def helm(cluster: Cluster, *args: str) -> str:
 
 
 def install(
-    cluster: Cluster,
-    images: LocalImages,
-    *,
-    release: str = RELEASE,
-    namespace: str = RELEASE,
-    progress: Progress | None = None,
-) -> None:
-    """Import the images into the node's containerd and `helm upgrade --install` the chart, waiting for Ready."""
-    ensure_images(import_to=str(cluster.layout.containerd_socket), progress=progress)
-    refs = {item.name: item.image for item in images.items}
+    cluster: Cluster, *, release: str = RELEASE, namespace: str = RELEASE, progress: Progress | None = None
+) -> LocalImages:
+    """Import the images into the node's containerd and `helm upgrade --install` the chart, waiting for Ready.
+
+    Returns the images the chart now runs.
+    """
+    # The plan is made again here, so the chart gets exactly the images that were imported (a source edited
+    # since `build_images` would otherwise leave the chart naming images the node does not have).
+    imported = ensure_images(import_to=str(cluster.layout.containerd_socket), progress=progress)
+    refs = {item.name: item.image for item in imported}
     helm(
         cluster,
         "upgrade",
@@ -91,3 +91,4 @@ def install(
         "--timeout",
         INSTALL_TIMEOUT,
     )
+    return LocalImages(tuple(imported))

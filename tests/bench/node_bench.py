@@ -119,7 +119,7 @@ def main() -> None:
     for attempt in ("first", "second"):
         started = time.monotonic()
         cluster = deploy.start_cluster(NAME, images, timeout=300)
-        deploy.install(cluster, images)
+        deploy.install(cluster)
         results[f"{attempt}_up_and_chart_s"] = round(time.monotonic() - started, 1)
         results[f"{attempt}_up_timings"] = cluster.timings
         if attempt == "second":

@@ -1,7 +1,8 @@
 """The end-to-end tier: Agentry's own images in real pods on a real kubelet, installed with its Helm chart.
 
-One cluster with a real node for the session (`e2e-<pid>`), started by this fixture and stopped at its end, so
-the tier needs nothing running beforehand; it needs root and the Debian packages `.ci/bootstrap` installs.
+One cluster with a real node for this package (`e2e-<pid>`), started by this fixture and stopped after the
+package's last test (not kept running under the rest of the session), so the tier needs nothing running
+beforehand; it needs root and the Debian packages `.ci/bootstrap` installs.
 """
 
 from __future__ import annotations
@@ -59,12 +60,12 @@ def host_state() -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node_cluster() -> Iterator[NodeCluster]:
     """Images built (cached by content), a cluster with a real node, the chart installed with those images.
 
-    After the session the cluster goes down, and the host must be exactly as before: no kernel setting,
-    interface, route, firewall rule, mount or cgroup left behind (a difference fails the session's teardown).
+    After the package's tests the cluster goes down, and the host must be exactly as before: no kernel setting,
+    interface, route, firewall rule, mount or cgroup left behind (a difference fails the fixture's teardown).
     """
     try:
         images = deploy.build_images()
@@ -76,7 +77,7 @@ def node_cluster() -> Iterator[NodeCluster]:
     except (ClusterError, RuntimeError) as error:
         pytest.fail(f"the real node did not start: {error}", pytrace=False)
     try:
-        deploy.install(cluster, images)
+        images = deploy.install(cluster)
         yield NodeCluster(
             kube=KubeCluster(
                 name=cluster.name,
