@@ -292,7 +292,7 @@ def test_probes_hit_the_runtime_liveness_readiness_and_startup_endpoints() -> No
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     startup = container["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 180, "slow starts on a busy node are not killed"
 
 
 def test_pod_runs_restricted() -> None:

@@ -116,8 +116,11 @@ def _container(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "readinessProbe": _probe("/readyz", period=5, failures=2),
-        # Up to 60 s to start (model clients, database pools) before liveness may kill the pod.
-        "startupProbe": _probe("/healthz", period=2, failures=30),
+        # Up to 3 minutes to start (imports, model clients, database pools) before liveness may kill the pod: a
+        # runtime needs about 4 s of CPU to start, and 30 pods starting at once on a 2-core node took over 60 s
+        # each, so a 60 s budget killed every first start and doubled the work (tests/bench/node_bench.py).
+        # Readiness still keeps traffic away until it answers; a start that exits says why in the agent's status.
+        "startupProbe": _probe("/healthz", period=2, failures=90),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
