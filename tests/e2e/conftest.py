@@ -42,7 +42,7 @@ class NodeCluster:
 
 
 def host_state() -> dict[str, Any]:
-    """What a real node may touch on the host: kernel settings, interfaces, firewall rules, mounts, cgroups."""
+    """What a real node may touch on the host: sysctls, interfaces, rules, mounts, cgroups, fixed host folders."""
     links = sorted(p.name for p in Path("/sys/class/net").iterdir())
     rules = []
     for tool in ("iptables-save", "ip6tables-save"):
@@ -57,6 +57,7 @@ def host_state() -> dict[str, Any]:
         "mounts": mounts,
         "cgroups": cgroups,
         "routes": subprocess.run(["ip", "route"], capture_output=True, text=True, check=False).stdout,
+        "host folders": [str(p) for p in hostnode.HOST_FOLDERS if p.exists()],
     }
 
 

@@ -428,6 +428,10 @@ def _new_layout(*, name: str, root: Path, bin_dir: Path, real_node: bool = False
         document = kubeconfig_document(layout=layout, user=user)
         layout.kubeconfig(user).write_text(yaml.safe_dump(document, sort_keys=False))
     if real_node:
-        shutil.rmtree(layout.node_root, ignore_errors=True) if not hostnode.mounts_under(layout.node_root) else None
+        # A node folder from a run that died may still hold mounts; never delete through them.
+        left = hostnode.unmount_all(layout.node_root) if layout.node_root.exists() else []
+        if left:
+            raise ClusterError(f"cluster {name}: {layout.node_root} still has mounts {left}; unmount them first")
+        shutil.rmtree(layout.node_root, ignore_errors=True)
         _write_node_files(layout)
     return layout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agentry_dev.cluster import hostnode
 from agentry_dev.cluster.build import ensure_node_built
 from agentry_dev.images.build import Planned, Progress, ensure_images, layout
 
@@ -122,7 +124,12 @@ def test_a_second_run_rebuilds_nothing(images: dict[str, Planned], capsys: pytes
 
 @pytest.fixture
 def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A containerd of the test's own (root, state, socket in a temp folder; no CRI), stopped by PID."""
+    """A containerd of the test's own (root, state, socket in a temp folder; no CRI), stopped by PID.
+
+    containerd creates `/run/containerd` (its shim socket folder) whatever its state folder; it goes again if it
+    was not there before.
+    """
+    created = [p for p in (hostnode.SHIM_SOCKETS, hostnode.SHIM_SOCKETS.parent) if not p.exists()]
     folder = Path(tmp_path_factory.mktemp("ctrd"))
     socket = folder / "c.sock"
     config = folder / "config.toml"
@@ -149,6 +156,9 @@ def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, 9)
             process.wait(timeout=20)
+        for path in created:
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def test_import_into_containerd_names_every_runnable_image_and_skips_it_the_second_time(
