@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,15 +243,20 @@ def _progress(message: str) -> None:
     print(f"agentry dev cluster build: {message}", file=sys.stderr, flush=True)
 
 
-def _build_missing(*, folder: Path, versions: Versions, log: Path) -> None:
+def _build_absent(targets: Iterable[GoTarget], *, folder: Path, versions: Versions, log: Path) -> None:
+    """Build each target whose binary is not in `folder` yet, with a progress line before and after."""
     src = folder.parent / "src"
-    for target in go_targets(versions=versions):
+    for target in targets:
         if (folder / target.name).exists():
             continue
         _progress(f"building {target.name} {target.package} (log: {log})")
         started = time.monotonic()
         build_target(target=target, out=folder, src=src, versions=versions, log=log)
         _progress(f"built {target.name} in {time.monotonic() - started:.0f} s")
+
+
+def _build_missing(*, folder: Path, versions: Versions, log: Path) -> None:
+    _build_absent(go_targets(versions=versions), folder=folder, versions=versions, log=log)
     if not kwok_stages_file(bin_dir=folder).exists():
         write_kwok_stages(versions=versions, target=kwok_stages_file(bin_dir=folder), log=log)
     if not all((folder / t).exists() for t in ("kubectl", "helm")):
@@ -292,17 +297,12 @@ def ensure_node_built(*, root: Path | None = None, versions: Versions = PINNED) 
     with _locked(folder.parent / ".lock"):
         if not node_is_complete(root=root, versions=versions):
             built = _built_versions(folder.parent / NODE_MARKER)
-            log = folder.parent / "logs" / "build.log"
-            src = folder.parent / "src"
-            for target, field in node_targets(versions=versions):
+            targets = node_targets(versions=versions)
+            for target, field in targets:
                 if built and built.get(field) != getattr(versions, field):
                     (folder / target.name).unlink(missing_ok=True)  # a bump rebuilds only what it concerns
-                if (folder / target.name).exists():
-                    continue
-                _progress(f"building {target.name} {target.package} (log: {log})")
-                started = time.monotonic()
-                build_target(target=target, out=folder, src=src, versions=versions, log=log)
-                _progress(f"built {target.name} in {time.monotonic() - started:.0f} s")
+            log = folder.parent / "logs" / "build.log"
+            _build_absent((target for target, _ in targets), folder=folder, versions=versions, log=log)
             (folder.parent / NODE_MARKER).write_text(node_marker(versions))
     return folder
 

@@ -336,13 +336,18 @@ def _node_ready(api: ApiClient, name: str) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _taken_octets(root: Path, *, other_than: str) -> set[int]:
-    taken = set()
+def _running_others(root: Path, *, other_than: str) -> list[Layout]:
+    """Layouts of the clusters under `root`, other than `other_than`, with at least one live component."""
+    running = []
     for state_file in clusters_dir(root).glob("*/state.json"):
         found = read_state(state_file)
         if found is not None and found[0].name != other_than and any(Cluster(*found).status().values()):
-            taken.add(found[0].octet)
-    return taken
+            running.append(found[0])
+    return running
+
+
+def _taken_octets(root: Path, *, other_than: str) -> set[int]:
+    return {layout.octet for layout in _running_others(root, other_than=other_than)}
 
 
 def _kubelet_api_binding() -> dict[str, object]:
@@ -372,12 +377,9 @@ def _check_host() -> None:
 
 def _check_no_other_node(root: Path, *, name: str) -> None:
     # Two kubelets on one host would fight over the host's iptables and the kernel settings they restore.
-    for state_file in clusters_dir(root).glob("*/state.json"):
-        found = read_state(state_file)
-        if found is None or found[0].name == name or not found[0].real_node:
-            continue
-        if any(Cluster(*found).status().values()):
-            other = found[0].name
+    for layout in _running_others(root, other_than=name):
+        if layout.real_node:
+            other = layout.name
             raise ClusterError(
                 f"cluster {other} already runs a real node on this host; stop it first "
                 f"(`agentry dev down --name {other}` or `agentry dev cluster down --name {other}`)"
