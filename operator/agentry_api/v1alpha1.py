@@ -94,6 +94,115 @@ class UsageLimits(ApiModel):
     """Input plus output tokens allowed in one run; omit for no limit."""
 
 
+#: `package.module:attribute`, each part a Python identifier (attribute may be dotted: `module:App.agent`).
+Entrypoint = Annotated[
+    str,
+    StringConstraints(
+        max_length=512,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+    ),
+]
+#: An MCP tool's name as servers publish it (the MCP spec allows letters, digits, `_`, `-` and `.`).
+ToolName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+#: An HTTP header name: letters, digits, `-` and `_` (the tokens headers use in practice; no regex metacharacters,
+#: so the CEL rule can compare names without case).
+HeaderName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[0-9A-Za-z][0-9A-Za-z_-]*$")]
+#: The built-in tools, by name (agent_runtime/tools.py).
+BuiltinTool = Literal["lookup_result", "cache_get", "cache_set", "call_external_api"]
+#: Headers Agentry sets itself on MCP requests, which a header entry may not replace.
+RESERVED_MCP_HEADERS = ("content-type", "accept", "mcp-session-id", "mcp-protocol-version", "host", "content-length")
+
+
+class CodeSpec(ApiModel):
+    """The user's own PydanticAI agent, imported from the pod's image (spec.pod.image)."""
+
+    entrypoint: Entrypoint
+    """`package.module:attribute`: a pydantic-ai Agent, an `agent_runtime.sdk.AgentApp`, or a factory that is given
+    the agent's `agent_runtime.sdk.Services` and returns either."""
+
+
+class BuiltinToolsetSpec(ApiModel):
+    """Agentry's own tools: stored results, a scratch cache and the configured external API."""
+
+    tools: list[BuiltinTool] | None = Field(None, max_length=4)
+    """Which built-in tools the agent gets; omit for all of them (call_external_api only with
+    spec.services.externalAPI)."""
+
+
+class McpHeader(ApiModel):
+    """A header sent with every request to an MCP server, its value from a Secret."""
+
+    name: HeaderName
+    """Header name, e.g. Authorization or X-Api-Key."""
+    secret_ref: SecretKeyRef
+    """Secret key holding the header's value (sent as is, e.g. `Bearer abc`)."""
+
+
+def _mcp_headers_ok(mcp: McpToolsetSpec) -> bool:
+    names = [header.name.lower() for header in mcp.headers]
+    if len(set(names)) != len(names) or any(name in RESERVED_MCP_HEADERS for name in names):
+        return False
+    return not (mcp.forward_bearer_token and "authorization" in names)
+
+
+class McpToolsetSpec(ApiModel):
+    """Tools served by an MCP server over HTTP (pydantic-ai's MCP client)."""
+
+    rules = (
+        Rule(
+            cel="!has(self.headers) || self.headers.all(h, "
+            "self.headers.exists_one(o, o.name.matches('(?i)^' + h.name + '$')) && "
+            "!h.name.matches('(?i)^(" + "|".join(RESERVED_MCP_HEADERS) + ")$') && "
+            "!(has(self.forwardBearerToken) && self.forwardBearerToken && h.name.matches('(?i)^authorization$')))",
+            message="spec.agent.toolsets[].mcp.headers: each header once, none of "
+            + ", ".join(RESERVED_MCP_HEADERS)
+            + ", and no Authorization header when forwardBearerToken is true",
+            check=_mcp_headers_ok,
+            field_path=".headers",
+        ),
+    )
+
+    url: HttpURL
+    """The server's MCP endpoint, e.g. http://tickets-mcp.tools.svc:8000/mcp."""
+    transport: Literal["streamable-http", "sse"] = "streamable-http"
+    """MCP transport: streamable HTTP (current) or the older HTTP+SSE."""
+    headers: list[McpHeader] = Field([], max_length=16)
+    """Headers for every request to the server, values from Secrets (API keys, static bearer tokens)."""
+    allowed_tools: list[ToolName] | None = Field(None, max_length=256)
+    """Tools of the server the agent may call; omit for all the server lists."""
+    tool_prefix: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    """Prefix for this server's tool names (`<prefix>_<tool>`), when two servers publish the same name."""
+    timeout_seconds: float = Field(10, gt=0, le=600)
+    """Seconds to connect, and for each tool call; a server slower than that fails the call (never hangs)."""
+    forward_bearer_token: bool = False
+    """Send the caller's own bearer token to the server (Authorization), so it can act as the caller.
+
+    The server must then accept the agent's tokens; a session is opened per run, since tokens differ."""
+
+
+def _one_toolset_kind(toolset: ToolsetSpec) -> bool:
+    return (toolset.builtin is None) != (toolset.mcp is None)
+
+
+class ToolsetSpec(ApiModel):
+    """One source of tools: Agentry's built-in tools or an MCP server."""
+
+    rules = (
+        Rule(
+            cel="has(self.builtin) != has(self.mcp)",
+            message="spec.agent.toolsets[]: set exactly one of builtin and mcp",
+            check=_one_toolset_kind,
+        ),
+    )
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Name of the toolset (unique in the list); shown in /health and the audit trail."""
+    builtin: BuiltinToolsetSpec | None = None
+    """Agentry's built-in tools."""
+    mcp: McpToolsetSpec | None = None
+    """An MCP server's tools."""
+
+
 def _endpoint_model_ok(agent: AgentSpec) -> bool:
     return agent.endpoint is None or agent.provider in OPENAI_COMPATIBLE_PROVIDERS
 
@@ -102,12 +211,37 @@ def _output_schema_ok(agent: AgentSpec) -> bool:
     return agent.output_schema is None or agent.output_schema.get("type") == "object"
 
 
+def _model_or_code(agent: AgentSpec) -> bool:
+    return agent.model is not None or agent.code is not None
+
+
+def _no_instructions_in_code_mode(agent: AgentSpec) -> bool:
+    return agent.code is None or agent.instructions is None
+
+
+def _toolset_names_unique(agent: AgentSpec) -> bool:
+    names = [toolset.name for toolset in agent.toolsets or []]
+    return len(set(names)) == len(names)
+
+
 class AgentSpec(ApiModel):
-    """The PydanticAI agent: which model it runs, what it is told, what it must answer."""
+    """The PydanticAI agent: declarative (model, instructions, output schema) or the user's own code.
+
+    In code mode (`code`), the user's Agent brings its model, instructions and tools; `model` and `endpoint`
+    override its model, `modelSettings` and `usageLimits` apply to every run, `outputSchema` (with
+    `outputRetries`) replaces its output type, `toolsets` adds tools and `instructions` is refused.
+    """
 
     rules = (
         Rule(
-            cel="!has(self.endpoint) || self.model.matches('^(openai|openai-chat|openai-responses|ollama):')",
+            cel="has(self.model) || has(self.code)",
+            message="spec.agent.model is required unless spec.agent.code names the agent's own code",
+            check=_model_or_code,
+            field_path=".model",
+        ),
+        Rule(
+            cel="!has(self.endpoint) || "
+            "(has(self.model) && self.model.matches('^(openai|openai-chat|openai-responses|ollama):'))",
             message="spec.agent.endpoint needs an OpenAI-compatible spec.agent.model "
             "(openai:, openai-chat:, openai-responses: or ollama:)",
             check=_endpoint_model_ok,
@@ -119,14 +253,31 @@ class AgentSpec(ApiModel):
             check=_output_schema_ok,
             field_path=".outputSchema",
         ),
+        Rule(
+            cel="!has(self.code) || !has(self.instructions)",
+            message="spec.agent.instructions does not apply with spec.agent.code: the agent's instructions are in "
+            "its code",
+            check=_no_instructions_in_code_mode,
+            field_path=".instructions",
+        ),
+        Rule(
+            cel="!has(self.toolsets) || self.toolsets.all(t, self.toolsets.exists_one(o, o.name == t.name))",
+            message="spec.agent.toolsets: each toolset name must be unique",
+            check=_toolset_names_unique,
+            field_path=".toolsets",
+        ),
     )
 
-    model: str = Field(max_length=256, pattern=r"^(test|[a-z][a-z0-9-]*:\S+)$")
-    """pydantic-ai model string, `provider:model` (e.g. openai-chat:gpt-4o-mini); `test` runs offline."""
+    model: str | None = Field(None, max_length=256, pattern=r"^(test|[a-z][a-z0-9-]*:\S+)$")
+    """pydantic-ai model string, `provider:model` (e.g. openai-chat:gpt-4o-mini); `test` runs offline.
+
+    Required for a declarative agent; with `code`, it replaces the model the user's Agent names."""
+    code: CodeSpec | None = None
+    """The user's own PydanticAI agent in the pod's image, instead of a declarative one."""
     endpoint: EndpointSpec | None = None
     """OpenAI-compatible endpoint to send model requests to, instead of the provider's default."""
-    instructions: str = Field("", max_length=100_000)
-    """Instructions (system prompt) given to the agent on every run."""
+    instructions: str | None = Field(None, max_length=100_000)
+    """Instructions (system prompt) given to the agent on every run; declarative agents only."""
     output_schema: dict[str, Any] | None = Field(
         None,
         json_schema_extra={
@@ -135,20 +286,32 @@ class AgentSpec(ApiModel):
             "properties": {"type": {"type": "string", "description": "JSON Schema type; must be object."}},
         },
     )
-    """JSON Schema (type object) the agent's output must match; omit for plain text output."""
+    """JSON Schema (type object) the agent's output must match; omit for plain text (or, with `code`, the
+    agent's own output type)."""
+    toolsets: list[ToolsetSpec] | None = Field(None, max_length=16)
+    """Sources of tools: the built-in tools, MCP servers. Omit for the built-in tools alone on a declarative
+    agent and for none on a code agent (it has its own); [] gives none."""
     model_settings: ModelSettings = Field(default_factory=ModelSettings)
     """Sampling settings for every model request."""
     usage_limits: UsageLimits = Field(default_factory=UsageLimits)
     """Limits on requests and tokens per run."""
     retries: int = Field(1, ge=0, le=10)
-    """Times a failing tool call is retried by the model."""
+    """Times a failing call of an Agentry toolset's tool (built-in, MCP) is retried by the model."""
     output_retries: int = Field(2, ge=0, le=10)
     """Times the model is asked again when its output does not match outputSchema."""
 
     @property
-    def provider(self) -> str:
-        """The provider part of the model string (`test` for the offline model)."""
-        return self.model.split(":", 1)[0]
+    def provider(self) -> str | None:
+        """The provider part of the model string (`test` for the offline model), None without a model."""
+        return None if self.model is None else self.model.split(":", 1)[0]
+
+    def effective_toolsets(self) -> list[ToolsetSpec]:
+        """The toolsets the agent gets: as listed, or the default of its mode when the list is omitted."""
+        if self.toolsets is not None:
+            return list(self.toolsets)
+        if self.code is not None:
+            return []
+        return [ToolsetSpec(name="builtin", builtin=BuiltinToolsetSpec())]
 
 
 # --- scaling and concurrency -------------------------------------------------------------------
@@ -522,6 +685,10 @@ def _replicas_in_range(spec: AgentDeploymentSpec) -> bool:
     return scaling.min_replicas <= spec.replicas <= scaling.max_replicas
 
 
+def _code_has_image(spec: AgentDeploymentSpec) -> bool:
+    return spec.agent.code is None or spec.pod.image is not None
+
+
 class AgentDeploymentSpec(ApiModel):
     """The desired state of one agent."""
 
@@ -533,6 +700,12 @@ class AgentDeploymentSpec(ApiModel):
             "while autoscaling is enabled",
             check=_replicas_in_range,
             field_path=".replicas",
+        ),
+        Rule(
+            cel="!has(self.agent.code) || has(self.pod.image)",
+            message="spec.pod.image is required with spec.agent.code: the image that holds the agent's code",
+            check=_code_has_image,
+            field_path=".pod",
         ),
     )
 
@@ -574,6 +747,9 @@ class AgentDeploymentSpec(ApiModel):
             ("spec.security.auth.publicKeySecretRef", security.auth.public_key_secret_ref),
             ("spec.security.privacy.hmacKeySecretRef", security.privacy.hmac_key_secret_ref),
         ]
+        for index, toolset in enumerate(self.agent.toolsets or []):
+            for number, header in enumerate(toolset.mcp.headers if toolset.mcp else []):
+                candidates.append((f"spec.agent.toolsets[{index}].mcp.headers[{number}].secretRef", header.secret_ref))
         return [(path, ref) for path, ref in candidates if ref is not None]
 
 

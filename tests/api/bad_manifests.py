@@ -47,7 +47,7 @@ class BadManifest:
 
 BAD_MANIFESTS: tuple[BadManifest, ...] = (
     BadManifest("no-agent", {"spec.agent": None}, "spec.agent", "Required value"),
-    BadManifest("no-model", {"spec.agent.model": None}, "spec.agent.model", "Required value"),
+    BadManifest("no-model", {"spec.agent.model": None}, "spec.agent.model", "is required unless spec.agent.code"),
     BadManifest("model-without-provider", {"spec.agent.model": "gpt-4o"}, "spec.agent.model", "should match"),
     BadManifest("negative-replicas", {"spec.replicas": -1}, "spec.replicas", "greater than or equal to 0"),
     BadManifest(
@@ -177,4 +177,63 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
         "less than or equal to 2",
     ),
     BadManifest("name-not-dns-label", {"metadata.name": "Support_Triage"}, "metadata.name", "DNS-1035 label"),
+    BadManifest(
+        "code-entrypoint-without-attribute",
+        {"spec.agent.code": {"entrypoint": "support_bot.agent"}, "spec.pod.image": "example/bot:1"},
+        "spec.agent.code.entrypoint",
+        "should match",
+    ),
+    BadManifest(
+        "code-with-instructions",
+        {"spec.agent.code": {"entrypoint": "support_bot.agent:agent"}, "spec.pod.image": "example/bot:1"},
+        "spec.agent.instructions",
+        "does not apply with spec.agent.code",
+    ),
+    BadManifest(
+        "code-without-image",
+        {"spec.agent.code": {"entrypoint": "support_bot.agent:agent"}, "spec.agent.instructions": None},
+        "spec.pod",
+        "spec.pod.image is required with spec.agent.code",
+    ),
+    BadManifest(
+        "toolset-builtin-and-mcp",
+        {"spec.agent.toolsets": [{"name": "t", "builtin": {}, "mcp": {"url": "http://mcp:8000/mcp"}}]},
+        "spec.agent.toolsets[0]",
+        "set exactly one of builtin and mcp",
+    ),
+    BadManifest(
+        "toolset-names-repeated",
+        {"spec.agent.toolsets": [{"name": "t", "builtin": {}}, {"name": "t", "mcp": {"url": "http://mcp/mcp"}}]},
+        "spec.agent.toolsets",
+        "each toolset name must be unique",
+    ),
+    BadManifest(
+        "toolset-unknown-builtin-tool",
+        {"spec.agent.toolsets": [{"name": "t", "builtin": {"tools": ["rm_rf"]}}]},
+        "spec.agent.toolsets[0].builtin.tools[0]",
+        "rm_rf",
+    ),
+    BadManifest(
+        "mcp-url-not-http",
+        {"spec.agent.toolsets": [{"name": "t", "mcp": {"url": "stdio://tool"}}]},
+        "spec.agent.toolsets[0].mcp.url",
+        "should match",
+    ),
+    BadManifest(
+        "mcp-forwarded-token-and-authorization-header",
+        {
+            "spec.agent.toolsets": [
+                {
+                    "name": "t",
+                    "mcp": {
+                        "url": "http://mcp:8000/mcp",
+                        "forwardBearerToken": True,
+                        "headers": [{"name": "Authorization", "secretRef": {"name": "mcp", "key": "token"}}],
+                    },
+                }
+            ]
+        },
+        "spec.agent.toolsets[0].mcp",
+        "no Authorization header when forwardBearerToken is true",
+    ),
 )

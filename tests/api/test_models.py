@@ -95,6 +95,43 @@ RULE_CASES: dict[str, list[dict[str, Any]]] = {
         {"model": "test", "outputSchema": {"type": "object"}},
         {"model": "test", "outputSchema": {"type": "string"}},
         {"model": "test", "outputSchema": {"properties": {}}},
+        {"code": {"entrypoint": "bot.agent:agent"}},
+        {"code": {"entrypoint": "bot.agent:agent"}, "model": "ollama:llama3", "endpoint": {"baseURL": "http://x/v1"}},
+        {"code": {"entrypoint": "bot.agent:agent"}, "endpoint": {"baseURL": "http://x/v1"}},
+        {"code": {"entrypoint": "bot.agent:agent"}, "instructions": "Be brief."},
+        {"instructions": "Be brief."},
+        {"model": "test", "toolsets": []},
+        {"model": "test", "toolsets": [{"name": "a", "builtin": {}}, {"name": "b", "builtin": {}}]},
+        {"model": "test", "toolsets": [{"name": "a", "builtin": {}}, {"name": "a", "builtin": {}}]},
+    ],
+    "ToolsetSpec": [
+        {"name": "a", "builtin": {}},
+        {"name": "a", "mcp": {"url": "http://m/mcp"}},
+        {"name": "a", "builtin": {}, "mcp": {"url": "http://m/mcp"}},
+        {"name": "a"},
+    ],
+    "McpToolsetSpec": [
+        {"url": "http://m/mcp"},
+        {"url": "http://m/mcp", "headers": [{"name": "X-Api-Key", "secretRef": {"name": "a", "key": "b"}}]},
+        {
+            "url": "http://m/mcp",
+            "headers": [
+                {"name": "X-Api-Key", "secretRef": {"name": "a", "key": "b"}},
+                {"name": "x-api-key", "secretRef": {"name": "a", "key": "c"}},
+            ],
+        },
+        {"url": "http://m/mcp", "headers": [{"name": "Mcp-Session-Id", "secretRef": {"name": "a", "key": "b"}}]},
+        {"url": "http://m/mcp", "headers": [{"name": "authorization", "secretRef": {"name": "a", "key": "b"}}]},
+        {
+            "url": "http://m/mcp",
+            "forwardBearerToken": True,
+            "headers": [{"name": "authorization", "secretRef": {"name": "a", "key": "b"}}],
+        },
+        {
+            "url": "http://m/mcp",
+            "forwardBearerToken": True,
+            "headers": [{"name": "X-Api-Key", "secretRef": {"name": "a", "key": "b"}}],
+        },
     ],
     "AutoscalingSpec": [
         {"minReplicas": 1, "maxReplicas": 1},
@@ -120,6 +157,8 @@ RULE_CASES: dict[str, list[dict[str, Any]]] = {
         _spec(replicas=3, autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 2}),
         _spec(replicas=1, autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 2}),
         _spec(autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 2}),
+        _spec(agent={"code": {"entrypoint": "bot.agent:agent"}}),
+        _spec(agent={"code": {"entrypoint": "bot.agent:agent"}}, pod={"image": "example/bot:1"}),
     ],
 }
 
