@@ -42,9 +42,12 @@ def check_output_schema(agent: AgentDeployment) -> Problem | None:
 
 
 def check_provider(agent: AgentDeployment) -> Problem | None:
-    """The provider part of the model string must be one pydantic-ai knows (`test` always is)."""
+    """The provider part of the model string must be one pydantic-ai knows (`test` always is).
+
+    A code agent without `model` names its model in its code: only the runtime can judge it, at start-up.
+    """
     provider = agent.spec.agent.provider
-    if provider == "test" or known_provider(provider):
+    if provider is None or provider == "test" or known_provider(provider):
         return None
     return Problem(
         reason=UNKNOWN_MODEL_PROVIDER,
