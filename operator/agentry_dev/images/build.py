@@ -374,7 +374,10 @@ class Builder:
         self._commit_scratch(rootfs_tar=None, files={"/pause": binary}, config=config, ref=item.image.ref, log=log)
         remove_tree(work)
 
-    def _dockerfile(self, item: Planned, image: DockerfileImage, base: Planned, log: Path) -> None:
+    def _dockerfile(
+        self, item: Planned, image: DockerfileImage, base: Planned, log: Path, *, args: dict[str, str] | None = None
+    ) -> None:
+        """`buildah bud` with the base's pip mounted; `args` replace the build args of Agentry's own images."""
         self.cache.work.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.cache.work, prefix="home-") as home:
             # pip's user config, for RUN steps only: it may hold the host's index settings, so it lives no longer
@@ -387,7 +390,7 @@ class Builder:
                 image,
                 repo=self.repo,
                 ref=item.image.ref,
-                args=build_args(base=base.image, repo=self.repo),
+                args=args if args is not None else build_args(base=base.image, repo=self.repo),
                 mounts=build_mounts(pip_site=self.cache.pip_site(base.image.tag), home=Path(home)),
             )
             self.buildah(*argv, log=log, echo=True, cwd=self.repo)
@@ -500,3 +503,49 @@ def ensure_images(
             runnable = [item for item in items if item.name != "base"]
             import_to_containerd(runnable, address=import_to, progress=progress, log=cache.logs / "ctr-import.log")
     return items
+
+
+def plan_project(project: Path, *, name: str, runtime: ImageRef, root: Path | None = None) -> Planned:
+    """A user's agent image (folder `project`, FROM the runtime), tagged with the key of what its build reads."""
+    image = plan.project_image(name)
+    key = plan.project_key(name=name, files=context_digests(image, repo=project), runtime=runtime)
+    ref = ImageRef(image.repository, key)
+    return Planned(name, ref, layout(root).archive(name, ref))
+
+
+def ensure_project_image(
+    project: Path,
+    *,
+    name: str,
+    images: list[Planned],
+    root: Path | None = None,
+    import_to: str | None = None,
+    progress: Progress | None = None,
+) -> Planned:
+    """Build a user's agent image on the runtime of `images` (from `ensure_images`) unless its archive exists.
+
+    Its Dockerfile starts `FROM ${RUNTIME_IMAGE}`; RUN steps see the base's pip, as the runtime's own build did.
+    `import_to` (a containerd socket) imports it into the node, as `ensure_images` does Agentry's own images.
+    """
+    cache = layout(root)
+    progress = progress or Progress()
+    base, runtime = (next(item for item in images if item.name == wanted) for wanted in ("base", "runtime"))
+    with _locked(cache.root / ".lock", progress):
+        item = plan_project(project, name=name, runtime=runtime.image, root=root)
+        builder = Builder(cache=cache, progress=progress, repo=project)
+        if builder.complete(item):
+            progress(f"{item.name} {item.image.ref}: cached")
+        else:
+            started = time.monotonic()
+            log = cache.logs / f"{item.name}-{item.image.tag}.log"
+            log.unlink(missing_ok=True)
+            progress(f"{item.name} {item.image.ref}: building on {runtime.image.ref} (log {log})")
+            builder._load(runtime, log)
+            builder._dockerfile(
+                item, plan.project_image(name), base, log, args={plan.PROJECT_BASE_ARG: runtime.image.ref}
+            )
+            builder._export(item, log)
+            progress(f"{item.name} {item.image.ref}: built in {time.monotonic() - started:.1f}s")
+        if import_to is not None:
+            import_to_containerd([item], address=import_to, progress=progress, log=cache.logs / "ctr-import.log")
+    return item

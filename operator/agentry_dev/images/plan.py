@@ -74,11 +74,13 @@ class DockerfileImage:
     repository: str
     dockerfile: str
     """Path from the repository root; its BuildKit ignore file is `<dockerfile>.dockerignore`."""
+    ignore: str | None = None
+    """The ignore file when it is not `<dockerfile>.dockerignore` (a user's project has its `.dockerignore`)."""
 
     @property
     def ignorefile(self) -> str:
         """BuildKit's per-Dockerfile ignore file, handed to buildah explicitly (1.28 does not look for it)."""
-        return f"{self.dockerfile}.dockerignore"
+        return self.ignore or f"{self.dockerfile}.dockerignore"
 
 
 BASE_REPOSITORY = f"{REGISTRY}/python-base"
@@ -127,6 +129,20 @@ def dockerfile_key(*, name: str, files: Mapping[str, str], build_args: Mapping[s
     lines take from the context (after the ignore file's filter).
     """
     return digest_key({"image": name, "files": dict(files), "build_args": dict(build_args), "base": base})
+
+
+def project_image(name: str) -> DockerfileImage:
+    """A user's agent project: its `Dockerfile` and `.dockerignore` at the top of its own folder (the context)."""
+    return DockerfileImage(name, f"{REGISTRY}/{name}", "Dockerfile", ignore=".dockerignore")
+
+
+def project_key(*, name: str, files: Mapping[str, str], runtime: ImageRef) -> str:
+    """The key of a user's agent image: what its build reads and the runtime image it starts FROM."""
+    return dockerfile_key(name=name, files=files, build_args={PROJECT_BASE_ARG: runtime.ref}, base=runtime.tag)
+
+
+PROJECT_BASE_ARG = "RUNTIME_IMAGE"
+"""The build arg a user's Dockerfile names its runtime image with (`ARG RUNTIME_IMAGE`, `FROM ${RUNTIME_IMAGE}`)."""
 
 
 def _logical_lines(text: str) -> list[str]:
