@@ -9,12 +9,13 @@
             assert answer.status_code == 200
             assert kit.database.collection("tickets")
             [record] = await kit.audit()
-            assert record["outcome"] == "success"
+            assert record["outcome"] == "ok"
+            assert [call["tool"] for call in record["tool_calls"]] == ["file_ticket"]
 
 Needs only the runtime (`agentry[runtime]`): no pytest plugin, no test dependency; any async test runner works.
 """
 
-from .harness import AgentHarness, HarnessError, import_entrypoint
+from .harness import AgentHarness, HarnessError
 from .services import Call, MemoryDatabase, RecordingCache, Reply, ScriptedExternalApi
 
 __all__ = [
@@ -25,5 +26,4 @@ __all__ = [
     "RecordingCache",
     "Reply",
     "ScriptedExternalApi",
-    "import_entrypoint",
 ]

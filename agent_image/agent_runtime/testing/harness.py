@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import json
 import secrets
@@ -16,7 +15,7 @@ import httpx
 import yaml
 from pydantic_ai.models import Model, override_allow_model_requests
 
-from .. import sdk
+from .. import sdk, usercode
 from ..app import build_app
 from ..config import RuntimeConfig, parse_document
 from ..runtime import Runtime
@@ -33,6 +32,8 @@ __all__ = ["AgentHarness", "HarnessError"]
 JWT_REF = {"name": "agentry-testing-jwt", "key": "key"}
 #: Where the entrypoint is said to be when the test hands over the object itself (the runtime imports nothing).
 OBJECT_ENTRYPOINT = "agentry_testing.given:entrypoint"
+#: The image a code-mode spec must name, when the manifest names none: the harness runs in the test's process.
+TEST_IMAGE = "localhost/agentry-testing/agent:test"
 #: Roles of the tokens `run` and `ask` send unless told otherwise: the role that may run agents.
 DEFAULT_ROLES = ("agent_operator",)
 
@@ -205,7 +206,7 @@ class AgentHarness:
         return [dict(record) for record in self.database.audit_records]
 
     def audit_log(self) -> list[dict[str, Any]]:
-        """The JSON lines the audit trail wrote to its stream (the pod's stdout), parsed."""
+        """The JSON lines the audit trail wrote to its stream (the pod's stdout): records and chain checkpoints."""
         return [json.loads(line) for line in self.audit_stream.getvalue().splitlines() if line.startswith("{")]
 
     def _secret(self, path: str) -> str:
@@ -241,29 +242,22 @@ def _entrypoint(given: object | str | None, wire: Mapping[str, Any]) -> object:
     target = given if given is not None else named
     if target is None:
         raise ValueError("no agent: pass the entrypoint, or a manifest whose spec.agent.code.entrypoint names it")
-    return import_entrypoint(target) if isinstance(target, str) else target
-
-
-def import_entrypoint(entrypoint: str) -> object:
-    """`package.module:attribute`, imported as the runtime does in a pod."""
-    module, _, attribute = entrypoint.partition(":")
-    if not module or not attribute:
-        raise ValueError(f"entrypoint {entrypoint!r}: expected package.module:attribute")
-    found: object = importlib.import_module(module)
-    for part in attribute.split("."):
-        found = getattr(found, part)
-    return found
+    return usercode.import_entrypoint(target) if isinstance(target, str) else target
 
 
 def _with_test_defaults(wire: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec in code mode, with JWT auth by the generated key (its issuer and audience kept) and audit on."""
+    """The spec in code mode, with JWT auth by the generated key (its issuer and audience kept) and audit on.
+
+    An image is named when the manifest names none, as code mode requires (the harness runs none).
+    """
     agent = dict(wire.get("agent") or {})
     agent["code"] = {"entrypoint": (agent.get("code") or {}).get("entrypoint") or OBJECT_ENTRYPOINT}
     security = dict(wire.get("security") or {})
     auth = {key: value for key, value in (security.get("auth") or {}).items() if key != "publicKeySecretRef"}
     security["auth"] = auth | {"mode": "jwt", "secretRef": JWT_REF, "algorithms": ["HS256"]}
     security["audit"] = {**(security.get("audit") or {}), "enabled": True}
-    return {**wire, "agent": agent, "security": security}
+    pod = {"image": TEST_IMAGE, **(wire.get("pod") or {})}
+    return {**wire, "agent": agent, "security": security, "pod": pod}
 
 
 def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -40,12 +40,10 @@ class Ticket(BaseModel):
     """The caller's subject (their token's `sub`): personal data, so it stays in the records, not in logs."""
 
 
-# The model is resolved at the first run (defer_model_check), so importing this module needs no API key;
-# `spec.agent.model` in the AgentDeployment replaces it, and tests pass their own (TestModel, FunctionModel).
+# No model in the code: the AgentDeployment's spec.agent.model names it (with its endpoint and API key Secret,
+# and the operator checks its provider), tests pass their own (TestModel, FunctionModel).
 agent = Agent(
-    "openai-chat:gpt-4o-mini",
     deps_type=AgentryDeps,
-    defer_model_check=True,
     name="support-bot",
     instructions=(
         "You are a support desk. File a ticket for each problem the user reports (one per problem), "
