@@ -15,7 +15,8 @@ from agentry_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / crdgen.CRD_FILENAME
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+#: The sample manifests, and the AgentDeployment of each example project (examples/code-agent/agent.yaml).
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "examples").glob("*/agent.yaml"))
 
 
 def _version() -> dict[str, Any]:
