@@ -158,7 +158,7 @@ def _program(rule: str) -> Any:
 
     environment = celpy.Environment()
     # The functions of Kubernetes' CEL libraries the rules use (cel-python has the standard ones only).
-    functions = {"lowerAscii": lambda text: celtypes.StringType(str(text).lower())}
+    functions: dict[str, Any] = {"lowerAscii": lambda text: celtypes.StringType(str(text).lower())}
     return environment.program(environment.compile(rule), functions=functions)
 
 
