@@ -79,7 +79,7 @@ class AgentHarness:
             model: replaces the agent's model (`TestModel()`, `FunctionModel(...)`).
             external_api: the scripted API the tools reach as `deps.external_api`; None leaves it None.
             secrets_by_path: values of the Secrets the spec references, by field path
-                (`spec.agent.endpoint.apiKeySecretRef`); the JWT and PII keys are generated when absent.
+                (`spec.agent.endpoint.apiKeySecretRef`); absent ones get a random value (the JWT key `jwt_key`).
             settings: the HTTP layer's limits.
             allow_model_requests: let the agent call a real model provider.
         """
