@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from fastmcp.client.transports import ClientTransport, SSETransport, StreamableHttpTransport
@@ -80,7 +80,7 @@ class McpServer:
         """Close the shared connection and any broken one still being left; safe to call twice."""
         live, self._live = self._live, None
         if live is not None:
-            await self._leave(live)
+            await self.leave(live)
         await asyncio.gather(*self._leaving, return_exceptions=True)
 
     @asynccontextmanager
@@ -96,10 +96,10 @@ class McpServer:
         try:
             yield self._wrap(toolset)
         finally:
-            await self._leave(toolset)
+            await self.leave(toolset)
 
     async def check(self, *, timeout: float) -> ServiceHealth:
-        """Ping the shared connection (connecting when there is none); for a forwarding server, reach its port.
+        """List the tools on the shared connection (connecting when there is none); for a forwarding server, reach it.
 
         A forwarding server has no session outside a run (it needs a caller's token), so reaching it is all
         a check can prove. Never raises: a server that is down or slow is degraded.
@@ -107,7 +107,7 @@ class McpServer:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                detail = await (self._reach() if self.spec.forward_bearer_token else self._ping())
+                detail = await (self._reach() if self.spec.forward_bearer_token else self._list())
         except TimeoutError:
             return ServiceHealth(name=f"mcp:{self.name}", state="degraded", detail=f"no answer within {timeout:g}s")
         except McpToolsetError as exc:
@@ -166,10 +166,11 @@ class McpServer:
             wrapped = PrefixedToolset(wrapped, self.spec.tool_prefix)
         return wrapped
 
-    async def _ping(self) -> str:
+    async def _list(self) -> str:
+        """A tools/list round trip, past the client's cache: the one request every MCP version answers (no ping)."""
         toolset = await self.connect()
-        await self.bounded(toolset.client.ping(), doing="the ping", live=toolset)
-        return f"connected ({self.spec.transport})"
+        tools = await self.bounded(toolset.client.list_tools(), doing="the tool listing", live=toolset)
+        return f"{len(tools)} tools over {self.spec.transport}"
 
     async def _reach(self) -> str:
         url = urlsplit(str(self.spec.url))
@@ -183,11 +184,12 @@ class McpServer:
         """Forget a broken shared connection and leave it in the background: the failing run must not wait."""
         if self._live is toolset:
             self._live = None
-            task = asyncio.create_task(self._leave(toolset))
+            task = asyncio.create_task(self.leave(toolset))
             self._leaving.add(task)
             task.add_done_callback(self._leaving.discard)
 
-    async def _leave(self, toolset: MCPToolset[Any]) -> None:
+    async def leave(self, toolset: AbstractToolset[Any]) -> None:
+        """Leave a session within the timeout; a failure to close is logged, never raised."""
         try:
             async with asyncio.timeout(self.timeout):
                 await toolset.__aexit__(None, None, None)
@@ -204,6 +206,16 @@ class BoundedToolset(WrapperToolset[Any]):
 
     server: McpServer = field(kw_only=True)
     live: MCPToolset[Any] | None = field(kw_only=True)
+
+    async def __aenter__(self) -> Self:
+        """Entered by the run: a no-op on a connected session, a bounded reconnect on one a failure closed."""
+        await self.server.bounded(self.wrapped.__aenter__(), doing="connecting", live=self.live)
+        return self
+
+    async def __aexit__(self, *args: Any) -> bool | None:
+        """Left by the run; closing a broken session fails, and must not replace the run's own error."""
+        await self.server.leave(self.wrapped)
+        return None
 
     async def get_tools(self, ctx: RunContext[Any]) -> dict[str, ToolsetTool[Any]]:
         """The server's tools (cached by the client after the first listing)."""
