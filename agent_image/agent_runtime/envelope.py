@@ -13,12 +13,12 @@ Then the endpoint's own work (routes.py: read and validate the body), which for 
 6. admission: a slot, waiting in a bounded queue; 429 with Retry-After when the queue is full.
 7. run: the agent within the request timeout, which covers the wait in 6 (504), its output validated
    against the schema with retries (execution.py); the run's tokens are then charged to the caller.
-8. redact: PII out of the prompt, the context and the output.
+8. redact: PII out of the prompt, the context, the output and the arguments of each tool call.
 9. store: the redacted result into the database, 503 when it fails (results.py).
 
 Whatever happened (success, refusal, a bug), the caller gets a JSON answer, and then:
 
-10. audit: exactly one hash-chained record.
+10. audit: exactly one hash-chained record, with the tool calls of its runs (also of a run that failed).
 11. metrics: the request counted by endpoint and status, an error by kind; one access-log line.
 
 /metrics, when spec.security.metrics.requireAuth asks for a token, goes through 2 and 3 only (`scrape`):
@@ -35,13 +35,14 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from . import results
 from .errors import ApiError, from_agent_error
-from .execution import RunOutcome
+from .execution import RunFailed, RunOutcome, ToolCall
 from .runtime import Runtime
 from .schemas import BatchItem, ErrorBody, RunRequest, RunResponse, StoredResult
 from .security.auth import Principal
@@ -69,7 +70,11 @@ class RequestRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     run_ids: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """The runs' tool calls as audited: name, redacted arguments, outcome, latency."""
     redactions: Counter[str] = field(default_factory=Counter)
+    bearer_token: str | None = field(default=None, repr=False)
+    """The caller's token, for toolsets that act as the caller; never audited nor logged."""
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request arrived."""
@@ -93,6 +98,7 @@ class Envelope:
         try:
             self.runtime.admission.check_open()  # 1
             principal = self._authenticate_and_authorize(request, permission)  # 2, 3
+            record.bearer_token = _bearer(request.headers.get("authorization"))
             record.principal = self.runtime.anonymizer.redact_text(principal.subject).text
             await self.runtime.guard.hit_request(principal)  # 4
             response = await work(principal, record)  # 5-9 for each run
@@ -122,7 +128,7 @@ class Envelope:
         """Steps 5-9 for one prompt; ApiError on any failure."""
         await self.runtime.guard.check_tokens(principal)  # 5
         slot = self.runtime.admission.slot(bypass_queue_limit=in_batch)  # 6, entered within the timeout of 7
-        outcome = await self._execute(request, slot=slot, endpoint=record.endpoint)  # 6, 7
+        outcome = await self._execute(request, principal, record, slot=slot)  # 6, 7
         await self._charge(principal, outcome, record)
         stored = self._redact(request, outcome, record)  # 8
         await results.save(self.runtime.services, stored)  # 9
@@ -156,22 +162,35 @@ class Envelope:
         return self.runtime.guard.admit(authorization=request.headers.get("authorization"), permission=permission)
 
     async def _execute(
-        self, request: RunRequest, *, slot: AbstractAsyncContextManager[None], endpoint: str
+        self,
+        request: RunRequest,
+        principal: Principal,
+        record: RequestRecord,
+        *,
+        slot: AbstractAsyncContextManager[None],
     ) -> RunOutcome:
         """Steps 6 and 7: the run, which counts in /health's statistics once admitted.
 
         Refusals before that (429, 503) are backpressure, not failures of this pod, so they are not counted.
+        The tool calls of a failed run are redacted into the record here, since no outcome carries them.
         """
         runner = self.runtime.runner
         started = time.perf_counter()
         try:
-            outcome = await runner.run(prompt=request.prompt, context=request.context, admitted=slot)
-        except ApiError:
-            raise
-        except Exception as exc:
-            error = from_agent_error(exc, timeout_seconds=runner.timeout)
+            outcome = await runner.run(
+                prompt=request.prompt,
+                context=request.context,
+                admitted=slot,
+                caller=principal,
+                bearer_token=record.bearer_token,
+            )
+        except RunFailed as failed:
+            self._redact_tool_calls(failed.tool_calls, record)
+            if isinstance(failed.error, ApiError):
+                raise failed.error from None
+            error = from_agent_error(failed.error, timeout_seconds=runner.timeout)
             if error.status == 500:
-                log.error("run failed", exc_info=exc, extra={"fields": {"endpoint": endpoint}})
+                log.error("run failed", exc_info=failed.error, extra={"fields": {"endpoint": record.endpoint}})
             self._count_run(started, ok=error.status < 500)
             raise error from None
         self._count_run(started, ok=True)
@@ -199,6 +218,7 @@ class Envelope:
         record.redactions.update(prompt.counts)
         record.redactions.update(context_counts)
         record.redactions.update(output_counts)
+        self._redact_tool_calls(outcome.tool_calls, record)
         return StoredResult(
             run_id=outcome.run_id,
             prompt=prompt.text,
@@ -209,6 +229,13 @@ class Envelope:
             principal=record.principal or "",
             created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         )
+
+    def _redact_tool_calls(self, calls: tuple[ToolCall, ...], record: RequestRecord) -> None:
+        """Step 8 for the tool calls: each one's arguments anonymised, into the record for the audit trail."""
+        for call in calls:
+            args, counts = self.runtime.anonymizer.redact_json(call.args)
+            record.redactions.update(counts)
+            record.tool_calls.append({"tool": call.tool, "args": args, "ok": call.ok, "latency_ms": call.latency_ms})
 
     async def _audit(self, record: RequestRecord, *, status: int, error: ApiError | None, latency_ms: float) -> None:
         """Step 10: the request's one audit record."""
@@ -224,6 +251,7 @@ class Envelope:
             endpoint=record.endpoint,
             status=status,
             run_ids=record.run_ids,
+            tool_calls=record.tool_calls,
             **_refusal(error),
         )
 
@@ -241,6 +269,12 @@ class Envelope:
             "error": None if error is None else error.kind,
         }
         access_log.info("request", extra={"fields": fields})
+
+
+def _bearer(authorization: str | None) -> str | None:
+    """The token of a `Bearer <token>` header (already verified by step 2), else None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def _refusal(error: ApiError | None) -> dict[str, str]:

@@ -1,24 +1,43 @@
 """Running the agent for one prompt: within the request timeout, under the spec's usage limits.
 
-An output schema is enforced inside the run: the agent's output validator (built in agent.py) checks
-each answer and asks the model again, up to spec.agent.outputRetries times, before the run fails.
+Declarative and code agents run the same way: the spec's model override, settings, limits, output schema and
+Agentry's toolsets are passed per run, the deps are made for the run (`AgentryDeps`, or the user's own type from
+them), and every tool call is recorded for the audit trail. An output schema is enforced inside the run: its
+output tool (agent.py) checks each answer and asks the model again, up to spec.agent.outputRetries times.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_ai.usage import UsageLimits
+from pydantic_ai.capabilities import AbstractCapability
+from pydantic_ai.messages import ToolCallPart
+from pydantic_ai.tools import ToolDefinition
 
-from .agent import RuntimeAgent
-from .deps import Deps
+from . import sdk
+from .agent import RunOptions
+from .security.principal import Principal
+from .toolsets import AgentToolsets
+
+log = logging.getLogger("agentry.agent")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool the model called in a run: its name, its arguments and how the call ended."""
+
+    tool: str
+    args: dict[str, Any]
+    ok: bool
+    latency_ms: float
 
 
 @dataclass(frozen=True)
@@ -31,11 +50,21 @@ class RunOutcome:
     output_tokens: int
     requests: int
     latency_ms: float
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def tokens(self) -> int:
         """Input plus output tokens, what the per-principal token limit counts."""
         return self.input_tokens + self.output_tokens
+
+
+class RunFailed(Exception):
+    """A run that failed, with the tool calls it made before failing (they are audited too)."""
+
+    def __init__(self, error: BaseException, tool_calls: Sequence[ToolCall]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.tool_calls = tuple(tool_calls)
 
 
 def user_prompt(prompt: str, context: dict[str, Any] | None) -> str | Sequence[str]:
@@ -45,41 +74,112 @@ def user_prompt(prompt: str, context: dict[str, Any] | None) -> str | Sequence[s
     return [prompt, "Context (JSON):\n" + json.dumps(context, ensure_ascii=False, sort_keys=True)]
 
 
-class AgentRunner:
-    """Runs the agent with the process's deps; errors propagate for the envelope to map."""
+class ToolCallRecorder(AbstractCapability[Any]):
+    """Notes every function tool call of one run (the output tool is not a call of a tool)."""
 
-    def __init__(self, *, agent: RuntimeAgent, deps: Deps, limits: UsageLimits, timeout: float) -> None:
-        self.agent = agent
-        self.deps = deps
-        self.limits = limits
-        self.timeout = timeout
+    def __init__(self) -> None:
+        self.calls: list[ToolCall] = []
+
+    async def wrap_tool_execute(
+        self, ctx: Any, *, call: ToolCallPart, tool_def: ToolDefinition, args: Any, handler: Any
+    ) -> Any:
+        """Run the call, then note it with its outcome (a failure is noted and re-raised).
+
+        The arguments noted are the model's, as it sent them (not with the defaults validation filled in).
+        """
+        started = time.perf_counter()
+        ok = False
+        try:
+            result = await handler(args)
+            ok = True
+            return result
+        finally:
+            if tool_def.kind == "function":
+                arguments = call.args_as_dict()
+                latency = (time.perf_counter() - started) * 1000
+                self.calls.append(ToolCall(tool=tool_def.name, args=arguments, ok=ok, latency_ms=round(latency, 3)))
+
+
+@dataclass
+class AgentRunner:
+    """Runs the agent with the process's services; errors propagate (as RunFailed) for the envelope to map."""
+
+    app: sdk.AgentApp[Any]
+    services: sdk.Services
+    options: RunOptions
+    toolsets: AgentToolsets
+    timeout: float
+    _entered: bool = field(default=False, init=False)
 
     async def start(self) -> None:
-        """Enter the agent, so the model provider's HTTP client is reused across runs."""
-        await self.agent.__aenter__()
+        """Enter the agent and the spec's model, so the provider's HTTP client is reused across runs."""
+        await self.app.agent.__aenter__()
+        if self.options.model is not None:
+            await self.options.model.__aenter__()
+        self._entered = True
 
     async def close(self) -> None:
-        """Leave the agent: the provider's HTTP client closes cleanly."""
-        await self.agent.__aexit__(None, None, None)
+        """Leave the model and the agent: the providers' HTTP clients close cleanly."""
+        if self._entered:
+            self._entered = False
+            if self.options.model is not None:
+                await self.options.model.__aexit__(None, None, None)
+            await self.app.agent.__aexit__(None, None, None)
 
     async def run(
-        self, *, prompt: str, context: dict[str, Any] | None, admitted: AbstractAsyncContextManager[None]
+        self,
+        *,
+        prompt: str,
+        context: dict[str, Any] | None,
+        admitted: AbstractAsyncContextManager[None],
+        caller: Principal,
+        bearer_token: str | None = None,
     ) -> RunOutcome:
         """Wait to be `admitted`, then run once, both within the timeout: no request waits longer than it may take.
 
-        The run id is a random UUID so ids reveal nothing about volume or order; the latency is the run's own,
-        without the wait.
+        The run id is a random UUID so ids reveal nothing about volume or order; the tools see it in their deps
+        before the run's result is stored under it. The latency is the run's own, without the wait.
         """
-        async with asyncio.timeout(self.timeout), admitted:
-            started = time.perf_counter()
-            result = await self.agent.run(user_prompt(prompt, context), deps=self.deps, usage_limits=self.limits)
-            latency_ms = (time.perf_counter() - started) * 1000
+        run_id = uuid.uuid4().hex
+        recorder = ToolCallRecorder()
+        try:
+            async with asyncio.timeout(self.timeout), admitted:
+                started = time.perf_counter()
+                async with self.toolsets.for_run(bearer_token=bearer_token) as toolsets:
+                    result = await self.app.agent.run(
+                        user_prompt(prompt, context),
+                        deps=self._deps(run_id=run_id, caller=caller),
+                        model=self.options.model,
+                        model_settings=self.options.model_settings,
+                        usage_limits=self.options.usage_limits,
+                        output_type=self.options.output_type,
+                        toolsets=toolsets,
+                        capabilities=[recorder],
+                    )
+                latency_ms = (time.perf_counter() - started) * 1000
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                raise RunFailed(exc, recorder.calls) from exc
+            raise
         usage = result.usage
         return RunOutcome(
-            run_id=uuid.uuid4().hex,
+            run_id=run_id,
             output=result.output,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             requests=usage.requests,
             latency_ms=latency_ms,
+            tool_calls=tuple(recorder.calls),
         )
+
+    def _deps(self, *, run_id: str, caller: Principal) -> Any:
+        """The run's deps: AgentryDeps, the user's own type made from it, or None for an agent that takes none."""
+        deps = sdk.AgentryDeps(
+            services=self.services,
+            caller=sdk.Caller(subject=caller.subject, roles=caller.roles),
+            run_id=run_id,
+            log=logging.LoggerAdapter(log, {"fields": {"runId": run_id}}),
+        )
+        if self.app.deps is not None:
+            return self.app.deps(deps)
+        return None if self.app.agent.deps_type is type(None) else deps

@@ -27,7 +27,7 @@ from .security.permissions import Permission
 
 async def health_report(runtime: Runtime) -> HealthReport:
     """The full report: dependency checks now, statistics of the recent window."""
-    checks = [*await runtime.container.check(), *runtime.envelope_health()]
+    checks = await runtime.dependency_checks()
     recent = runtime.stats.snapshot()
     breakers = runtime.breakers()
     status, reasons = judge(

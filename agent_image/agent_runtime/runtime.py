@@ -10,17 +10,17 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model
 
 from agentry_api.outputschema import output_schema_problem
 
+from . import sdk, usercode
 from .admission import Admission
-from .agent import RuntimeAgent, build_agent, usage_limits
+from .agent import RunOptions, declarative_agent, run_options
 from .config import ConfigError, RuntimeConfig
-from .deps import Deps
 from .execution import AgentRunner
 from .heartbeat import Heartbeat
 from .metrics import RuntimeMetrics
@@ -33,8 +33,10 @@ from .services.breaker import CircuitBreaker
 from .services.container import ServiceContainer, Services
 from .services.protocols import ServiceHealth
 from .services.redis_cache import RedisCache
+from .services.views import agent_services
 from .settings import RuntimeSettings
 from .stats import RecentRequests
+from .toolsets import AgentToolsets
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,14 @@ class Runtime:
         services: Services,
         settings: RuntimeSettings | None = None,
         model: Model | None = None,
+        entrypoint: object | None = None,
         audit_stream: TextIO | None = None,
     ) -> None:
+        """A runtime for `config`, its services not started yet.
+
+        `model` replaces the spec's (tests script the model's turns); `entrypoint` is the user's agent (Agent,
+        AgentApp or factory) already imported, as the testing kit passes it, instead of spec.agent.code's import.
+        """
         self.config = config
         self.settings = settings or RuntimeSettings()
         self.services = services
@@ -82,10 +90,12 @@ class Runtime:
         self.stats = RecentRequests(
             capacity=self.settings.latency_window, window_seconds=self.settings.rate_window_seconds
         )
+        self.agent_services = agent_services(services)
         self.runner = AgentRunner(
-            agent=_agent(config=config, services=services, model=model),
-            deps=Deps.from_services(services),
-            limits=usage_limits(config.spec.agent),
+            app=_app(config=config, services=self.agent_services, entrypoint=entrypoint),
+            services=self.agent_services,
+            options=_options(config=config, model=model),
+            toolsets=AgentToolsets(spec=config.spec.agent, services=services),
             timeout=concurrency.request_timeout_seconds,
         )
         self.keys = Keys.of(config)
@@ -120,6 +130,29 @@ class Runtime:
         """The circuit breakers whose state /health and /metrics show."""
         api = self.services.external_api
         return [api.breaker] if api is not None else []
+
+    async def dependency_checks(self) -> list[ServiceHealth]:
+        """Every dependency's state for /health: the services, the user's own checks, the envelope's parts."""
+        app_checks = self.runner.app.checks
+        services = await self.container.check()
+        own = await asyncio.gather(*(self._app_check(name, check) for name, check in app_checks.items()))
+        return [*services, *own, *self.envelope_health()]
+
+    async def _app_check(self, name: str, check: sdk.HealthCheck) -> ServiceHealth:
+        """One of the user's checks: ok when it returns, degraded when it raises or outlasts the check timeout.
+
+        Degraded, never down: a restart of the pod does not cure the user's dependency.
+        """
+        timeout = self.settings.dependency_check_timeout
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                await check()
+        except TimeoutError:
+            return ServiceHealth(name=name, state="degraded", detail=f"check timed out after {timeout:g}s")
+        except Exception as exc:
+            return ServiceHealth(name=name, state="degraded", detail=f"{type(exc).__name__}: {exc}")
+        return ServiceHealth(name=name, state="ok", latency_ms=(time.perf_counter() - started) * 1000)
 
     def envelope_health(self) -> list[ServiceHealth]:
         """The audit trail and the rate limiter as dependencies: both degrade without failing requests."""
@@ -198,18 +231,31 @@ class Runtime:
         )
 
 
-def _agent(*, config: RuntimeConfig, services: Services, model: Model | None) -> RuntimeAgent:
-    """The agent, or ConfigError when its schema is invalid or its provider cannot be set up."""
+def _app(*, config: RuntimeConfig, services: sdk.Services, entrypoint: object | None) -> sdk.AgentApp[Any]:
+    """The agent served: the user's, or the declarative one; ConfigError naming the field when it cannot be served.
+
+    The user's is imported now, so a bad entrypoint fails before the port is bound.
+    """
     agent_spec = config.spec.agent
     problem = output_schema_problem(agent_spec.output_schema) if agent_spec.output_schema else None
     if problem is not None:
         raise ConfigError([problem])
+    code = agent_spec.code
+    if code is None and entrypoint is None:
+        return declarative_agent(agent_spec)
+    name = code.entrypoint if code is not None else "(given)"
     try:
-        return build_agent(
-            spec=agent_spec,
-            api_key=config.secret("spec.agent.endpoint.apiKeySecretRef"),
-            with_external_api=services.external_api is not None,
-            model=model,
+        target = entrypoint if entrypoint is not None else usercode.import_entrypoint(name)
+        return usercode.resolve(name, target, services)
+    except usercode.EntrypointError as exc:
+        raise ConfigError([str(exc)]) from None
+
+
+def _options(*, config: RuntimeConfig, model: Model | None) -> RunOptions:
+    """The per-run options, or ConfigError when the model's provider cannot be set up."""
+    try:
+        return run_options(
+            spec=config.spec.agent, api_key=config.secret("spec.agent.endpoint.apiKeySecretRef"), model=model
         )
     except UserError as exc:
         raise ConfigError([f"spec.agent.model: {exc}"]) from None

@@ -26,7 +26,12 @@ NAME_RULE = {
 STATUS_DEFAULT: dict[str, Any] = {"observedGeneration": 0}
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Model", "type": "string", "jsonPath": ".spec.agent.model", "description": "Model string"},
+    {
+        "name": "Model",
+        "type": "string",
+        "jsonPath": ".spec.agent.model",
+        "description": "Model string (for a code agent, the override of its own model)",
+    },
     {
         "name": "Ready",
         "type": "string",
@@ -48,6 +53,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "priority": 1,
         "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
         "description": "Why the agent is or is not ready",
+    },
+    {
+        "name": "Code",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".spec.agent.code.entrypoint",
+        "description": "Entrypoint of the user's own agent (code mode)",
     },
 ]
 

@@ -46,6 +46,7 @@ SPEC: dict[str, Any] = {
 def serve(port: int, data_dir: str) -> None:
     """Serve the full runtime and, in the same app, the bare endpoint at /bare/run on one uvicorn."""
     import uvicorn
+    from pydantic_ai import Agent
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
@@ -63,11 +64,12 @@ def serve(port: int, data_dir: str) -> None:
     )
     runtime = Runtime(config=config, services=build_services(config=config, data_dir=data_dir))
     full = build_app(runtime)
-    agent, deps = runtime.runner.agent, runtime.runner.deps
+    # The same model the runtime runs, in a bare pydantic-ai Agent.
+    agent = Agent(runtime.runner.options.model)
 
     async def bare(request: Request) -> Response:
         body = await request.json()
-        result = await agent.run(body["prompt"], deps=deps)
+        result = await agent.run(body["prompt"])
         return JSONResponse({"output": result.output})
 
     # The bare route goes first in the same app: same uvicorn, same router, none of the envelope.

@@ -72,9 +72,13 @@ class Backend:
     redis_url: str | None = None
     environ: dict[str, str] = field(default_factory=dict)
 
-    def spec(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The base spec with this backend's services and `overrides` merged in."""
+    def spec(
+        self, overrides: Mapping[str, Any] | None = None, *, agent: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The base spec with this backend's services and `overrides` merged in; `agent` replaces its agent."""
         spec = base_spec()
+        if agent is not None:
+            spec["agent"] = dict(agent)
         services: dict[str, Any] = {}
         if self.postgres_url:
             services["database"] = {"urlSecretRef": PG_REF}
@@ -89,9 +93,11 @@ class Backend:
         refs = {"jwt": JWT_REF, "pg": PG_REF, "redis": REDIS_REF}
         return {**env_for({k: v for k, v in values.items() if v}, refs), **self.environ}
 
-    def config(self, overrides: Mapping[str, Any] | None = None, *, name: str = "agent") -> RuntimeConfig:
+    def config(
+        self, overrides: Mapping[str, Any] | None = None, *, name: str = "agent", agent: Mapping[str, Any] | None = None
+    ) -> RuntimeConfig:
         """A validated config with secrets resolved from `env()`."""
-        _, _, spec = parse_document(self.spec(overrides))
+        _, _, spec = parse_document(self.spec(overrides, agent=agent))
         secrets = resolve_secrets(spec=spec, environ=self.env(), secrets_dir=str(self.data_dir / "no-secrets"))
         return RuntimeConfig(name=name, namespace="test", spec=spec, secrets=secrets)
 
@@ -101,9 +107,10 @@ class Backend:
         *,
         model: Model | None = None,
         settings: RuntimeSettings | None = None,
+        agent: Mapping[str, Any] | None = None,
     ) -> Runtime:
-        """A runtime (not started) with services chosen from the spec."""
-        config = self.config(overrides)
+        """A runtime (not started) with services chosen from the spec; `agent` replaces the spec's agent section."""
+        config = self.config(overrides, agent=agent)
         services = build_services(config=config, data_dir=self.data_dir)
         return Runtime(config=config, services=services, model=model, settings=settings, audit_stream=io.StringIO())
 

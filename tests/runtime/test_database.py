@@ -61,3 +61,32 @@ async def test_concurrent_saves_are_all_committed(database: Database) -> None:
         {"i": 200},
         {"i": 449},
     ]
+
+
+# --- the records of a user's tools ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [{"title": "t", "tags": ["a"], "n": 1.5}, ["x", 2], "text", 7, True, None])
+async def test_records_round_trip_any_json(database: Database, value: object) -> None:
+    await database.put("tickets", "T-1", value)  # type: ignore[arg-type]
+    assert await database.get("tickets", "T-1") == value
+
+
+async def test_records_replace_delete_and_stay_in_their_collection(database: Database) -> None:
+    await database.put("tickets", "T-1", {"v": 1})
+    await database.put("tickets", "T-1", {"v": 2})
+    await database.put("notes", "T-1", {"other": True})
+    assert await database.get("tickets", "T-1") == {"v": 2}
+    assert await database.delete("tickets", "T-1") is True
+    assert await database.delete("tickets", "T-1") is False
+    assert await database.get("tickets", "T-1") is None
+    assert await database.get("notes", "T-1") == {"other": True}
+
+
+async def test_records_list_by_prefix_in_key_order_with_a_limit(database: Database) -> None:
+    for key in ["b-2", "a-1", "b-1", "b_3", "c"]:
+        await database.put("tickets", key, key)
+    assert await database.list("tickets", prefix="b-") == [("b-1", "b-1"), ("b-2", "b-2")]
+    assert [key for key, _ in await database.list("tickets", limit=2)] == ["a-1", "b-1"]
+    assert await database.list("tickets", prefix="%") == []
+    assert await database.list("empty") == []

@@ -6,11 +6,11 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
-from .protocols import AuditRow, ServiceHealth
+from .protocols import AuditRow, Json, ServiceHealth
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_results (
@@ -24,6 +24,13 @@ CREATE TABLE IF NOT EXISTS audit_log (
     hash TEXT NOT NULL,
     record TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS agent_records (
+    collection TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value JSONB NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (collection, key)
 );
 """
 # The audit record is TEXT, not JSONB: JSONB reorders keys and normalises numbers, and the hash chain
@@ -118,6 +125,37 @@ class PostgresDatabase:
             if len(rows) < PAGE:
                 return
             after_seq = rows[-1].seq
+
+    async def put(self, collection: str, key: str, value: Json) -> None:
+        """Insert or replace the record."""
+        await self.pool.execute(
+            "INSERT INTO agent_records (collection, key, value) VALUES ($1, $2, $3::jsonb) "
+            "ON CONFLICT (collection, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+            collection,
+            key,
+            json.dumps(value),
+        )
+
+    async def get(self, collection: str, key: str) -> Json:
+        """The record's value, or None."""
+        query = "SELECT value::text FROM agent_records WHERE collection = $1 AND key = $2"
+        text = await self.pool.fetchval(query, collection, key)
+        return None if text is None else cast(Json, json.loads(text))
+
+    async def delete(self, collection: str, key: str) -> bool:
+        """Delete the record; False when there was none."""
+        query = "DELETE FROM agent_records WHERE collection = $1 AND key = $2"
+        status = await self.pool.execute(query, collection, key)
+        return str(status) != "DELETE 0"
+
+    async def list(self, collection: str, *, prefix: str = "", limit: int = 100) -> list[tuple[str, Json]]:
+        """Records whose key starts with `prefix`, in key order."""
+        query = (
+            "SELECT key, value::text FROM agent_records WHERE collection = $1 AND starts_with(key, $2) "
+            'ORDER BY key COLLATE "C" LIMIT $3'
+        )
+        rows = await self.pool.fetch(query, collection, prefix, limit)
+        return [(str(row[0]), cast(Json, json.loads(row[1]))) for row in rows]
 
 
 def _row(row: asyncpg.Record) -> AuditRow:

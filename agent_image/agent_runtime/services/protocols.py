@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
+
+#: A JSON value, what the records store keeps.
+Json: TypeAlias = dict[str, Any] | list[Any] | str | int | float | bool | None
 
 HealthState = Literal["ok", "degraded", "down"]
 
@@ -61,8 +64,24 @@ class AuditStore(Protocol):
         """Rows in seq order, starting after `after_seq`."""
 
 
-class Database(Service, AuditStore, Protocol):
-    """Run results and the audit trail."""
+class RecordStore(Protocol):
+    """The records a user's tools keep (agent_runtime.sdk.Database, reached through services/records.py)."""
+
+    async def put(self, collection: str, key: str, value: Json) -> None:
+        """Store value under (collection, key), replacing what was there."""
+
+    async def get(self, collection: str, key: str) -> Json:
+        """The stored value, or None."""
+
+    async def delete(self, collection: str, key: str) -> bool:
+        """Delete the record; False when there was none."""
+
+    async def list(self, collection: str, *, prefix: str = "", limit: int = 100) -> list[tuple[str, Json]]:
+        """Records whose key starts with prefix, in key order, at most limit."""
+
+
+class Database(Service, AuditStore, RecordStore, Protocol):
+    """Run results, the audit trail and the user's records."""
 
     async def save_result(self, run_id: str, result: Mapping[str, Any]) -> None:
         """Store a run's (already redacted) result under its id."""

@@ -7,11 +7,11 @@ import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
-from .protocols import AuditRow, ServiceHealth
+from .protocols import AuditRow, Json, ServiceHealth
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_results (
@@ -25,6 +25,13 @@ CREATE TABLE IF NOT EXISTS audit_log (
     hash TEXT NOT NULL,
     record TEXT NOT NULL,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS agent_records (
+    collection TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (collection, key)
 );
 """
 
@@ -142,6 +149,37 @@ class SqliteDatabase:
             if len(rows) < PAGE:
                 return
             after_seq = rows[-1].seq
+
+    async def put(self, collection: str, key: str, value: Json) -> None:
+        """Insert or replace the record."""
+        await self.conn.execute(
+            "INSERT INTO agent_records (collection, key, value) VALUES (?, ?, ?) ON CONFLICT (collection, key) "
+            "DO UPDATE SET value = excluded.value, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            (collection, key, json.dumps(value)),
+        )
+
+    async def get(self, collection: str, key: str) -> Json:
+        """The record's value, or None."""
+        query = "SELECT value FROM agent_records WHERE collection = ? AND key = ?"
+        async with self.conn.execute(query, (collection, key)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else cast(Json, json.loads(row[0]))
+
+    async def delete(self, collection: str, key: str) -> bool:
+        """Delete the record; False when there was none."""
+        query = "DELETE FROM agent_records WHERE collection = ? AND key = ?"
+        async with self.conn.execute(query, (collection, key)) as cursor:
+            return cursor.rowcount > 0
+
+    async def list(self, collection: str, *, prefix: str = "", limit: int = 100) -> list[tuple[str, Json]]:
+        """Records whose key starts with `prefix`, in key order."""
+        query = (
+            "SELECT key, value FROM agent_records WHERE collection = ? AND substr(key, 1, length(?)) = ? "
+            "ORDER BY key LIMIT ?"
+        )
+        async with self.conn.execute(query, (collection, prefix, prefix, limit)) as cursor:
+            rows = await cursor.fetchall()
+        return [(str(row[0]), cast(Json, json.loads(row[1]))) for row in rows]
 
 
 def _row(row: Any) -> AuditRow:
