@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, RetryPromptPart, TextPart, ToolCallPart
@@ -18,7 +19,7 @@ from agent_runtime.errors import from_agent_error
 from agent_runtime.mcp import McpToolsets
 from agent_runtime.mcp_errors import McpToolsetError
 
-from .harness import Backend, env_for
+from .harness import Backend, auth, env_for, serving, stored_audit, token
 from .mcp_servers import API_KEY, KEY_HEADER, Seen, mcp_app, silent_server
 from .models import tool_returns
 from .servers import free_port, serve_in_thread
@@ -253,3 +254,65 @@ async def test_no_mcp_toolset_gives_no_toolsets_and_no_checks(tmp_path: Path) ->
         assert extra == []
     assert await toolsets.check() == []
     await toolsets.close()
+
+
+def calls_both(*, first: tuple[str, dict[str, Any]], second: str) -> FunctionModel:
+    """Calls two tools in one response, then answers with both results as a JSON list."""
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returns = tool_returns(messages)
+        if not returns:
+            name, args = first
+            return ModelResponse(parts=[ToolCallPart(name, json.dumps(args)), ToolCallPart(second, "{}")])
+        return ModelResponse(parts=[TextPart(json.dumps([r.content for r in returns], default=str))])
+
+    return FunctionModel(answer)
+
+
+async def test_a_declarative_agent_calls_mcp_tools_through_the_http_api_and_the_audit_lists_them(
+    tmp_path: Path,
+) -> None:
+    seen = Seen()
+    with serve_in_thread(mcp_app(seen)) as base:
+        tickets = mcp_toolset(f"{base}/mcp", headers=[{"name": KEY_HEADER, "secretRef": MCP_KEY_REF}], toolPrefix="t")
+        me = {"name": "me", "mcp": {"url": f"{base}/mcp", "allowedTools": ["whoami"], "forwardBearerToken": True}}
+        backend = Backend(data_dir=tmp_path, environ=env_for({"key": API_KEY}, {"key": MCP_KEY_REF}))
+        model = calls_both(first=("t_add", {"a": 40, "b": 2}), second="whoami")
+        runtime = backend.runtime(
+            {"agent": {"toolsets": [{"name": "builtin", "builtin": {}}, tickets, me]}}, model=model
+        )
+        caller = token(subject="carol@example.com")
+        with serving(runtime) as url:
+            async with httpx.AsyncClient(base_url=url) as client:
+                response = await client.post(
+                    "/v1/run", json={"prompt": "add"}, headers={"Authorization": f"Bearer {caller}"}
+                )
+                health = (await client.get("/health")).json()
+    assert response.status_code == 200, response.text
+    assert json.loads(response.json()["output"]) == [42, f"Bearer {caller}"]
+    assert seen.authorization == [f"Bearer {caller}"]
+    states = {d["name"]: d["state"] for d in health["dependencies"]}
+    assert states["mcp:tickets"] == "ok" and states["mcp:me"] == "ok"
+    [record] = [r for r in await stored_audit(runtime, backend) if r["endpoint"] == "run"]
+    calls = sorted((c["tool"], c["args"], c["ok"]) for c in record["tool_calls"])
+    assert calls == [("t_add", {"a": 40, "b": 2}, True), ("whoami", {}, True)]
+    assert caller not in json.dumps(record), "the forwarded token is never audited"
+
+
+async def test_a_run_through_the_http_api_whose_mcp_server_is_down_is_503_with_retry_after(tmp_path: Path) -> None:
+    down = mcp_toolset(f"http://127.0.0.1:{free_port()}/mcp", timeoutSeconds=2)
+    backend = Backend(data_dir=tmp_path)
+    runtime = backend.runtime({"agent": {"toolsets": [down]}}, model=calls("add", {"a": 1, "b": 2})[0])
+    with serving(runtime) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            response = await client.post("/v1/run", json={"prompt": "add"}, headers=auth())
+            health = (await client.get("/health")).json()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.json()["error"]["type"] == "mcp_unavailable"
+    assert "'tickets'" in response.json()["error"]["message"]
+    assert health["status"] == "degraded"
+    [dependency] = [d for d in health["dependencies"] if d["name"] == "mcp:tickets"]
+    assert dependency["state"] == "degraded"
+    [record] = [r for r in await stored_audit(runtime, backend) if r["endpoint"] == "run"]
+    assert (record["outcome"], record["error"]) == ("error", "mcp_unavailable")
