@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
 from fastmcp.server.dependencies import get_http_headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -31,7 +32,7 @@ class Seen:
 def mcp_app(
     seen: Seen, *, transport: Literal["http", "sse"] = "http", api_key: str | None = None, hang_seconds: float = 5.0
 ) -> ASGIApp:
-    """The server's ASGI app at /mcp: `add`, `whoami` (the caller's Authorization), `hang`, `delete_everything`.
+    """The server's ASGI app at /mcp, with the tools `add`, `whoami`, `hang`, `find_ticket` and `delete_everything`.
 
     With `api_key`, every request without `X-Api-Key: <api_key>` is answered 401, before MCP sees it.
     """
@@ -57,6 +58,12 @@ def mcp_app(
         seen.calls.append("hang")
         await asyncio.sleep(hang_seconds)
         return "late"
+
+    @server.tool
+    def find_ticket(ticket_id: str) -> str:
+        """A tool that fails the way tools do: the model is told why and may try again."""
+        seen.calls.append("find_ticket")
+        raise ToolError(f"no ticket {ticket_id}")
 
     @server.tool
     def delete_everything() -> str:

@@ -92,7 +92,7 @@ async def test_tools_are_listed_and_called_through_an_agent(tmp_path: Path, tran
             assert await run_agent(toolsets, calls("add", {"a": 1, "b": 1})[0]) == 2
         finally:
             await toolsets.close()
-    assert offered[0] == ["add", "delete_everything", "hang", "whoami"]
+    assert offered[0] == ["add", "delete_everything", "find_ticket", "hang", "whoami"]
     assert seen.calls == ["add", "add"]
 
 
@@ -111,6 +111,20 @@ async def test_the_allow_list_hides_other_tools_and_refuses_a_call_to_one(
     assert offered == [["add"], ["add"]]
     assert "Unknown tool name: 'delete_everything'" in answer
     assert seen.calls == []
+
+
+async def test_a_tools_own_error_goes_back_to_the_model_and_the_run_goes_on(
+    tmp_path: Path, server: tuple[str, Seen]
+) -> None:
+    url, seen = server
+    toolsets = toolsets_for(tmp_path, mcp_toolset(url, headers=[{"name": KEY_HEADER, "secretRef": MCP_KEY_REF}]))
+    await toolsets.start()
+    try:
+        answer = await run_agent(toolsets, calls("find_ticket", {"ticket_id": "T-9"})[0])
+    finally:
+        await toolsets.close()
+    assert "no ticket T-9" in answer
+    assert seen.calls == ["find_ticket"]
 
 
 async def test_the_prefix_names_the_tools_and_calls_reach_the_original(
