@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -94,6 +95,23 @@ async def test_tools_are_listed_and_called_through_an_agent(tmp_path: Path, tran
             await toolsets.close()
     assert offered[0] == ["add", "delete_everything", "find_ticket", "hang", "whoami"]
     assert seen.calls == ["add", "add"]
+
+
+async def test_concurrent_runs_share_one_session_and_forwarded_ones_keep_their_own_token(tmp_path: Path) -> None:
+    seen = Seen()
+    with serve_in_thread(mcp_app(seen)) as base:
+        shared = mcp_toolset(f"{base}/mcp", allowedTools=["add"])
+        me = {"name": "me", "mcp": {"url": f"{base}/mcp", "allowedTools": ["whoami"], "forwardBearerToken": True}}
+        toolsets = toolsets_for(tmp_path, shared, me)
+        await toolsets.start()
+        try:
+            adding = (run_agent(toolsets, calls("add", {"a": n, "b": 1})[0], token="t") for n in range(8))
+            sums = await asyncio.gather(*adding)
+            whos = await asyncio.gather(*(run_agent(toolsets, calls("whoami")[0], token=f"t{n}") for n in range(8)))
+        finally:
+            await toolsets.close()
+    assert sums == [n + 1 for n in range(8)]
+    assert whos == [f"Bearer t{n}" for n in range(8)]
 
 
 async def test_the_allow_list_hides_other_tools_and_refuses_a_call_to_one(
