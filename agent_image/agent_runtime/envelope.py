@@ -185,7 +185,7 @@ class Envelope:
                 bearer_token=record.bearer_token,
             )
         except RunFailed as failed:
-            self._redact_tool_calls(failed.tool_calls, record)
+            self._record_tool_calls(failed.tool_calls, record)
             if isinstance(failed.error, ApiError):
                 raise failed.error from None
             error = from_agent_error(failed.error, timeout_seconds=runner.timeout)
@@ -218,7 +218,7 @@ class Envelope:
         record.redactions.update(prompt.counts)
         record.redactions.update(context_counts)
         record.redactions.update(output_counts)
-        self._redact_tool_calls(outcome.tool_calls, record)
+        self._record_tool_calls(outcome.tool_calls, record)
         return StoredResult(
             run_id=outcome.run_id,
             prompt=prompt.text,
@@ -230,9 +230,13 @@ class Envelope:
             created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         )
 
-    def _redact_tool_calls(self, calls: tuple[ToolCall, ...], record: RequestRecord) -> None:
-        """Step 8 for the tool calls: each one's arguments anonymised, into the record for the audit trail."""
+    def _record_tool_calls(self, calls: tuple[ToolCall, ...], record: RequestRecord) -> None:
+        """Step 8 for the tool calls: each one's arguments anonymised, into the record for the audit trail.
+
+        Each call is counted in the metrics here too, once, whether its run succeeded or not.
+        """
         for call in calls:
+            self.runtime.metrics.observe_tool_call(tool=call.tool, ok=call.ok, seconds=call.latency_ms / 1000)
             args, counts = self.runtime.anonymizer.redact_json(call.args)
             record.redactions.update(counts)
             record.tool_calls.append({"tool": call.tool, "args": args, "ok": call.ok, "latency_ms": call.latency_ms})

@@ -40,6 +40,19 @@ class RuntimeMetrics:
             ["direction"],
             registry=self.registry,
         )
+        self.tool_calls = Counter(
+            "agentry_tool_calls",
+            "Tool calls by the agent's runs, by tool and outcome (ok or error).",
+            ["tool", "outcome"],
+            registry=self.registry,
+        )
+        self.tool_latency = Histogram(
+            "agentry_tool_call_duration_seconds",
+            "Time one tool call took.",
+            ["tool"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.errors = Counter("agentry_errors", "Errors answered, by kind.", ["kind"], registry=self.registry)
         self.rate_limited = Counter(
             "agentry_rate_limited", "Requests refused by a per-principal rate limit.", ["limit"], registry=self.registry
@@ -69,6 +82,11 @@ class RuntimeMetrics:
         """Count the tokens of one run."""
         self.tokens.labels(direction="input").inc(input_tokens)
         self.tokens.labels(direction="output").inc(output_tokens)
+
+    def observe_tool_call(self, *, tool: str, ok: bool, seconds: float) -> None:
+        """Count one tool call; tool names are the agent's own (a name the model invents never gets called)."""
+        self.tool_calls.labels(tool=tool, outcome="ok" if ok else "error").inc()
+        self.tool_latency.labels(tool=tool).observe(seconds)
 
     def render(self, *, breakers: Iterable[CircuitBreaker]) -> bytes:
         """The Prometheus text exposition, with breaker states read now."""

@@ -154,9 +154,12 @@ def _cel_errors(value: Any, schema: dict[str, Any], *, path: str) -> Iterator[st
 @functools.cache
 def _program(rule: str) -> Any:
     import celpy
+    from celpy import celtypes
 
     environment = celpy.Environment()
-    return environment.program(environment.compile(rule))
+    # The functions of Kubernetes' CEL libraries the rules use (cel-python has the standard ones only).
+    functions: dict[str, Any] = {"lowerAscii": lambda text: celtypes.StringType(str(text).lower())}
+    return environment.program(environment.compile(rule), functions=functions)
 
 
 def _evaluate(rule: str, value: Any) -> bool:

@@ -305,30 +305,41 @@ def test_the_kubelet_authenticates_and_authorizes_every_caller(node_cluster: Nod
     assert logs.stdout.strip(), "kubectl logs goes through the API server to the kubelet with its client cert"
 
 
+@pytest.mark.parametrize("case", ["weak-jwt-key", "entrypoint-not-in-image"])
 def test_a_runtime_that_fails_at_start_up_says_why_in_the_agents_status(
-    node_cluster: NodeCluster, namespace: str
+    node_cluster: NodeCluster, namespace: str, case: str
 ) -> None:
-    node_cluster.kube.kubectl("create", "secret", "generic", "weak-jwt", "-n", namespace, "--from-literal=key=short")
+    """A Secret value the runtime cannot use, or a code agent whose module the image lacks: one line in Ready."""
+    key = "short" if case == "weak-jwt-key" else "k" * 40
+    node_cluster.kube.kubectl("create", "secret", "generic", "start-jwt", "-n", namespace, f"--from-literal=key={key}")
+    agent: dict[str, Any] = {"model": "test", "instructions": "You answer questions."}
+    pod: dict[str, Any] = {}
+    expected = "spec.security.auth"
+    if case == "entrypoint-not-in-image":
+        agent = {"model": "test", "code": {"entrypoint": "support_bot.agent:agent"}}
+        pod = {"image": node_cluster.images.runtime.ref, "imagePullPolicy": "Never"}
+        expected = "spec.agent.code.entrypoint: support_bot.agent:agent: no module named 'support_bot' in the image"
     manifest = {
         "apiVersion": "agentry.dev/v1alpha1",
         "kind": "AgentDeployment",
-        "metadata": {"name": "weak", "namespace": namespace},
+        "metadata": {"name": "start", "namespace": namespace},
         "spec": {
-            "agent": {"model": "test", "instructions": "You answer questions."},
-            "security": {"auth": {"secretRef": {"name": "weak-jwt", "key": "key"}}},
+            "agent": agent,
+            "security": {"auth": {"secretRef": {"name": "start-jwt", "key": "key"}}},
+            **({"pod": pod} if pod else {}),
         },
     }
     node_cluster.kube.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(manifest))
 
     ready = eventually(
         lambda: (
-            (c := _condition(node_cluster, namespace, "weak", "Ready")).get("reason") == "InvalidRuntimeConfig" and c
+            (c := _condition(node_cluster, namespace, "start", "Ready")).get("reason") == "InvalidRuntimeConfig" and c
         ),
         timeout=120,
         what="the runtime's own reason in Ready",
         context=lambda: node_cluster.kube.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout,
     )
     assert ready["status"] == "False"
-    assert "spec.security.auth" in ready["message"] and "(exit 2" in ready["message"], ready["message"]
-    assert "short" not in ready["message"], "the key itself never appears"
-    assert _condition(node_cluster, namespace, "weak", "Stalled").get("status") == "True"
+    assert expected in ready["message"] and "(exit 2" in ready["message"], ready["message"]
+    assert key not in ready["message"], "the key itself never appears"
+    assert _condition(node_cluster, namespace, "start", "Stalled").get("status") == "True"

@@ -35,6 +35,18 @@ def test_a_missing_secret_names_the_field_and_the_secret() -> None:
     assert "team-a" in problem.message
 
 
+def test_a_missing_mcp_header_secret_names_its_toolset_field() -> None:
+    mcp = {
+        "url": "http://tickets-mcp.tools.svc:8000/mcp",
+        "headers": [{"name": "X-Api-Key", "secretRef": {"name": "mcp-key", "key": "key"}}],
+    }
+    with_mcp = agent(agent={"model": "test", "toolsets": [{"name": "tickets", "mcp": mcp}]})
+    problem = check_secrets(with_mcp, secrets={"jwt": {"key"}, "mcp-key": None})
+    assert problem is not None
+    assert problem.reason == SECRET_NOT_FOUND
+    assert "spec.agent.toolsets[0].mcp.headers[0].secretRef: Secret 'mcp-key' not found" in problem.message
+
+
 def test_a_missing_key_is_reported_too() -> None:
     problem = check_secrets(agent(), secrets={"jwt": {"token"}})
     assert problem is not None

@@ -339,6 +339,22 @@ def test_each_secret_key_is_projected_as_a_file_where_the_runtime_reads_it() -> 
     assert mount == {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True}
 
 
+def test_mcp_header_secrets_are_projected_with_the_others() -> None:
+    header = {"name": "Authorization", "secretRef": {"name": "mcp", "key": "token"}}
+    toolsets = [{"name": "tickets", "mcp": {"url": "http://mcp:8000/mcp", "headers": [header]}}]
+    rendered = render_deployment(agent(agent={"model": "test", "toolsets": toolsets}), CONFIG)
+    volumes = {volume["name"]: volume for volume in _pod(rendered)["volumes"]}
+    sources = volumes["secrets"]["projected"]["sources"]
+    assert {"secret": {"name": "mcp", "items": [{"key": "token", "path": "mcp/token"}]}} in sources
+
+
+def test_a_code_agent_runs_the_users_image_with_the_runtime_command() -> None:
+    code_agent = agent(agent={"code": {"entrypoint": "support_bot.agent:agent"}}, pod={"image": "registry/bot:1.2"})
+    container = _container(render_deployment(code_agent, CONFIG))
+    assert container["image"] == "registry/bot:1.2"
+    assert container["command"][0] == "agentry-runtime"
+
+
 def test_no_secret_volume_without_secret_references() -> None:
     bare = agent(security={"auth": {"mode": "none"}})
     assert "secrets" not in {volume["name"] for volume in _pod(render_deployment(bare, CONFIG))["volumes"]}

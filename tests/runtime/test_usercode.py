@@ -47,6 +47,8 @@ async def test_a_code_agent_runs_its_tools_on_the_injected_services(runtime_back
             body = response.json()
             ticket_id = json.loads(body["output"])
             assert body["usage"]["inputTokens"] > 0
+            metrics = (await client.get("/metrics")).text
+    assert 'agentry_tool_calls_total{outcome="ok",tool="file_ticket"} 1.0' in metrics
     assert ticket_id == f"T-{body['runId'][:8]}"
     database = build_database(config=runtime.config, data_dir=runtime_backend.data_dir)
     await database.start()
