@@ -33,7 +33,9 @@ class McpToolsets:
     def __init__(self, servers: Sequence[McpServer], *, check_timeout: float | None = None) -> None:
         self.servers = list(servers)
         self.check_timeout = check_timeout
-        """Upper bound on a health check, below each toolset's own timeout: /health answers the operator in time."""
+        """Upper bound on a health check and on the wait at start, below each toolset's own timeout: /health answers
+        the operator in time, and the pod becomes ready in time."""
+        self._connecting: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_config(cls, config: RuntimeConfig, *, check_timeout: float | None = None) -> McpToolsets:
@@ -58,18 +60,30 @@ class McpToolsets:
         return cls(servers, check_timeout=check_timeout)
 
     async def start(self) -> None:
-        """Connect the shared servers; one that fails is logged, never raised (runs connect again)."""
+        """Connect the shared servers, waiting at most the check timeout: the pod's start never waits on them.
+
+        A connection still under way goes on in the background (within its toolset's timeout); one that fails is
+        logged, never raised, and runs connect again.
+        """
         shared = [server for server in self.servers if not server.spec.forward_bearer_token]
-        results = await asyncio.gather(*(server.connect() for server in shared), return_exceptions=True)
-        for result in results:
-            if isinstance(result, McpToolsetError):
-                log.warning("%s; runs that need it fail until it is up", result.message)
-            elif isinstance(result, BaseException):
-                raise result
+        self._connecting = {asyncio.create_task(self._connect(server)) for server in shared}
+        if self._connecting:
+            await asyncio.wait(self._connecting, timeout=self.check_timeout)
 
     async def close(self) -> None:
-        """Close every shared session; safe to call twice."""
+        """Stop connecting, close every shared session; safe to call twice."""
+        for task in self._connecting:
+            task.cancel()
+        await asyncio.gather(*self._connecting, return_exceptions=True)
+        self._connecting = set()
         await asyncio.gather(*(server.close() for server in self.servers))
+
+    @staticmethod
+    async def _connect(server: McpServer) -> None:
+        try:
+            await server.connect()
+        except McpToolsetError as exc:
+            log.warning("%s; runs that need it fail until it is up", exc.message)
 
     async def check(self) -> list[ServiceHealth]:
         """One entry per server (`mcp:<name>`), concurrently; a server down or slow is degraded, never raises."""
