@@ -44,19 +44,19 @@ class McpToolsets:
         The MCP client is imported only when the spec lists a server: it takes a second or two to import.
         """
         agent = config.spec.agent
-        listed = [(index, toolset) for index, toolset in enumerate(agent.toolsets or []) if toolset.mcp is not None]
+        toolsets = enumerate(agent.toolsets or [])
+        listed = [(index, toolset.name, toolset.mcp) for index, toolset in toolsets if toolset.mcp is not None]
         if not listed:
             return cls([], check_timeout=check_timeout)
         from .mcp_server import McpServer
 
         servers = []
-        for index, toolset in listed:
-            assert toolset.mcp is not None
+        for index, name, mcp in listed:
             headers = {
                 header.name: config.secret(f"spec.agent.toolsets[{index}].mcp.headers[{number}].secretRef") or ""
-                for number, header in enumerate(toolset.mcp.headers)
+                for number, header in enumerate(mcp.headers)
             }
-            servers.append(McpServer(name=toolset.name, spec=toolset.mcp, headers=headers, max_retries=agent.retries))
+            servers.append(McpServer(name=name, spec=mcp, headers=headers, max_retries=agent.retries))
         return cls(servers, check_timeout=check_timeout)
 
     async def start(self) -> None:
