@@ -20,6 +20,12 @@ from pydantic_ai.exceptions import (
 )
 from starlette.responses import JSONResponse
 
+from .mcp_errors import McpToolsetError
+from .security.principal import REALM
+
+#: Seconds a client is told to wait before retrying a run whose MCP server is down or slow.
+MCP_RETRY_AFTER = 5
+
 
 class ApiError(Exception):
     """An error answered to the client; `retry_after` (seconds) becomes a Retry-After header.
@@ -60,10 +66,15 @@ def from_agent_error(exc: BaseException, *, timeout_seconds: float) -> ApiError:
 
     The model is the agent's upstream: its failures are 502 (bad answer), 503 (rate limited, retry
     later) or 504 (too slow); a run that would exceed the spec's usage limits is refused with 422,
-    since retrying the same prompt would exceed them again.
+    since retrying the same prompt would exceed them again. An MCP server is an upstream too: down or
+    slow is 503 with Retry-After (it may come up), an error answer 502; a forwarding toolset without
+    the caller's token is 401.
     """
     if isinstance(exc, ApiError):
         return exc
+    mcp = _mcp_error(exc)
+    if mcp is not None:
+        return _from_mcp_error(mcp)
     if isinstance(exc, UsageLimitExceeded):
         return ApiError(422, "usage_limit_exceeded", str(exc))
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | ModelTimeoutError):
@@ -77,3 +88,23 @@ def from_agent_error(exc: BaseException, *, timeout_seconds: float) -> ApiError:
     if isinstance(exc, UnexpectedModelBehavior):
         return ApiError(502, "model_output_invalid", f"the model's output was unusable: {exc.message}")
     return ApiError(500, "internal", "internal error (see the runtime's log)")
+
+
+def _mcp_error(exc: BaseException) -> McpToolsetError | None:
+    """The MCP toolset error, also when a task group of the run wrapped it in an exception group."""
+    if isinstance(exc, McpToolsetError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _mcp_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _from_mcp_error(exc: McpToolsetError) -> ApiError:
+    if exc.failure == "no_token":
+        return ApiError(401, "unauthenticated", exc.message, headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'})
+    if exc.failure == "refused":
+        return ApiError(502, "mcp_error", exc.message)
+    return ApiError(503, "mcp_unavailable", exc.message, retry_after=MCP_RETRY_AFTER)

@@ -35,7 +35,7 @@ _ERRORS = {
     "413": "Body too large.",
     "422": "Body does not match the schema (the message names the field), or a usage limit was hit.",
     "429": "Rate limit or queue full; see Retry-After.",
-    "502": "The model failed or its output did not match the schema.",
+    "502": "The model or an MCP server failed, or the model's output did not match the schema.",
     "503": "Draining or a dependency is down; see Retry-After.",
     "504": "The request timed out.",
 }

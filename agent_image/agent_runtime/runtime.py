@@ -23,6 +23,7 @@ from .agent import RunOptions, declarative_agent, run_options
 from .config import ConfigError, RuntimeConfig
 from .execution import AgentRunner
 from .heartbeat import Heartbeat
+from .mcp import McpToolsets
 from .metrics import RuntimeMetrics
 from .security.audit import AuditTrail
 from .security.auth import Authenticator, build_authenticator
@@ -91,11 +92,16 @@ class Runtime:
             capacity=self.settings.latency_window, window_seconds=self.settings.rate_window_seconds
         )
         self.agent_services = agent_services(services)
+        self.toolsets = AgentToolsets(
+            spec=config.spec.agent,
+            services=services,
+            mcp=McpToolsets.from_config(config, check_timeout=self.settings.dependency_check_timeout),
+        )
         self.runner = AgentRunner(
             app=_app(config=config, services=self.agent_services, entrypoint=entrypoint),
             services=self.agent_services,
             options=_options(config=config, model=model),
-            toolsets=AgentToolsets(spec=config.spec.agent, services=services),
+            toolsets=self.toolsets,
             timeout=concurrency.request_timeout_seconds,
         )
         self.keys = Keys.of(config)
@@ -134,9 +140,9 @@ class Runtime:
     async def dependency_checks(self) -> list[ServiceHealth]:
         """Every dependency's state for /health: the services, the user's own checks, the envelope's parts."""
         app_checks = self.runner.app.checks
-        services = await self.container.check()
+        services, mcp = await asyncio.gather(self.container.check(), self.toolsets.check())
         own = await asyncio.gather(*(self._app_check(name, check) for name, check in app_checks.items()))
-        return [*services, *own, *self.envelope_health()]
+        return [*services, *mcp, *own, *self.envelope_health()]
 
     async def _app_check(self, name: str, check: sdk.HealthCheck) -> ServiceHealth:
         """One of the user's checks: ok when it returns, degraded when it raises or outlasts the check timeout.
@@ -179,7 +185,9 @@ class Runtime:
             await self.audit.start()
             self._guard = self._build_guard()
             await self.runner.start()
+            await self.toolsets.start()
         except BaseException:
+            await self.toolsets.close()
             await self.container.close()
             raise
         self.heartbeat.start()
@@ -192,6 +200,7 @@ class Runtime:
         """Flush the audit trail and close everything, in reverse order of start."""
         self.drain()
         await self.heartbeat.stop()
+        await self.toolsets.close()
         await self.runner.close()
         try:
             await self.audit.flush()

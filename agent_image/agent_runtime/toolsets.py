@@ -14,21 +14,40 @@ from pydantic_ai.toolsets import AbstractToolset
 
 from agentry_api.v1alpha1 import AgentSpec
 
+from .mcp import McpToolsets
 from .services.container import Services
+from .services.protocols import ServiceHealth
 from .tools import builtin_toolset
 
 
 class AgentToolsets:
-    """The toolsets the spec lists, as each run gets them."""
+    """The toolsets the spec lists, as each run gets them: the built-in ones, then the MCP servers' (mcp.py)."""
 
-    def __init__(self, *, spec: AgentSpec, services: Services) -> None:
+    def __init__(self, *, spec: AgentSpec, services: Services, mcp: McpToolsets | None = None) -> None:
         self.static: list[AbstractToolset[Any]] = [
             builtin_toolset(services, names=toolset.builtin.tools, max_retries=spec.retries)
             for toolset in spec.effective_toolsets()
             if toolset.builtin is not None
         ]
+        self.mcp = mcp or McpToolsets([])
+
+    async def start(self) -> None:
+        """Connect the MCP servers that are shared by runs; one that is down does not fail the start."""
+        await self.mcp.start()
+
+    async def close(self) -> None:
+        """Close the MCP sessions."""
+        await self.mcp.close()
+
+    async def check(self) -> list[ServiceHealth]:
+        """The MCP servers' health (`mcp:<name>`), degraded when down or slow."""
+        return await self.mcp.check()
 
     @asynccontextmanager
     async def for_run(self, *, bearer_token: str | None) -> AsyncIterator[list[AbstractToolset[Any]]]:
-        """The toolsets of one run; `bearer_token` is the caller's, for servers that act as the caller."""
-        yield list(self.static)
+        """The toolsets of one run; `bearer_token` is the caller's, for servers that act as the caller.
+
+        The MCP servers are connected before the model is asked; McpToolsetError when one cannot serve the run.
+        """
+        async with self.mcp.for_run(bearer_token=bearer_token) as servers:
+            yield [*self.static, *servers]

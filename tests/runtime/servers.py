@@ -20,11 +20,15 @@ from starlette.types import ASGIApp
 
 @contextmanager
 def serve_in_thread(
-    app: ASGIApp, *, server_class: type[uvicorn.Server] = uvicorn.Server, **kwargs: object
+    app: ASGIApp, *, server_class: type[uvicorn.Server] = uvicorn.Server, port: int = 0, **kwargs: object
 ) -> Iterator[str]:
-    """Serve `app` on a loopback port chosen by the kernel; yield its base URL, shut down on exit."""
+    """Serve `app` on a loopback port (`port`, or one chosen by the kernel); yield its base URL, shut down on exit.
+
+    A given port may be one a previous server of the test used (SO_REUSEADDR), to play a server coming back.
+    """
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = int(sock.getsockname()[1])
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="auto", timeout_graceful_shutdown=10)
     server = server_class(config, **kwargs)
@@ -65,3 +69,10 @@ def chat_completions_app(requests: list[dict[str, Any]], *, delay: float = 0.0) 
         )
 
     return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server that is to come up later in the test."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
