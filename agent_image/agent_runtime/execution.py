@@ -112,18 +112,23 @@ class AgentRunner:
     _entered: bool = field(default=False, init=False)
 
     async def start(self) -> None:
-        """Enter the agent and the spec's model, so the provider's HTTP client is reused across runs."""
-        await self.app.agent.__aenter__()
-        if self.options.model is not None:
-            await self.options.model.__aenter__()
+        """Enter the agent with the model its runs use, so the provider's HTTP client is reused across runs.
+
+        Entered under an override when the spec (or a test) replaces the model: the agent's own model is then
+        never set up, so a user's Agent naming `openai-chat:...` starts without OpenAI's key when it runs another.
+        """
+        agent, model = self.app.agent, self.options.model
+        if model is None:
+            await agent.__aenter__()
+        else:
+            with agent.override(model=model):
+                await agent.__aenter__()
         self._entered = True
 
     async def close(self) -> None:
-        """Leave the model and the agent: the providers' HTTP clients close cleanly."""
+        """Leave the agent: the HTTP clients it entered close cleanly."""
         if self._entered:
             self._entered = False
-            if self.options.model is not None:
-                await self.options.model.__aexit__(None, None, None)
             await self.app.agent.__aexit__(None, None, None)
 
     async def run(

@@ -685,6 +685,11 @@ def _replicas_in_range(spec: AgentDeploymentSpec) -> bool:
     return scaling.min_replicas <= spec.replicas <= scaling.max_replicas
 
 
+def _forwarding_has_tokens(spec: AgentDeploymentSpec) -> bool:
+    forwards = any(t.mcp is not None and t.mcp.forward_bearer_token for t in spec.agent.toolsets or [])
+    return not forwards or spec.security.auth.mode != AuthMode.NONE
+
+
 def _code_has_image(spec: AgentDeploymentSpec) -> bool:
     return spec.agent.code is None or spec.pod.image is not None
 
@@ -706,6 +711,14 @@ class AgentDeploymentSpec(ApiModel):
             message="spec.pod.image is required with spec.agent.code: the image that holds the agent's code",
             check=_code_has_image,
             field_path=".pod",
+        ),
+        Rule(
+            cel="!has(self.agent.toolsets) || !has(self.security.auth.mode) || self.security.auth.mode != 'none' || "
+            "!self.agent.toolsets.exists(t, has(t.mcp) && has(t.mcp.forwardBearerToken) && t.mcp.forwardBearerToken)",
+            message="spec.agent.toolsets[].mcp.forwardBearerToken needs spec.security.auth.mode jwt: with mode none "
+            "callers send no token to forward",
+            check=_forwarding_has_tokens,
+            field_path=".agent.toolsets",
         ),
     )
 

@@ -220,6 +220,15 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
         "should match",
     ),
     BadManifest(
+        "mcp-forwarded-token-without-auth",
+        {
+            "spec.security": {"auth": {"mode": "none"}},
+            "spec.agent.toolsets": [{"name": "t", "mcp": {"url": "http://mcp:8000/mcp", "forwardBearerToken": True}}],
+        },
+        "spec.agent.toolsets",
+        "forwardBearerToken needs spec.security.auth.mode jwt",
+    ),
+    BadManifest(
         "mcp-forwarded-token-and-authorization-header",
         {
             "spec.agent.toolsets": [

@@ -159,6 +159,20 @@ RULE_CASES: dict[str, list[dict[str, Any]]] = {
         _spec(autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 2}),
         _spec(agent={"code": {"entrypoint": "bot.agent:agent"}}),
         _spec(agent={"code": {"entrypoint": "bot.agent:agent"}}, pod={"image": "example/bot:1"}),
+        _spec(agent={"model": "test", "toolsets": [{"name": "t", "mcp": {"url": "http://m/mcp"}}]}),
+        _spec(
+            agent={
+                "model": "test",
+                "toolsets": [{"name": "t", "mcp": {"url": "http://m/mcp", "forwardBearerToken": True}}],
+            }
+        ),
+        _spec(
+            agent={
+                "model": "test",
+                "toolsets": [{"name": "t", "mcp": {"url": "http://m/mcp", "forwardBearerToken": True}}],
+            },
+            security={"auth": {"mode": "jwt", "secretRef": {"name": "a", "key": "b"}}},
+        ),
     ],
 }
 

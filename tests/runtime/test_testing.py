@@ -378,11 +378,6 @@ def test_the_kit_works_in_a_project_with_only_the_runtime_installed(tmp_path: Pa
     assert done.stdout.splitlines()[-1] == "hello 1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AgentRunner.start enters the agent's own model even when spec.agent.model or model= replaces it "
-    "(pydantic-ai's Agent.__aenter__ infers it; OpenAI's provider then wants OPENAI_API_KEY)",
-)
 async def test_an_agent_that_names_its_own_model_starts_when_the_model_is_replaced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

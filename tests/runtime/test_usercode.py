@@ -132,7 +132,7 @@ async def test_the_run_counts_against_the_callers_token_limit(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("entrypoint", "problem"),
     [
-        ("support_bot.agent:agent", "no module named 'support_bot' in the image"),
+        ("no_such_bot.agent:agent", "no module named 'no_such_bot' in the image"),
         (f"{AGENTS}:missing", "has no attribute 'missing'"),
         (
             "tests.runtime.usercode.broken:agent",
