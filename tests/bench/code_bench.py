@@ -92,28 +92,23 @@ async def run_load(
     headers = {"Authorization": f"Bearer {token}"}
     results: dict[str, list[Round]] = {mode: [] for mode in urls}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    clients = {mode: httpx.AsyncClient(base_url=url, limits=limits, timeout=30) for mode, url in urls.items()}
-    try:
-        for client in clients.values():
-            await load(
-                client=client, path="/v1/run", headers=headers, count=200, concurrency=concurrency, limit_s=limit_s
+
+    async def one_round(mode: str, count: int) -> Round:
+        # A client per round: the other mode's round lasts longer than uvicorn keeps an idle connection open,
+        # and a connection it closed meanwhile would fail the next request (ReadError), not measure anything.
+        async with httpx.AsyncClient(base_url=urls[mode], limits=limits, timeout=30) as client:
+            return await load(
+                client=client, path="/v1/run", headers=headers, count=count, concurrency=concurrency, limit_s=limit_s
             )
-        for _ in range(rounds):
-            for mode, client in clients.items():
-                results[mode].append(
-                    await load(
-                        client=client,
-                        path="/v1/run",
-                        headers=headers,
-                        count=count,
-                        concurrency=concurrency,
-                        limit_s=limit_s,
-                    )
-                )
-        memory = {mode: (await client.get("/health")).json()["memory"]["rssBytes"] for mode, client in clients.items()}
-    finally:
-        for client in clients.values():
-            await client.aclose()
+
+    for mode in urls:
+        await one_round(mode, 200)
+    for _ in range(rounds):
+        for mode in urls:
+            results[mode].append(await one_round(mode, count))
+    memory = {}
+    for mode, url in urls.items():
+        memory[mode] = httpx.get(f"{url}/health", timeout=10).json()["memory"]["rssBytes"]
     pairs = sorted(
         (c.requests / c.seconds) / (d.requests / d.seconds)
         for d, c in zip(results["declarative"], results["code"], strict=True)
