@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -50,8 +51,21 @@ def _pods(node_cluster: NodeCluster, namespace: str, name: str) -> list[dict[str
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
 
-def _service_ip(node_cluster: NodeCluster, namespace: str, name: str) -> str:
-    return str(node_cluster.json("service", name, "-n", namespace)["spec"]["clusterIP"])
+def _service_ip(node_cluster: NodeCluster, namespace: str, name: str, *, port: int = 8080) -> str:
+    """The Service's ClusterIP, once kube-proxy routes it.
+
+    A pod turns Ready before kube-proxy has written the Service's rules from the new EndpointSlice (a sync is
+    asynchronous); a client calling in between gets "connection refused", which is not what these tests judge.
+    """
+    ip = str(node_cluster.json("service", name, "-n", namespace)["spec"]["clusterIP"])
+
+    def routed() -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            return probe.connect_ex((ip, port)) == 0
+
+    eventually(routed, timeout=60, what=f"kube-proxy to route Service {namespace}/{name}")
+    return ip
 
 
 def _run(url: str, token: str) -> tuple[int, dict[str, Any]]:
