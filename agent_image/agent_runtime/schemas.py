@@ -21,6 +21,14 @@ class RunRequest(Wire):
         min_length=1, description="The user's message (its longest length, set by the runtime, is in the document)."
     )
     context: dict[str, Any] | None = Field(None, description="Structured context given to the model as JSON.")
+    conversation_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Continue this conversation (the model sees its history); omit to start a new one. "
+        "404 when the caller has no such conversation (or it expired), 409 while another of its turns runs. "
+        "Not allowed in batch items.",
+    )
 
 
 class BatchRequest(Wire):
@@ -44,6 +52,16 @@ class RunResponse(Wire):
     output: Any
     usage: Usage
     latency_ms: float
+    conversation_id: str | None = Field(
+        None, description="The conversation this run was a turn of; send it back to continue (absent in batches)."
+    )
+
+
+class ConversationResponse(Wire):
+    """A stored conversation: its history in pydantic-ai's message format, redacted when redaction is on."""
+
+    conversation_id: str
+    messages: list[dict[str, Any]]
 
 
 class ErrorBody(Wire):
