@@ -50,7 +50,7 @@ from .conversations import Turn
 from .errors import ApiError, from_agent_error
 from .execution import RunFailed, RunOutcome, ToolCall
 from .runtime import Runtime
-from .schemas import BatchItem, ErrorBody, RunRequest, RunResponse, StoredResult
+from .schemas import BatchItem, ErrorBody, RunItem, RunRequest, RunResponse, StoredResult
 from .security.auth import Principal
 from .security.permissions import Permission
 
@@ -131,16 +131,16 @@ class Envelope:
         return serve()
 
     async def run(
-        self, principal: Principal, request: RunRequest, record: RequestRecord, *, in_batch: bool = False
+        self, principal: Principal, request: RunItem, record: RequestRecord, *, in_batch: bool = False
     ) -> RunResponse:
         """Steps 5-9 for one prompt; ApiError on any failure.
 
-        A batch item is no conversation's turn (routes.py refuses a conversationId there): its items run
-        concurrently, so turns of one conversation within a batch could only conflict.
+        A batch item (RunItem) is no conversation's turn: the items run concurrently, so turns of one
+        conversation within a batch could only conflict.
         """
         await self.runtime.guard.check_tokens(principal)  # 5
-        if in_batch:
-            return await self._run_once(principal, request, record, in_batch=True)
+        if in_batch or not isinstance(request, RunRequest):
+            return await self._run_once(principal, request, record, in_batch=in_batch)
         conversations = self.runtime.conversations
         turn = await conversations.begin(principal.subject, request.conversation_id)  # 5
         record.conversation_id = turn.conversation_id
@@ -153,7 +153,7 @@ class Envelope:
     async def _run_once(
         self,
         principal: Principal,
-        request: RunRequest,
+        request: RunItem,
         record: RequestRecord,
         *,
         in_batch: bool = False,
@@ -170,7 +170,7 @@ class Envelope:
             await self.runtime.conversations.finish(turn, outcome.new_messages)  # 9
         return results.response_of(outcome)
 
-    async def run_batch(self, principal: Principal, items: list[RunRequest], record: RequestRecord) -> list[BatchItem]:
+    async def run_batch(self, principal: Principal, items: list[RunItem], record: RequestRecord) -> list[BatchItem]:
         """Steps 5-9 for every item, at most maxConcurrentRequests at once; one result or one error per item.
 
         The batch is admitted as a whole (429 when the queue is full); its items then wait for slots like
@@ -180,7 +180,7 @@ class Envelope:
         admission.check_capacity()
         gate = asyncio.Semaphore(admission.max_concurrent)
 
-        async def one(index: int, item: RunRequest) -> BatchItem:
+        async def one(index: int, item: RunItem) -> BatchItem:
             async with gate:
                 try:
                     result = await self.run(principal, item, record, in_batch=True)
@@ -199,7 +199,7 @@ class Envelope:
 
     async def _execute(
         self,
-        request: RunRequest,
+        request: RunItem,
         principal: Principal,
         record: RequestRecord,
         *,
@@ -247,7 +247,7 @@ class Envelope:
         record.run_ids.append(outcome.run_id)
         await self.runtime.guard.add_tokens(principal, outcome.tokens)
 
-    def _redact(self, request: RunRequest, outcome: RunOutcome, record: RequestRecord) -> StoredResult:
+    def _redact(self, request: RunItem, outcome: RunOutcome, record: RequestRecord) -> StoredResult:
         """Step 8: the result as it may be stored, prompt, context and output anonymised."""
         anonymizer = self.runtime.anonymizer
         prompt = anonymizer.redact_text(request.prompt)

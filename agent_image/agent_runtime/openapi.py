@@ -136,7 +136,8 @@ def _schemas(settings: RuntimeSettings) -> dict[str, Any]:
     _, schemas = models_json_schema(MODELS, ref_template=_REF, by_alias=True)
     definitions: dict[str, Any] = schemas.get("$defs", {})
     body_limit = f"The whole body is at most {settings.max_body_bytes} bytes (413 beyond)."
-    definitions["RunRequest"]["properties"]["prompt"]["maxLength"] = settings.max_prompt_chars
+    for model in ("RunRequest", "RunItem"):
+        definitions[model]["properties"]["prompt"]["maxLength"] = settings.max_prompt_chars
     definitions["RunRequest"]["description"] += f" {body_limit}"
     definitions["BatchRequest"]["properties"]["items"]["maxItems"] = settings.max_batch_items
     definitions["BatchRequest"]["description"] += f" {body_limit}"

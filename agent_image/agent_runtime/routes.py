@@ -11,7 +11,7 @@ from . import results
 from .bodies import parse_model, read_body
 from .envelope import Envelope, RequestRecord
 from .errors import ApiError
-from .schemas import BatchRequest, BatchResponse, ConversationResponse, RunRequest
+from .schemas import BatchRequest, BatchResponse, ConversationResponse, RunItem, RunRequest
 from .security.auth import Principal
 from .security.permissions import Permission
 
@@ -20,16 +20,10 @@ def _json(model: BaseModel) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json", by_alias=True))
 
 
-def check_prompt(request: RunRequest, *, field: str, max_chars: int) -> None:
+def check_prompt(request: RunItem, *, field: str, max_chars: int) -> None:
     """Refuse a prompt longer than the runtime's limit (the one the OpenAPI document states) with 422."""
     if len(request.prompt) > max_chars:
         raise ApiError(422, "invalid_request", f"{field}: String should have at most {max_chars} characters")
-
-
-def check_no_conversation(request: RunRequest, *, field: str) -> None:
-    """Refuse a conversation id in a batch item with 422: batch items run at once, so turns would conflict."""
-    if request.conversation_id is not None:
-        raise ApiError(422, "invalid_request", f"{field}: conversations are not supported in batches; use /v1/run")
 
 
 def v1_routes(envelope: Envelope) -> list[Route]:
@@ -59,7 +53,6 @@ def v1_routes(envelope: Envelope) -> list[Route]:
                 raise ApiError(422, "invalid_request", f"items: at most {max_items} items per batch")
             for index, item in enumerate(body.items):
                 check_prompt(item, field=f"items[{index}].prompt", max_chars=max_chars)
-                check_no_conversation(item, field=f"items[{index}].conversationId")
             items = await envelope.run_batch(principal, body.items, record)
             failed = sum(1 for item in items if not item.ok)
             return _json(BatchResponse(items=items, succeeded=len(items) - failed, failed=failed))

@@ -197,7 +197,7 @@ async def test_a_batch_item_with_a_conversation_id_is_refused_naming_the_field(t
         items = [{"prompt": "a"}, {"prompt": "b", "conversationId": "abc"}]
         refused = httpx.post(f"{url}/v1/run/batch", json={"items": items}, headers=auth())
     assert refused.status_code == 422
-    assert refused.json()["error"]["message"].startswith("items[1].conversationId: ")
+    assert "items[1].conversationId" in refused.json()["error"]["message"]
 
 
 @pytest.mark.services
