@@ -9,11 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agent_runtime.conversations import trim
 
 from .harness import Backend, auth, serving, stored_audit
-from .models import conversing_model
+from .models import conversing_model, output_call, user_prompts
 from .process import running_runtime, write_manifest
 
 BOB = auth(subject="bob@example.com")
@@ -227,3 +229,20 @@ async def test_two_replicas_on_one_postgresql_continue_and_serialise_one_convers
     assert second.json()["output"] == "on b | seen: on a"
     assert sorted(r.status_code for r in racing) == [200, 409]
     assert next(r for r in racing if r.status_code == 409).json()["error"]["type"] == "conversation_busy"
+
+
+async def test_a_structured_agent_continues_its_conversation(runtime_backend: Backend) -> None:
+    schema = {"type": "object", "properties": {"seen": {"type": "integer"}}, "required": ["seen"]}
+    seen: list[int] = []
+
+    def choose(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        seen.append(len(user_prompts(messages)))
+        return output_call(info, {"seen": seen[-1]})
+
+    runtime = runtime_backend.runtime({"agent": {"outputSchema": schema}}, model=FunctionModel(choose))
+    with serving(runtime) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            first = await turn(client, "one")
+            second = await turn(client, "two", first.json()["conversationId"])
+            third = await turn(client, "three", first.json()["conversationId"])
+    assert [r.json()["output"] for r in (first, second, third)] == [{"seen": 1}, {"seen": 2}, {"seen": 3}]

@@ -197,10 +197,11 @@ class SqliteDatabase:
             "UPDATE conversations SET lease_until = ? WHERE id = ? AND owner = ? AND updated_at >= ? "
             "AND (lease_until IS NULL OR lease_until < ?) RETURNING messages"
         )
-        async with self.conn.execute(take, (lease_until, conversation_id, owner, fresh_after, now)) as cursor:
-            row = await cursor.fetchone()
-        if row is not None:
-            return ConversationLease(state="leased", messages=str(row[0]))
+        # Stepped to its end in one call: an UPDATE ... RETURNING left half-read keeps its write open, and the
+        # audit trail's BEGIN on this connection would then fail.
+        rows = list(await self.conn.execute_fetchall(take, (lease_until, conversation_id, owner, fresh_after, now)))
+        if rows:
+            return ConversationLease(state="leased", messages=str(rows[0][0]))
         look = "SELECT updated_at >= ? FROM conversations WHERE id = ? AND owner = ?"
         async with self.conn.execute(look, (fresh_after, conversation_id, owner)) as cursor:
             found = await cursor.fetchone()
