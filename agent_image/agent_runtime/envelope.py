@@ -10,15 +10,19 @@ For every request, in this order (DESIGN.md, "The request envelope"):
 Then the endpoint's own work (routes.py: read and validate the body), which for each agent run asks for:
 
 5. token budget: 429 when the caller already spent its tokens for this minute.
+   conversation (conversations.py): a new id, or the lease and history of the caller's conversation:
+   404 when it has none with that id, 409 while another turn holds it; released whatever happens below.
 6. admission: a slot, waiting in a bounded queue; 429 with Retry-After when the queue is full.
 7. run: the agent within the request timeout, which covers the wait in 6 (504), its output validated
    against the schema with retries (execution.py); the run's tokens are then charged to the caller.
 8. redact: PII out of the prompt, the context, the output and the arguments of each tool call.
-9. store: the redacted result into the database, 503 when it fails (results.py).
+9. store: the redacted result into the database, 503 when it fails (results.py); a conversation's
+   history with the turn's (redacted) messages, trimmed to spec.conversations, which releases its lease.
 
 Whatever happened (success, refusal, a bug), the caller gets a JSON answer, and then:
 
-10. audit: exactly one hash-chained record, with the tool calls of its runs (also of a run that failed).
+10. audit: exactly one hash-chained record, with the tool calls of its runs (also of a run that failed)
+    and the conversation id of a turn.
 11. metrics: the request counted by endpoint and status, an error by kind; one access-log line.
 
 /metrics, when spec.security.metrics.requireAuth asks for a token, goes through 2 and 3 only (`scrape`):
@@ -31,20 +35,22 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_ai.messages import ModelMessage
 from starlette.requests import Request
 from starlette.responses import Response
 
 from . import results
+from .conversations import Turn
 from .errors import ApiError, from_agent_error
 from .execution import RunFailed, RunOutcome, ToolCall
 from .runtime import Runtime
-from .schemas import BatchItem, ErrorBody, RunRequest, RunResponse, StoredResult
+from .schemas import BatchItem, ErrorBody, RunItem, RunRequest, RunResponse, StoredResult
 from .security.auth import Principal
 from .security.permissions import Permission
 
@@ -73,6 +79,8 @@ class RequestRecord:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """The runs' tool calls as audited: name, redacted arguments, outcome, latency."""
     redactions: Counter[str] = field(default_factory=Counter)
+    conversation_id: str | None = None
+    """The conversation the run was a turn of, once its lease was taken."""
     bearer_token: str | None = field(default=None, repr=False)
     """The caller's token, for toolsets that act as the caller; never audited nor logged."""
 
@@ -123,18 +131,46 @@ class Envelope:
         return serve()
 
     async def run(
-        self, principal: Principal, request: RunRequest, record: RequestRecord, *, in_batch: bool = False
+        self, principal: Principal, request: RunItem, record: RequestRecord, *, in_batch: bool = False
     ) -> RunResponse:
-        """Steps 5-9 for one prompt; ApiError on any failure."""
+        """Steps 5-9 for one prompt; ApiError on any failure.
+
+        A batch item (RunItem) is no conversation's turn: the items run concurrently, so turns of one
+        conversation within a batch could only conflict.
+        """
         await self.runtime.guard.check_tokens(principal)  # 5
+        if in_batch or not isinstance(request, RunRequest):
+            return await self._run_once(principal, request, record, in_batch=in_batch)
+        conversations = self.runtime.conversations
+        turn = await conversations.begin(principal.subject, request.conversation_id)  # 5
+        record.conversation_id = turn.conversation_id
+        try:
+            response = await self._run_once(principal, request, record, turn=turn)
+        finally:
+            await conversations.release(turn)
+        return response.model_copy(update={"conversation_id": turn.conversation_id})
+
+    async def _run_once(
+        self,
+        principal: Principal,
+        request: RunItem,
+        record: RequestRecord,
+        *,
+        in_batch: bool = False,
+        turn: Turn | None = None,
+    ) -> RunResponse:
+        """Steps 6-9: the run (with the turn's history), its charge, its redacted result and history stored."""
         slot = self.runtime.admission.slot(bypass_queue_limit=in_batch)  # 6, entered within the timeout of 7
-        outcome = await self._execute(request, principal, record, slot=slot)  # 6, 7
+        history = turn.history if turn is not None else ()
+        outcome = await self._execute(request, principal, record, slot=slot, history=history)  # 6, 7
         await self._charge(principal, outcome, record)
         stored = self._redact(request, outcome, record)  # 8
         await results.save(self.runtime.services, stored)  # 9
+        if turn is not None:
+            await self.runtime.conversations.finish(turn, outcome.new_messages)  # 9
         return results.response_of(outcome)
 
-    async def run_batch(self, principal: Principal, items: list[RunRequest], record: RequestRecord) -> list[BatchItem]:
+    async def run_batch(self, principal: Principal, items: list[RunItem], record: RequestRecord) -> list[BatchItem]:
         """Steps 5-9 for every item, at most maxConcurrentRequests at once; one result or one error per item.
 
         The batch is admitted as a whole (429 when the queue is full); its items then wait for slots like
@@ -144,7 +180,7 @@ class Envelope:
         admission.check_capacity()
         gate = asyncio.Semaphore(admission.max_concurrent)
 
-        async def one(index: int, item: RunRequest) -> BatchItem:
+        async def one(index: int, item: RunItem) -> BatchItem:
             async with gate:
                 try:
                     result = await self.run(principal, item, record, in_batch=True)
@@ -163,11 +199,12 @@ class Envelope:
 
     async def _execute(
         self,
-        request: RunRequest,
+        request: RunItem,
         principal: Principal,
         record: RequestRecord,
         *,
         slot: AbstractAsyncContextManager[None],
+        history: Sequence[ModelMessage] = (),
     ) -> RunOutcome:
         """Steps 6 and 7: the run, which counts in /health's statistics once admitted.
 
@@ -183,6 +220,7 @@ class Envelope:
                 admitted=slot,
                 caller=principal,
                 bearer_token=record.bearer_token,
+                history=history,
             )
         except RunFailed as failed:
             self._record_tool_calls(failed.tool_calls, record)
@@ -209,7 +247,7 @@ class Envelope:
         record.run_ids.append(outcome.run_id)
         await self.runtime.guard.add_tokens(principal, outcome.tokens)
 
-    def _redact(self, request: RunRequest, outcome: RunOutcome, record: RequestRecord) -> StoredResult:
+    def _redact(self, request: RunItem, outcome: RunOutcome, record: RequestRecord) -> StoredResult:
         """Step 8: the result as it may be stored, prompt, context and output anonymised."""
         anonymizer = self.runtime.anonymizer
         prompt = anonymizer.redact_text(request.prompt)
@@ -256,6 +294,7 @@ class Envelope:
             status=status,
             run_ids=record.run_ids,
             tool_calls=record.tool_calls,
+            **_conversation(record),
             **_refusal(error),
         )
 
@@ -279,6 +318,11 @@ def _bearer(authorization: str | None) -> str | None:
     """The token of a `Bearer <token>` header (already verified by step 2), else None."""
     scheme, _, token = (authorization or "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _conversation(record: RequestRecord) -> dict[str, str]:
+    """The `conversation_id` of a turn, for the audit trail (a random id: no PII)."""
+    return {} if record.conversation_id is None else {"conversation_id": record.conversation_id}
 
 
 def _refusal(error: ApiError | None) -> dict[str, str]:

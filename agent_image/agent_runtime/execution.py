@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_ai.capabilities import AbstractCapability
-from pydantic_ai.messages import ToolCallPart
+from pydantic_ai.messages import ModelMessage, ToolCallPart
 from pydantic_ai.tools import ToolDefinition
 
 from . import sdk
@@ -51,6 +51,8 @@ class RunOutcome:
     requests: int
     latency_ms: float
     tool_calls: tuple[ToolCall, ...] = ()
+    new_messages: tuple[ModelMessage, ...] = ()
+    """The run's messages after the history it was given: what a conversation stores of the turn."""
 
     @property
     def tokens(self) -> int:
@@ -139,11 +141,13 @@ class AgentRunner:
         admitted: AbstractAsyncContextManager[None],
         caller: Principal,
         bearer_token: str | None = None,
+        history: Sequence[ModelMessage] = (),
     ) -> RunOutcome:
         """Wait to be `admitted`, then run once, both within the timeout: no request waits longer than it may take.
 
         The run id is a random UUID so ids reveal nothing about volume or order; the tools see it in their deps
         before the run's result is stored under it. The latency is the run's own, without the wait.
+        `history` is a conversation's earlier messages, which the model sees before the prompt.
         """
         run_id = uuid.uuid4().hex
         recorder = ToolCallRecorder()
@@ -160,6 +164,7 @@ class AgentRunner:
                         output_type=self.options.output_type,
                         toolsets=toolsets,
                         capabilities=[recorder],
+                        message_history=list(history) or None,
                     )
                 latency_ms = (time.perf_counter() - started) * 1000
         except BaseException as exc:
@@ -175,6 +180,7 @@ class AgentRunner:
             requests=usage.requests,
             latency_ms=latency_ms,
             tool_calls=tuple(recorder.calls),
+            new_messages=tuple(result.new_messages()),
         )
 
     def _deps(self, *, run_id: str, caller: Principal) -> Any:

@@ -13,7 +13,15 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from agentry_api.health import HealthReport
 
-from .schemas import BatchRequest, BatchResponse, ErrorResponse, RunRequest, RunResponse, StoredResult
+from .schemas import (
+    BatchRequest,
+    BatchResponse,
+    ConversationResponse,
+    ErrorResponse,
+    RunRequest,
+    RunResponse,
+    StoredResult,
+)
 from .settings import RuntimeSettings
 
 #: Each model with the side of the wire it is on: request bodies are validated, answers serialised.
@@ -23,6 +31,7 @@ MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (RunResponse, "serialization"),
     (BatchResponse, "serialization"),
     (StoredResult, "serialization"),
+    (ConversationResponse, "serialization"),
     (ErrorResponse, "serialization"),
     (HealthReport, "serialization"),
 )
@@ -31,7 +40,8 @@ _ERRORS = {
     "400": "Body is not JSON.",
     "401": "Missing or invalid bearer token; WWW-Authenticate says which.",
     "403": "The caller's roles do not grant this.",
-    "404": "No result with that id.",
+    "404": "No result, or no conversation of the caller's (unknown, expired or another's), with that id.",
+    "409": "Another turn of this conversation is running; retry after it.",
     "413": "Body too large.",
     "422": "Body does not match the schema (the message names the field), or a usage limit was hit.",
     "429": "Rate limit or queue full; see Retry-After.",
@@ -45,6 +55,8 @@ _HEADERS = {
     "503": {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True}},
 }
 _RUN_ERRORS = ["400", "401", "403", "413", "422", "429", "502", "503", "504"]
+_TURN_ERRORS = ["400", "401", "403", "404", "409", "413", "422", "429", "502", "503", "504"]
+_CONVERSATION_ERRORS = ["401", "403", "404", "429", "503"]
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
@@ -79,6 +91,27 @@ def _operation(
     return operation
 
 
+def _conversation() -> dict[str, Any]:
+    """GET and DELETE of one conversation, by its owner only (everyone else gets 404)."""
+    parameters = [{"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    read = _operation(
+        "getConversation",
+        "Read one's conversation (its stored, redacted history).",
+        body=None,
+        ok=_json(ConversationResponse, "Success."),
+        errors=_CONVERSATION_ERRORS,
+    )
+    delete = _operation(
+        "deleteConversation",
+        "Delete one's conversation.",
+        body=None,
+        ok={"description": "Deleted."},
+        errors=_CONVERSATION_ERRORS,
+    )
+    delete["responses"]["204"] = delete["responses"].pop("200")
+    return {"get": read, "delete": delete, "parameters": parameters}
+
+
 def _probe(operation_id: str, summary: str, fields: dict[str, str]) -> dict[str, Any]:
     """A probe: 200 or 503 with a small JSON object of `fields` (name: JSON type)."""
     schema = {
@@ -103,7 +136,8 @@ def _schemas(settings: RuntimeSettings) -> dict[str, Any]:
     _, schemas = models_json_schema(MODELS, ref_template=_REF, by_alias=True)
     definitions: dict[str, Any] = schemas.get("$defs", {})
     body_limit = f"The whole body is at most {settings.max_body_bytes} bytes (413 beyond)."
-    definitions["RunRequest"]["properties"]["prompt"]["maxLength"] = settings.max_prompt_chars
+    for model in ("RunRequest", "RunItem"):
+        definitions[model]["properties"]["prompt"]["maxLength"] = settings.max_prompt_chars
     definitions["RunRequest"]["description"] += f" {body_limit}"
     definitions["BatchRequest"]["properties"]["items"]["maxItems"] = settings.max_batch_items
     definitions["BatchRequest"]["description"] += f" {body_limit}"
@@ -133,7 +167,12 @@ def openapi_document(
                 "operationId": "getResult",
                 "parameters": {"run_id": "$response.body#/runId"},
                 "description": "The stored, anonymised result of this run.",
-            }
+            },
+            "GetConversation": {
+                "operationId": "getConversation",
+                "parameters": {"conversation_id": "$response.body#/conversationId"},
+                "description": "The conversation this run was a turn of.",
+            },
         }
     }
     return {
@@ -145,8 +184,15 @@ def openapi_document(
         },
         "paths": {
             "/v1/run": {
-                "post": _operation("runAgent", "Run the agent once.", body=RunRequest, ok=run_ok, errors=_RUN_ERRORS)
+                "post": _operation(
+                    "runAgent",
+                    "Run the agent once (a conversation's turn).",
+                    body=RunRequest,
+                    ok=run_ok,
+                    errors=_TURN_ERRORS,
+                )
             },
+            "/v1/conversations/{conversation_id}": _conversation(),
             "/v1/run/batch": {
                 "post": _operation(
                     "runBatch",

@@ -1,4 +1,4 @@
-"""The /v1 endpoints: run, batch, and reading stored results, each inside the request envelope."""
+"""The /v1 endpoints: run, batch, stored results and conversations, each inside the request envelope."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from . import results
 from .bodies import parse_model, read_body
 from .envelope import Envelope, RequestRecord
 from .errors import ApiError
-from .schemas import BatchRequest, BatchResponse, RunRequest
+from .schemas import BatchRequest, BatchResponse, ConversationResponse, RunItem, RunRequest
 from .security.auth import Principal
 from .security.permissions import Permission
 
@@ -20,7 +20,7 @@ def _json(model: BaseModel) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json", by_alias=True))
 
 
-def check_prompt(request: RunRequest, *, field: str, max_chars: int) -> None:
+def check_prompt(request: RunItem, *, field: str, max_chars: int) -> None:
     """Refuse a prompt longer than the runtime's limit (the one the OpenAPI document states) with 422."""
     if len(request.prompt) > max_chars:
         raise ApiError(422, "invalid_request", f"{field}: String should have at most {max_chars} characters")
@@ -65,8 +65,23 @@ def v1_routes(envelope: Envelope) -> list[Route]:
 
         return await envelope.handle(request, endpoint="results", permission=Permission.READ_RESULTS, work=work)
 
+    async def conversation(request: Request) -> Response:
+        conversation_id = str(request.path_params["conversation_id"])
+
+        async def read(principal: Principal, record: RequestRecord) -> Response:
+            messages = await runtime.conversations.read(principal.subject, conversation_id)
+            return _json(ConversationResponse(conversation_id=conversation_id, messages=messages))
+
+        async def delete(principal: Principal, record: RequestRecord) -> Response:
+            await runtime.conversations.delete(principal.subject, conversation_id)
+            return Response(status_code=204)
+
+        work = delete if request.method == "DELETE" else read
+        return await envelope.handle(request, endpoint="conversations", permission=Permission.RUN, work=work)
+
     return [
         Route("/v1/run", run, methods=["POST"]),
+        Route("/v1/conversations/{conversation_id}", conversation, methods=["GET", "DELETE"]),
         Route("/v1/run/batch", batch, methods=["POST"]),
         Route("/v1/results/{run_id}", result, methods=["GET"]),
     ]

@@ -21,6 +21,7 @@ from . import sdk, usercode
 from .admission import Admission
 from .agent import RunOptions, declarative_agent, run_options
 from .config import ConfigError, RuntimeConfig
+from .conversations import Conversations
 from .execution import AgentRunner
 from .heartbeat import Heartbeat
 from .mcp import McpToolsets
@@ -113,6 +114,13 @@ class Runtime:
             agent=f"{config.namespace}/{config.name}",
             stream=audit_stream or sys.stdout,
             enabled=security.audit.enabled,
+        )
+        self.conversations = Conversations(
+            spec=config.spec.conversations,
+            store=services.database,
+            anonymizer=self.anonymizer,
+            owner_key=self.keys.pii,
+            lease_seconds=concurrency.request_timeout_seconds,
         )
         self.heartbeat = Heartbeat(interval=self.settings.heartbeat_interval)
         self.started_at = time.monotonic()

@@ -14,8 +14,8 @@ class Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
-class RunRequest(Wire):
-    """One agent run."""
+class RunItem(Wire):
+    """One agent run of a batch: no conversation (its items run at once, so turns of one would conflict)."""
 
     prompt: str = Field(
         min_length=1, description="The user's message (its longest length, set by the runtime, is in the document)."
@@ -23,10 +23,22 @@ class RunRequest(Wire):
     context: dict[str, Any] | None = Field(None, description="Structured context given to the model as JSON.")
 
 
+class RunRequest(RunItem):
+    """One agent run, a turn of a conversation."""
+
+    conversation_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Continue this conversation (the model sees its history); omit to start a new one. "
+        "404 when the caller has no such conversation (or it expired), 409 while another of its turns runs.",
+    )
+
+
 class BatchRequest(Wire):
     """Several independent runs; the limit on items is set by the runtime (100 by default, in the document)."""
 
-    items: list[RunRequest] = Field(min_length=1, description="Runs to execute, answered in the same order.")
+    items: list[RunItem] = Field(min_length=1, description="Runs to execute, answered in the same order.")
 
 
 class Usage(Wire):
@@ -44,6 +56,16 @@ class RunResponse(Wire):
     output: Any
     usage: Usage
     latency_ms: float
+    conversation_id: str | None = Field(
+        None, description="The conversation this run was a turn of; send it back to continue (null in batches)."
+    )
+
+
+class ConversationResponse(Wire):
+    """A stored conversation: its history in pydantic-ai's message format, redacted when redaction is on."""
+
+    conversation_id: str
+    messages: list[dict[str, Any]]
 
 
 class ErrorBody(Wire):

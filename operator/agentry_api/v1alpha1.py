@@ -379,6 +379,22 @@ class ConcurrencySpec(ApiModel):
     """Time one request may take, queueing included, before it fails with 504."""
 
 
+class ConversationsSpec(ApiModel):
+    """Bounds of the multi-turn conversations on /v1/run (a `conversationId` continues one).
+
+    The history lives in the agent's database (SQLite or PostgreSQL), so any replica continues a conversation.
+    """
+
+    max_messages: int = Field(100, ge=2, le=10_000)
+    """Messages kept per conversation; beyond it the oldest whole turns are dropped, so the history the model
+    sees always starts with a user's prompt (a tool result never loses its call)."""
+    max_bytes: int = Field(1_000_000, ge=1024, le=64 * 1024 * 1024)
+    """Bytes of stored history (its JSON) kept per conversation; the oldest whole turns go first beyond it.
+    Bounds what every turn sends to the model as well as the row's size."""
+    ttl_seconds: int = Field(86_400, ge=1, le=365 * 24 * 3600)
+    """Seconds after its last turn that a conversation expires (then 404, and its row is deleted)."""
+
+
 # --- services ----------------------------------------------------------------------------------
 
 
@@ -730,6 +746,8 @@ class AgentDeploymentSpec(ApiModel):
     """Replica bounds and targets for autoscaling."""
     concurrency: ConcurrencySpec = Field(default_factory=ConcurrencySpec)
     """Per-pod concurrency limit, queue and request timeout."""
+    conversations: ConversationsSpec = Field(default_factory=ConversationsSpec)
+    """History limits and time to live of multi-turn conversations."""
     services: ServicesSpec = Field(default_factory=ServicesSpec)
     """Database, cache and external API."""
     security: SecuritySpec

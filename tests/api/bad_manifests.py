@@ -139,6 +139,12 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
         "spec.concurrency.requestTimeoutSeconds",
         "greater than 0",
     ),
+    BadManifest(
+        "conversation-of-one-message",
+        {"spec.conversations": {"maxMessages": 1}},
+        "spec.conversations.maxMessages",
+        "greater than or equal to 2",
+    ),
     BadManifest("unknown-field", {"spec.agent.temperature": 0.5}, "spec.agent.temperature", "unknown field"),
     BadManifest(
         "hmac-privacy-without-key",

@@ -74,3 +74,27 @@ def tool_then_text(tool: str, args: dict[str, Any]) -> FunctionModel:
         return ModelResponse(parts=[TextPart(json.dumps(returns[-1].content, default=str))])
 
     return FunctionModel(answer)
+
+
+def user_prompts(messages: Sequence[ModelMessage]) -> list[str]:
+    """Every user prompt the model has been shown, oldest first (a conversation's history included)."""
+    prompts: list[str] = []
+    for message in messages:
+        if isinstance(message, ModelRequest):
+            prompts.extend(str(p.content) for p in message.parts if isinstance(p, UserPromptPart))
+    return prompts
+
+
+def conversing_model() -> FunctionModel:
+    """Answers `<prompt> | seen: <every earlier prompt, joined by ' / '>`; a prompt containing `slow` takes 1.5 s.
+
+    What the model was shown of a conversation's history is thus in every answer.
+    """
+
+    async def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        *earlier, latest = user_prompts(messages)
+        if "slow" in latest:
+            await asyncio.sleep(1.5)
+        return ModelResponse(parts=[TextPart(f"{latest} | seen: {' / '.join(earlier)}")])
+
+    return FunctionModel(answer)

@@ -92,4 +92,5 @@ def test_schemathesis_finds_nothing(runtime_url: str, with_token: bool, tmp_path
     for phase in ("Coverage", "Fuzzing", "Stateful"):
         assert f"\u2705 {phase}" in output, output[-4000:]
     if with_token:  # without one every run is a 401, so there is no result to follow the link to
-        assert "API Links:    1 covered" in output, output[-4000:]  # the stateful phase followed run -> result
+        # the stateful phase followed run -> result, run -> conversation and one link it inferred itself
+        assert "API Links:    3 covered" in output, output[-4000:]

@@ -16,7 +16,7 @@ class Permission(StrEnum):
     """
 
     RUN = "run"
-    """Run the agent (POST /v1/run, /v1/run/batch)."""
+    """Run the agent (POST /v1/run, /v1/run/batch), read and delete one's own conversations (/v1/conversations)."""
     READ_RESULTS = "read_results"
     """Read stored run results (GET /v1/results/{id})."""
     READ_METRICS = "read_metrics"

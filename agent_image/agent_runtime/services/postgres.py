@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from .protocols import AuditRow, Json, ServiceHealth
+from .protocols import AuditRow, ConversationLease, Json, ServiceHealth
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_results (
@@ -32,9 +32,18 @@ CREATE TABLE IF NOT EXISTS agent_records (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (collection, key)
 );
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    lease_until DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS conversations_updated_at ON conversations (updated_at);
 """
 # The audit record is TEXT, not JSONB: JSONB reorders keys and normalises numbers, and the hash chain
-# is checked against the exact bytes that were hashed.
+# is checked against the exact bytes that were hashed. A conversation's history is TEXT too: it is read back
+# whole and parsed by pydantic-ai, never queried inside. Its times are epoch seconds from the runtime's clock.
 
 #: Rows read per query while iterating the audit trail.
 PAGE = 500
@@ -156,6 +165,62 @@ class PostgresDatabase:
         )
         rows = await self.pool.fetch(query, collection, prefix, limit)
         return [(str(row[0]), cast(Json, json.loads(row[1]))) for row in rows]
+
+    async def lease_conversation(
+        self, conversation_id: str, owner: str, *, now: float, lease_until: float, fresh_after: float
+    ) -> ConversationLease:
+        """One UPDATE takes a free lease (row-locked, so two replicas cannot both); a second look tells why not."""
+        take = (
+            "UPDATE conversations SET lease_until = $1 WHERE id = $2 AND owner = $3 AND updated_at >= $4 "
+            "AND (lease_until IS NULL OR lease_until < $5) RETURNING messages"
+        )
+        messages = await self.pool.fetchval(take, lease_until, conversation_id, owner, fresh_after, now)
+        if messages is not None:
+            return ConversationLease(state="leased", messages=str(messages))
+        look = "SELECT updated_at >= $1 FROM conversations WHERE id = $2 AND owner = $3"
+        fresh = await self.pool.fetchval(look, fresh_after, conversation_id, owner)
+        if fresh is None:
+            return ConversationLease(state="missing")
+        if not fresh:
+            await self.delete_conversation(conversation_id, owner)
+            return ConversationLease(state="missing")
+        return ConversationLease(state="busy")
+
+    async def save_conversation(self, conversation_id: str, owner: str, messages: str, *, now: float) -> None:
+        """Insert or update the owner's row, releasing the lease; another owner's row is left alone."""
+        await self.pool.execute(
+            "INSERT INTO conversations (id, owner, messages, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) "
+            "DO UPDATE SET messages = EXCLUDED.messages, updated_at = EXCLUDED.updated_at, lease_until = NULL "
+            "WHERE conversations.owner = EXCLUDED.owner",
+            conversation_id,
+            owner,
+            messages,
+            now,
+        )
+
+    async def release_conversation(self, conversation_id: str, owner: str) -> None:
+        """Clear the lease."""
+        query = "UPDATE conversations SET lease_until = NULL WHERE id = $1 AND owner = $2"
+        await self.pool.execute(query, conversation_id, owner)
+
+    async def get_conversation(self, conversation_id: str, owner: str, *, fresh_after: float) -> str | None:
+        """The history, or None."""
+        query = "SELECT messages FROM conversations WHERE id = $1 AND owner = $2 AND updated_at >= $3"
+        text = await self.pool.fetchval(query, conversation_id, owner, fresh_after)
+        return None if text is None else str(text)
+
+    async def delete_conversation(self, conversation_id: str, owner: str) -> bool:
+        """Delete the row; False when there was none."""
+        status = await self.pool.execute(
+            "DELETE FROM conversations WHERE id = $1 AND owner = $2", conversation_id, owner
+        )
+        return str(status) != "DELETE 0"
+
+    async def expire_conversations(self, *, now: float, fresh_after: float) -> int:
+        """Delete expired rows not leased now."""
+        query = "DELETE FROM conversations WHERE updated_at < $1 AND (lease_until IS NULL OR lease_until < $2)"
+        status = str(await self.pool.execute(query, fresh_after, now))
+        return int(status.rsplit(" ", 1)[-1])
 
 
 def _row(row: asyncpg.Record) -> AuditRow:

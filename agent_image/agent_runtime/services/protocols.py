@@ -80,8 +80,47 @@ class RecordStore(Protocol):
         """Records whose key starts with prefix, in key order, at most limit."""
 
 
-class Database(Service, AuditStore, RecordStore, Protocol):
-    """Run results, the audit trail and the user's records."""
+LeaseState = Literal["leased", "busy", "missing"]
+
+
+@dataclass(frozen=True)
+class ConversationLease:
+    """The answer to taking a conversation's lease: `messages` (JSON text) only when `state` is leased."""
+
+    state: LeaseState
+    messages: str = "[]"
+
+
+class ConversationStore(Protocol):
+    """Conversations: one row each (id, owner, history as JSON, time of the last turn, lease), shared by replicas.
+
+    Times are seconds since the epoch given by the caller, so every backend agrees and tests set the clock.
+    A row whose last turn is before `fresh_after` is expired: treated as absent, deleted when met.
+    """
+
+    async def lease_conversation(
+        self, conversation_id: str, owner: str, *, now: float, lease_until: float, fresh_after: float
+    ) -> ConversationLease:
+        """Take the lease of the owner's fresh conversation unless another turn holds it (busy); missing otherwise."""
+
+    async def save_conversation(self, conversation_id: str, owner: str, messages: str, *, now: float) -> None:
+        """Store the history after a turn (creating the row for a new conversation) and release the lease."""
+
+    async def release_conversation(self, conversation_id: str, owner: str) -> None:
+        """Release the lease without storing anything (the turn failed)."""
+
+    async def get_conversation(self, conversation_id: str, owner: str, *, fresh_after: float) -> str | None:
+        """The owner's fresh conversation's history (JSON text), or None."""
+
+    async def delete_conversation(self, conversation_id: str, owner: str) -> bool:
+        """Delete the owner's conversation; False when there was none."""
+
+    async def expire_conversations(self, *, now: float, fresh_after: float) -> int:
+        """Delete every expired conversation whose lease is not held; how many went."""
+
+
+class Database(Service, AuditStore, RecordStore, ConversationStore, Protocol):
+    """Run results, the audit trail, the user's records and the conversations."""
 
     async def save_result(self, run_id: str, result: Mapping[str, Any]) -> None:
         """Store a run's (already redacted) result under its id."""

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import aiosqlite
 
-from .protocols import AuditRow, Json, ServiceHealth
+from .protocols import AuditRow, ConversationLease, Json, ServiceHealth
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_results (
@@ -33,6 +33,14 @@ CREATE TABLE IF NOT EXISTS agent_records (
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (collection, key)
 );
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    lease_until REAL
+);
+CREATE INDEX IF NOT EXISTS conversations_updated_at ON conversations (updated_at);
 """
 
 #: Results committed by one statement at most (two bound values each, far below SQLite's limit).
@@ -180,6 +188,62 @@ class SqliteDatabase:
         async with self.conn.execute(query, (collection, prefix, prefix, limit)) as cursor:
             rows = await cursor.fetchall()
         return [(str(row[0]), cast(Json, json.loads(row[1]))) for row in rows]
+
+    async def lease_conversation(
+        self, conversation_id: str, owner: str, *, now: float, lease_until: float, fresh_after: float
+    ) -> ConversationLease:
+        """One UPDATE takes a free lease and returns the history; a second look tells busy from missing."""
+        take = (
+            "UPDATE conversations SET lease_until = ? WHERE id = ? AND owner = ? AND updated_at >= ? "
+            "AND (lease_until IS NULL OR lease_until < ?) RETURNING messages"
+        )
+        # Stepped to its end in one call: an UPDATE ... RETURNING left half-read keeps its write open, and the
+        # audit trail's BEGIN on this connection would then fail.
+        rows = list(await self.conn.execute_fetchall(take, (lease_until, conversation_id, owner, fresh_after, now)))
+        if rows:
+            return ConversationLease(state="leased", messages=str(rows[0][0]))
+        look = "SELECT updated_at >= ? FROM conversations WHERE id = ? AND owner = ?"
+        async with self.conn.execute(look, (fresh_after, conversation_id, owner)) as cursor:
+            found = await cursor.fetchone()
+        if found is None:
+            return ConversationLease(state="missing")
+        if not found[0]:
+            await self.delete_conversation(conversation_id, owner)
+            return ConversationLease(state="missing")
+        return ConversationLease(state="busy")
+
+    async def save_conversation(self, conversation_id: str, owner: str, messages: str, *, now: float) -> None:
+        """Insert or update the owner's row, releasing the lease; another owner's row is left alone."""
+        await self.conn.execute(
+            "INSERT INTO conversations (id, owner, messages, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) "
+            "DO UPDATE SET messages = excluded.messages, updated_at = excluded.updated_at, lease_until = NULL "
+            "WHERE conversations.owner = excluded.owner",
+            (conversation_id, owner, messages, now),
+        )
+
+    async def release_conversation(self, conversation_id: str, owner: str) -> None:
+        """Clear the lease."""
+        query = "UPDATE conversations SET lease_until = NULL WHERE id = ? AND owner = ?"
+        await self.conn.execute(query, (conversation_id, owner))
+
+    async def get_conversation(self, conversation_id: str, owner: str, *, fresh_after: float) -> str | None:
+        """The history, or None."""
+        query = "SELECT messages FROM conversations WHERE id = ? AND owner = ? AND updated_at >= ?"
+        async with self.conn.execute(query, (conversation_id, owner, fresh_after)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else str(row[0])
+
+    async def delete_conversation(self, conversation_id: str, owner: str) -> bool:
+        """Delete the row; False when there was none."""
+        query = "DELETE FROM conversations WHERE id = ? AND owner = ?"
+        async with self.conn.execute(query, (conversation_id, owner)) as cursor:
+            return cursor.rowcount > 0
+
+    async def expire_conversations(self, *, now: float, fresh_after: float) -> int:
+        """Delete expired rows not leased now."""
+        query = "DELETE FROM conversations WHERE updated_at < ? AND (lease_until IS NULL OR lease_until < ?)"
+        async with self.conn.execute(query, (fresh_after, now)) as cursor:
+            return cursor.rowcount
 
 
 def _row(row: Any) -> AuditRow:

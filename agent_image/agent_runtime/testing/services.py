@@ -13,7 +13,7 @@ import httpx
 from ..services.breaker import CircuitBreaker
 from ..services.http import ExternalApi
 from ..services.memory_cache import MemoryCache
-from ..services.protocols import AuditRow, Json, ServiceHealth
+from ..services.protocols import AuditRow, ConversationLease, Json, ServiceHealth
 from ..services.views import APP_CACHE_PREFIX
 
 __all__ = ["Call", "MemoryDatabase", "RecordingCache", "Reply", "ScriptedExternalApi"]
@@ -46,6 +46,16 @@ def _stored(value: Any) -> Any:
     return json.loads(json.dumps(value, allow_nan=False))
 
 
+@dataclass
+class _ConversationRow:
+    """One stored conversation, as the databases' conversations table holds it."""
+
+    owner: str
+    messages: str
+    updated_at: float
+    lease_until: float | None = None
+
+
 class MemoryDatabase(_Recorder):
     """Run results, the audit trail and the user's records in dicts, with the production databases' semantics.
 
@@ -63,6 +73,8 @@ class MemoryDatabase(_Recorder):
         """The stored audit chain, in seq order."""
         self.records: dict[tuple[str, str], Json] = {}
         """The user's records by (collection, key)."""
+        self.conversations: dict[str, _ConversationRow] = {}
+        """Stored conversations by id."""
         self.started = False
 
     async def start(self) -> None:
@@ -127,6 +139,64 @@ class MemoryDatabase(_Recorder):
             return False
         del self.records[(collection, key)]
         return True
+
+    async def lease_conversation(
+        self, conversation_id: str, owner: str, *, now: float, lease_until: float, fresh_after: float
+    ) -> ConversationLease:
+        """Take a free lease of the owner's fresh conversation; busy or missing otherwise (an expired one goes)."""
+        self._record("lease_conversation", conversation_id=conversation_id)
+        row = self.conversations.get(conversation_id)
+        if row is None or row.owner != owner:
+            return ConversationLease(state="missing")
+        if row.updated_at < fresh_after:
+            del self.conversations[conversation_id]
+            return ConversationLease(state="missing")
+        if row.lease_until is not None and row.lease_until >= now:
+            return ConversationLease(state="busy")
+        row.lease_until = lease_until
+        return ConversationLease(state="leased", messages=row.messages)
+
+    async def save_conversation(self, conversation_id: str, owner: str, messages: str, *, now: float) -> None:
+        """Store the history and release the lease; another owner's row is left alone."""
+        self._record("save_conversation", conversation_id=conversation_id)
+        row = self.conversations.get(conversation_id)
+        if row is None:
+            self.conversations[conversation_id] = _ConversationRow(owner=owner, messages=messages, updated_at=now)
+        elif row.owner == owner:
+            row.messages, row.updated_at, row.lease_until = messages, now, None
+
+    async def release_conversation(self, conversation_id: str, owner: str) -> None:
+        """Clear the lease."""
+        self._record("release_conversation", conversation_id=conversation_id)
+        row = self.conversations.get(conversation_id)
+        if row is not None and row.owner == owner:
+            row.lease_until = None
+
+    async def get_conversation(self, conversation_id: str, owner: str, *, fresh_after: float) -> str | None:
+        """The history, or None."""
+        row = self.conversations.get(conversation_id)
+        fresh = row is not None and row.owner == owner and row.updated_at >= fresh_after
+        return row.messages if row is not None and fresh else None
+
+    async def delete_conversation(self, conversation_id: str, owner: str) -> bool:
+        """Delete the owner's conversation; False when there was none."""
+        self._record("delete_conversation", conversation_id=conversation_id)
+        row = self.conversations.get(conversation_id)
+        if row is None or row.owner != owner:
+            return False
+        del self.conversations[conversation_id]
+        return True
+
+    async def expire_conversations(self, *, now: float, fresh_after: float) -> int:
+        """Delete expired conversations not leased now."""
+        gone = [
+            key
+            for key, row in self.conversations.items()
+            if row.updated_at < fresh_after and (row.lease_until is None or row.lease_until < now)
+        ]
+        for key in gone:
+            del self.conversations[key]
+        return len(gone)
 
     def collection(self, name: str) -> dict[str, Json]:
         """The records of one collection by key: what a test asserts after a run."""
