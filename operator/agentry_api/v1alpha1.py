@@ -395,6 +395,21 @@ class ConversationsSpec(ApiModel):
     """Seconds after its last turn that a conversation expires (then 404, and its row is deleted)."""
 
 
+class Protocol(StrEnum):
+    """A client protocol an agent can serve besides Agentry's own /v1 API (which is always served)."""
+
+    OPENAI = "openai"
+    """OpenAI-compatible `POST /v1/chat/completions` (streaming and not); the model name is the agent's name."""
+    A2A = "a2a"
+    """Agent2Agent: the agent card at `/.well-known/agent.json` (also `agent-card.json`) and JSON-RPC at `/a2a`."""
+    AG_UI = "ag-ui"
+    """AG-UI run input in, AG-UI events out (Server-Sent Events) at `POST /v1/ag-ui`."""
+
+
+#: What `spec.protocols` is when omitted: every protocol, each behind the same envelope (auth, limits, audit).
+DEFAULT_PROTOCOLS = [Protocol.OPENAI, Protocol.A2A, Protocol.AG_UI]
+
+
 # --- services ----------------------------------------------------------------------------------
 
 
@@ -748,6 +763,13 @@ class AgentDeploymentSpec(ApiModel):
     """Per-pod concurrency limit, queue and request timeout."""
     conversations: ConversationsSpec = Field(default_factory=ConversationsSpec)
     """History limits and time to live of multi-turn conversations."""
+    protocols: list[Protocol] = Field(
+        default_factory=lambda: list(DEFAULT_PROTOCOLS),
+        max_length=3,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    """Client protocols served besides /v1 (`openai`, `a2a`, `ag-ui`); omitted: all of them, `[]`: none.
+    A protocol not listed answers 404."""
     services: ServicesSpec = Field(default_factory=ServicesSpec)
     """Database, cache and external API."""
     security: SecuritySpec
