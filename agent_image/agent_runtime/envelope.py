@@ -131,14 +131,24 @@ class Envelope:
         return serve()
 
     async def run(
-        self, principal: Principal, request: RunItem, record: RequestRecord, *, in_batch: bool = False
+        self,
+        principal: Principal,
+        request: RunItem,
+        record: RequestRecord,
+        *,
+        in_batch: bool = False,
+        history: Sequence[ModelMessage] = (),
     ) -> RunResponse:
         """Steps 5-9 for one prompt; ApiError on any failure.
 
         A batch item (RunItem) is no conversation's turn: the items run concurrently, so turns of one
-        conversation within a batch could only conflict.
+        conversation within a batch could only conflict. `history` is earlier messages the client sent
+        itself (a stateless protocol such as OpenAI's chat completions); it is never stored, and a run with
+        one is no conversation's turn either.
         """
         await self.runtime.guard.check_tokens(principal)  # 5
+        if history:
+            return await self._run_once(principal, request, record, history=history)
         if in_batch or not isinstance(request, RunRequest):
             return await self._run_once(principal, request, record, in_batch=in_batch)
         conversations = self.runtime.conversations
@@ -158,10 +168,12 @@ class Envelope:
         *,
         in_batch: bool = False,
         turn: Turn | None = None,
+        history: Sequence[ModelMessage] = (),
     ) -> RunResponse:
-        """Steps 6-9: the run (with the turn's history), its charge, its redacted result and history stored."""
+        """Steps 6-9: the run (with the turn's or the client's history), its charge, its result and history stored."""
         slot = self.runtime.admission.slot(bypass_queue_limit=in_batch)  # 6, entered within the timeout of 7
-        history = turn.history if turn is not None else ()
+        if turn is not None:
+            history = turn.history
         outcome = await self._execute(request, principal, record, slot=slot, history=history)  # 6, 7
         await self._charge(principal, outcome, record)
         stored = self._redact(request, outcome, record)  # 8
