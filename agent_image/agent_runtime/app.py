@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from agentry_api.v1alpha1 import Protocol
+
 from .cors import CorsMiddleware, CorsPolicy
 from .envelope import Envelope
 from .errors import ApiError
@@ -54,6 +56,11 @@ def build_app(runtime: Runtime) -> Starlette:
 
     envelope = Envelope(runtime)
     routes = [*v1_routes(envelope), *ops_routes(envelope), Route("/openapi.json", openapi, methods=["GET"])]
+    protocols = runtime.config.spec.protocols
+    if Protocol.AG_UI in protocols:
+        from .agui import agui_routes  # the AG-UI types load only for an agent that serves them
+
+        routes += agui_routes(envelope)
     origins = runtime.config.spec.security.allowed_origins
     middleware = [Middleware(CorsMiddleware, policy=CorsPolicy.of(origins), routes=routes)] if origins else []
     app = Starlette(
