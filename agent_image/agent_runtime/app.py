@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -31,11 +32,21 @@ API_VERSION = "v1"
 
 def build_app(runtime: Runtime) -> Starlette:
     """The app; its lifespan starts the runtime before the first request and stops it after the last."""
+    envelope = Envelope(runtime)
+    routes = [*v1_routes(envelope), *ops_routes(envelope)]
+    protocol_paths: dict[str, Any] = {}
+    protocols = runtime.config.spec.protocols
+    if Protocol.AG_UI in protocols:
+        from .agui import agui_paths, agui_routes  # the AG-UI types load only for an agent that serves them
+
+        routes += agui_routes(envelope)
+        protocol_paths |= agui_paths()
     document = openapi_document(
         title=f"Agentry agent {runtime.config.namespace}/{runtime.config.name}",
         version=API_VERSION,
         settings=runtime.settings,
         metrics_need_token=runtime.config.spec.security.metrics.require_auth,
+        protocol_paths=protocol_paths,
     )
 
     async def openapi(request: Request) -> Response:
@@ -54,13 +65,7 @@ def build_app(runtime: Runtime) -> Starlette:
         finally:
             await runtime.stop()
 
-    envelope = Envelope(runtime)
-    routes = [*v1_routes(envelope), *ops_routes(envelope), Route("/openapi.json", openapi, methods=["GET"])]
-    protocols = runtime.config.spec.protocols
-    if Protocol.AG_UI in protocols:
-        from .agui import agui_routes  # the AG-UI types load only for an agent that serves them
-
-        routes += agui_routes(envelope)
+    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     origins = runtime.config.spec.security.allowed_origins
     middleware = [Middleware(CorsMiddleware, policy=CorsPolicy.of(origins), routes=routes)] if origins else []
     app = Starlette(

@@ -56,7 +56,7 @@ _HEADERS = {
     "429": {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True}},
     "503": {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True}},
 }
-_RUN_ERRORS = ["400", "401", "403", "413", "422", "429", "502", "503", "504"]
+RUN_ERRORS = ["400", "401", "403", "413", "422", "429", "502", "503", "504"]
 _TURN_ERRORS = ["400", "401", "403", "404", "409", "413", "422", "429", "502", "503", "504"]
 _CONVERSATION_ERRORS = ["401", "403", "404", "429", "503"]
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -190,10 +190,36 @@ def _metrics(*, need_token: bool) -> dict[str, Any]:
     return operation
 
 
-def openapi_document(
-    *, title: str, version: str, settings: RuntimeSettings, metrics_need_token: bool = False
+def event_stream_operation(
+    operation_id: str, summary: str, *, request: dict[str, Any], events: str, errors: list[str]
 ) -> dict[str, Any]:
-    """The whole document; /health, /healthz and /readyz need no token, /metrics only when configured."""
+    """A protocol's streaming endpoint whose bodies are the protocol's own (described by `request` and `events`).
+
+    Its refusals before the stream are Agentry's JSON errors like every other endpoint's.
+    """
+    event = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": _BEARER,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+        "responses": {"200": {"description": events, "content": {"text/event-stream": {"schema": event}}}}
+        | {code: _error(code) for code in errors},
+    }
+
+
+def openapi_document(
+    *,
+    title: str,
+    version: str,
+    settings: RuntimeSettings,
+    metrics_need_token: bool = False,
+    protocol_paths: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The whole document; /health, /healthz and /readyz need no token, /metrics only when configured.
+
+    `protocol_paths` are the paths of the protocols the agent serves (spec.protocols), from their modules.
+    """
     run_ok = _json(RunResponse, "Success.") | {
         "links": {
             "GetResult": {
@@ -233,7 +259,7 @@ def openapi_document(
                     "Run several prompts.",
                     body=BatchRequest,
                     ok=_json(BatchResponse, "Success."),
-                    errors=_RUN_ERRORS,
+                    errors=RUN_ERRORS,
                 )
             },
             "/v1/results/{run_id}": {
@@ -270,5 +296,6 @@ def openapi_document(
                 )
             },
             "/metrics": {"get": _metrics(need_token=metrics_need_token)},
-        },
+        }
+        | (protocol_paths or {}),
     }
