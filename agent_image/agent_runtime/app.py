@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .a2a import a2a_openapi, a2a_routes
 from .cors import CorsMiddleware, CorsPolicy
 from .envelope import Envelope
 from .errors import ApiError
@@ -34,6 +35,7 @@ def build_app(runtime: Runtime) -> Starlette:
         version=API_VERSION,
         settings=runtime.settings,
         metrics_need_token=runtime.config.spec.security.metrics.require_auth,
+        extra_paths=a2a_openapi(runtime.config),
     )
 
     async def openapi(request: Request) -> Response:
@@ -54,6 +56,7 @@ def build_app(runtime: Runtime) -> Starlette:
 
     envelope = Envelope(runtime)
     routes = [*v1_routes(envelope), *ops_routes(envelope), Route("/openapi.json", openapi, methods=["GET"])]
+    routes += a2a_routes(envelope)
     origins = runtime.config.spec.security.allowed_origins
     middleware = [Middleware(CorsMiddleware, policy=CorsPolicy.of(origins), routes=routes)] if origins else []
     app = Starlette(

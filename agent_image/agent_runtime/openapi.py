@@ -6,6 +6,7 @@ settings and are written into the schemas, so a generated client refuses what th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -158,9 +159,17 @@ def _metrics(*, need_token: bool) -> dict[str, Any]:
 
 
 def openapi_document(
-    *, title: str, version: str, settings: RuntimeSettings, metrics_need_token: bool = False
+    *,
+    title: str,
+    version: str,
+    settings: RuntimeSettings,
+    metrics_need_token: bool = False,
+    extra_paths: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole document; /health, /healthz and /readyz need no token, /metrics only when configured."""
+    """The whole document; /health, /healthz and /readyz need no token, /metrics only when configured.
+
+    `extra_paths` are the path items of the protocols served besides /v1 (a2a.py), each its own module's.
+    """
     run_ok = _json(RunResponse, "Success.") | {
         "links": {
             "GetResult": {
@@ -236,5 +245,6 @@ def openapi_document(
                 )
             },
             "/metrics": {"get": _metrics(need_token=metrics_need_token)},
+            **(extra_paths or {}),
         },
     }
