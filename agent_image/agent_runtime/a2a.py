@@ -291,6 +291,9 @@ class TaskStore:
             entry.size = size
         while self._entries and (len(self._entries) > self._max_tasks or self._bytes > self._max_bytes):
             self.discard(next(iter(self._entries)))
+        now = self.clock()
+        while self._entries and next(iter(self._entries.values())).expires <= now:  # in order: one TTL for all
+            self.discard(next(iter(self._entries)))
 
 
 class OwnedTasks(Storage[list[str]]):

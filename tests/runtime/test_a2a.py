@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,10 @@ from a2a.client.client import ClientCallContext
 from a2a.client.errors import A2AClientError
 from a2a.types import CancelTaskRequest, GetTaskRequest, Message, Part, Role, SendMessageRequest, Task, TaskState
 from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNotFoundError
+from fasta2a import schema as fasta2a_schema
 from google.protobuf.json_format import MessageToDict, ParseDict
+
+from agent_runtime.a2a import TaskStore
 
 from .harness import Backend, auth, serving, stored_audit, token
 from .models import conversing_model, echo_model, structured_model
@@ -245,3 +249,55 @@ async def test_fasta2a_method_names_work_too_and_an_ended_task_is_not_cancelable
     assert canceled.json()["error"]["code"] == -32002
     assert "it is completed" in canceled.json()["error"]["message"]
     assert (not_json.status_code, not_json.json()["error"]["code"]) == (400, -32700)
+
+
+async def test_a_busy_context_is_a_json_rpc_error_and_the_rate_limit_an_http_429(tmp_path: Any) -> None:
+    backend = Backend(data_dir=tmp_path)
+    runtime = backend.runtime(model=conversing_model())
+    with serving(runtime) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            context = (await rpc(http, "message/send", message({"text": "start"}))).json()["result"]["task"][
+                "contextId"
+            ]
+            racing = await asyncio.gather(
+                *(rpc(http, "message/send", message({"text": f"slow {n}"}, contextId=context)) for n in range(2))
+            )
+    bodies = sorted((r.json() for r in racing), key=lambda body: "error" in body)
+    assert [r.status_code for r in racing] == [200, 200]
+    assert bodies[0]["result"]["task"]["status"]["state"] == "completed"
+    assert bodies[1]["error"] == {
+        "code": -32000,
+        "message": "another turn of this conversation is running; retry after it",
+        "data": {"type": "conversation_busy"},
+    }
+    audited = [(r["outcome"], r.get("error")) for r in await stored_audit(runtime, backend)]
+    assert sorted(audited, key=str) == [("error", "conversation_busy"), ("ok", None), ("ok", None)]
+
+    limited = Backend(data_dir=tmp_path / "limited").runtime(
+        {"security": {"rateLimit": {"requestsPerMinute": 1}}}, model=echo_model()
+    )
+    with serving(limited) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            first = await rpc(http, "message/send", message({"text": "one"}))
+            second = await rpc(http, "message/send", message({"text": "two"}))
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert int(second.headers["retry-after"]) >= 1
+
+
+def test_the_task_store_keeps_each_callers_tasks_within_its_bounds() -> None:
+    now = [0.0]
+    store = TaskStore(ttl_seconds=60, max_tasks=3, max_bytes=2000, clock=lambda: now[0])
+
+    def task(name: str, size: int = 0) -> fasta2a_schema.Task:
+        return {"id": name, "context_id": "c", "status": {"state": "completed"}, "metadata": {"pad": "x" * size}}
+
+    for name in ("a", "b", "c", "d"):
+        store.add("alice", task(name), conversation_id=None)
+    assert [store.get("alice", name) is not None for name in "abcd"] == [False, True, True, True]  # count
+    assert store.get("bob", "d") is None  # another caller's id is not found
+    store.add("alice", task("big", size=1900), conversation_id=None)
+    assert [store.get("alice", name) is not None for name in ("c", "d", "big")] == [False, False, True]  # bytes
+    now[0] += 61
+    assert store.get("alice", "big") is None  # expired
+    assert len(store) == 0
