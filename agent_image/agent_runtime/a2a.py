@@ -19,6 +19,8 @@ answers the JSON-RPC method, made for this request with two parts bound to the c
   conversations' owner hash): another principal's task id is "Task not found", like an unknown one. Tasks live in
   the process's memory, bounded in count and bytes and forgotten after spec.conversations.ttlSeconds; replicas do
   not share them (the answer of message/send carries the whole task). What replicas share is the conversation.
+  A task in memory holds the message and the answer as said (the caller's own, for tasks/get); what is at rest
+  (the conversation, the result, the audit record) is redacted as for /v1/run.
 
 Mapping. An A2A context is an Agentry conversation: a message without `contextId` starts one (its id becomes the
 task's `contextId`), a message with one continues the caller's conversation (another's or an unknown id is
