@@ -27,7 +27,8 @@ task's `contextId`), a message with one continues the caller's conversation (ano
 -32602 naming `params.message.contextId`; 409's busy conversation is -32000). The message's text parts, joined,
 are the prompt; one data part holding a JSON object is the run's context; file parts are -32005. The answer is
 the task's `result` artifact and the agent's message in its history: a text part, or with spec.agent.outputSchema
-a data part (`application/json`); the task's metadata has the run id and usage. A run that fails upstream (5xx)
+a data part (`application/json`; a client whose `acceptedOutputModes` exclude it gets -32005); the run id and
+usage are in the artifact's metadata. A run that fails upstream (5xx)
 is a `failed` task whose status message says why; other refusals are JSON-RPC errors; 401, 403, 413 and every
 refusal with Retry-After (429, 503) keep their HTTP status, so clients back off. Both method names are answered:
 A2A 1.0's (`SendMessage`, as a2a-sdk 1.x sends) with 1.0's enums, and fasta2a's own (`message/send`).
@@ -182,10 +183,9 @@ class TaskFailed(Exception):
 
 def agent_card(config: RuntimeConfig, *, url: str) -> dict[str, Any]:
     """The card of this agent whose JSON-RPC endpoint is `url`; the bearer scheme when auth is JWT."""
-    structured = config.spec.agent.output_schema is not None
-    outputs = ["application/json"] if structured else ["text/plain"]
+    outputs = [output_mode(config)]
     inputs = ["text/plain", "application/json"]
-    answers = "a JSON object matching its output schema" if structured else "text"
+    answers = "text" if outputs == ["text/plain"] else "a JSON object matching its output schema"
     description = f"Agentry agent {config.namespace}/{config.name}: answers a message with {answers}."
     skill = Skill(
         id="run",
@@ -211,6 +211,11 @@ def agent_card(config: RuntimeConfig, *, url: str) -> dict[str, Any]:
         card["security_requirements"] = [SecurityRequirement(schemes={"bearer": []})]
     dumped: dict[str, Any] = agent_card_ta.dump_python(card, by_alias=True, mode="json")
     return dumped
+
+
+def output_mode(config: RuntimeConfig) -> str:
+    """The media type of the agent's answers: JSON with spec.agent.outputSchema, text otherwise."""
+    return "text/plain" if config.spec.agent.output_schema is None else "application/json"
 
 
 def _version() -> str:
@@ -424,6 +429,16 @@ def run_request(message: Message, *, conversation_id: str | None, max_chars: int
     return RunRequest(prompt=prompt, context=context, conversation_id=conversation_id)
 
 
+def check_accepted(accepted: list[str] | None, mode: str) -> None:
+    """-32005 when the client names the media types it accepts (`acceptedOutputModes`) and `mode` is not one."""
+    wildcards = {mode, "*/*", mode.split("/")[0] + "/*"}
+    if accepted and not any(media_type.lower() in wildcards for media_type in accepted):
+        raise RpcError(
+            CONTENT_TYPE_NOT_SUPPORTED,
+            f"params.configuration.acceptedOutputModes: this agent answers {mode}, which is not among them",
+        )
+
+
 def _answer_part(response: RunResponse) -> Part:
     """The answer: text as a text part, structured output (spec.agent.outputSchema) as a data part."""
     if isinstance(response.output, str):
@@ -445,11 +460,13 @@ class TaskRun:
     record: RequestRecord
     tasks: OwnedTasks
     max_chars: int
+    output_mode: str
 
     async def __call__(self, params: TaskSendParams) -> None:
         """Run the task; completed, `failed` (TaskFailed), or forgotten when refused (RpcError or ApiError)."""
         task_id = params["id"]
         try:
+            check_accepted(params.get("accepted_output_modes"), self.output_mode)
             request = run_request(
                 params["message"], conversation_id=self.tasks.conversation_of(task_id), max_chars=self.max_chars
             )
@@ -593,6 +610,7 @@ class A2AEndpoint:
         self.store = TaskStore(ttl_seconds=runtime.config.spec.conversations.ttl_seconds)
         self._max_bytes = runtime.settings.max_body_bytes
         self._max_chars = runtime.settings.max_prompt_chars
+        self._output_mode = output_mode(runtime.config)
 
     async def handle(self, request: Request) -> Response:
         """The JSON-RPC answer; the envelope's own status for what it refuses."""
@@ -615,7 +633,7 @@ class A2AEndpoint:
 
     async def _dispatch(self, call: Call, principal: Principal, record: RequestRecord) -> dict[str, Any]:
         tasks = OwnedTasks(self.store, self.envelope.runtime.conversations.owner_of(principal.subject))
-        run = TaskRun(self.envelope, principal, record, tasks, self._max_chars)
+        run = TaskRun(self.envelope, principal, record, tasks, self._max_chars, self._output_mode)
         manager = TaskManager(broker=InlineBroker(run), storage=tasks)
         if call.method == "message/send":
             return await self._send(call, manager)

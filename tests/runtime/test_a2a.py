@@ -217,6 +217,13 @@ async def test_a_run_failing_upstream_is_a_failed_task_audited_as_the_error(tmp_
         ("message/send", message({"text": "x"}, contextId="nope"), 200, -32602, "params.message.contextId: no conv"),
         ("message/send", {"message": {"role": "user"}}, 200, -32602, "params.message.messageId: Field required"),
         ("message/stream", message({"text": "x"}), 200, -32004, "streaming is not served"),
+        (
+            "message/send",
+            {**message({"text": "x"}), "configuration": {"acceptedOutputModes": ["application/json"]}},
+            200,
+            -32005,
+            "acceptedOutputModes: this agent answers text/plain, which is not among them",
+        ),
         ("tasks/get", {"id": "unknown"}, 200, -32001, "Task not found"),
         ("tasks/cancel", {"id": "unknown"}, 200, -32001, "Task not found"),
         ("tasks/pushNotification/set", {}, 200, -32003, "push notifications are not supported"),
@@ -240,7 +247,8 @@ async def test_json_rpc_errors_name_the_cause(
 async def test_fasta2a_method_names_work_too_and_an_ended_task_is_not_cancelable(tmp_path: Any) -> None:
     with serving(Backend(data_dir=tmp_path).runtime(model=echo_model())) as url:
         async with httpx.AsyncClient(base_url=url) as http:
-            sent = await rpc(http, "message/send", message({"text": "hello"}))
+            accepting = {"configuration": {"acceptedOutputModes": ["application/json", "text/*"]}}
+            sent = await rpc(http, "message/send", {**message({"text": "hello"}), **accepting})
             task = sent.json()["result"]["task"]
             canceled = await rpc(http, "tasks/cancel", {"id": task["id"]})
             not_json = await http.post("/a2a", content=b"{", headers=auth())
