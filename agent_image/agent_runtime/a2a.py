@@ -28,9 +28,9 @@ task's `contextId`), a message with one continues the caller's conversation (ano
 are the prompt; one data part holding a JSON object is the run's context; file parts are -32005. The answer is
 the task's `result` artifact and the agent's message in its history: a text part, or with spec.agent.outputSchema
 a data part (`application/json`; a client whose `acceptedOutputModes` exclude it gets -32005); the run id and
-usage are in the artifact's metadata. A run that fails upstream (5xx)
-is a `failed` task whose status message says why; other refusals are JSON-RPC errors; 401, 403, 413 and every
-refusal with Retry-After (429, 503) keep their HTTP status, so clients back off. Both method names are answered:
+usage are in the artifact's metadata. A run that fails upstream (5xx) is a `failed` task whose status message
+says why; other refusals are JSON-RPC errors; 401, 403, 413 and every refusal with Retry-After (429, 503) keep
+their HTTP status, so clients back off. Both method names are answered:
 A2A 1.0's (`SendMessage`, as a2a-sdk 1.x sends) with 1.0's enums, and fasta2a's own (`message/send`).
 Streaming (message/stream) and push notifications are not served; the card says so.
 """
