@@ -41,6 +41,11 @@ def build_app(runtime: Runtime) -> Starlette:
 
         routes += agui_routes(envelope)
         protocol_paths |= agui_paths()
+    if Protocol.A2A in protocols:
+        from .a2a import a2a_openapi, a2a_routes  # fasta2a loads only for an agent that serves A2A
+
+        routes += a2a_routes(envelope)
+        protocol_paths |= a2a_openapi(runtime.config)
     document = openapi_document(
         title=f"Agentry agent {runtime.config.namespace}/{runtime.config.name}",
         version=API_VERSION,
