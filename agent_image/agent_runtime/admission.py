@@ -31,6 +31,8 @@ class Admission:
         self.in_flight = 0
         self.queued = 0
         self.draining = False
+        self.open_streams = 0
+        """Streamed responses being sent now (the streaming endpoints count them); /health and /metrics read it."""
         self.typical_latency_ms = 1000.0
         self._semaphore = asyncio.Semaphore(max_concurrent)
 

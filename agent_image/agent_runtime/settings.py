@@ -34,6 +34,9 @@ class RuntimeSettings:
     """How often the liveness heartbeat ticks; a gap far beyond it means the event loop was blocked."""
     max_loop_lag_seconds: float = 10.0
     """Heartbeat gap after which /healthz reports the event loop as unresponsive."""
+    conversation_count_interval: float = 10.0
+    """How often the active conversations are counted for /health and /metrics: as often as the operator polls by
+    default, one indexed query per pod, never on the poll's own path."""
 
     @property
     def max_prompt_chars(self) -> int:
