@@ -291,10 +291,10 @@ def merge_conditions(
 def status_changed(current: Mapping[str, Any] | None, new: StatusPatch) -> bool:
     """Whether writing `new` would change anything the reconciler owns (the patch is skipped otherwise)."""
     current = current or {}
-    return any(_set(current.get(key)) != _set(new[key]) for key in OWN_FIELDS)  # type: ignore[literal-required]
+    return any(_as_stored(current.get(key)) != _as_stored(new[key]) for key in OWN_FIELDS)  # type: ignore[literal-required]
 
 
-def _set(value: Any) -> Any:
+def _as_stored(value: Any) -> Any:
     """A status value as stored: a merge patch deletes the keys it sets to None, so they compare as absent."""
     return {k: v for k, v in value.items() if v is not None} if isinstance(value, Mapping) else value
 
