@@ -36,6 +36,9 @@ class RuntimeSettings:
     """Seconds between sweeps that delete expired conversations (each replica sweeps; a sweep is one DELETE)."""
     max_loop_lag_seconds: float = 10.0
     """Heartbeat gap after which /healthz reports the event loop as unresponsive."""
+    conversation_count_interval: float = 10.0
+    """How often the active conversations are counted for /health and /metrics: as often as the operator polls by
+    default, one indexed query per pod, never on the poll's own path."""
 
     @property
     def max_prompt_chars(self) -> int:

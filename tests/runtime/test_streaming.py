@@ -172,15 +172,17 @@ async def test_refusals_come_before_the_stream_as_plain_json_answers(runtime_bac
             invalid, _ = await stream(client, {"prompt": ""})
             unknown, _ = await stream(client, {"prompt": "hi", "conversationId": "nope"})
             async with client.stream("POST", "/v1/run/stream", json={"prompt": "hold"}, headers=auth()) as held:
-                await wait_for_load(client, in_flight=1, queued=0)
+                holding = await wait_for_load(client, in_flight=1, queued=0)
                 overloaded, _ = await stream(client, {"prompt": "hi"})
                 await held.aread()
+            after = (await client.get("/health")).json()
     assert unauthenticated.status_code == 401
     assert unauthenticated.headers["www-authenticate"].startswith("Bearer")
     assert forbidden.status_code == 403
     assert invalid.status_code == 422
     assert "prompt" in invalid.json()["error"]["message"]
     assert unknown.status_code == 404
+    assert (holding["openStreams"], after["openStreams"]) == (1, 0)  # what the operator's health poll reads
     assert overloaded.status_code == 429
     assert overloaded.json()["error"]["type"] == "overloaded"
     assert "retry-after" in overloaded.headers
