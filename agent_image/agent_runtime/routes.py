@@ -43,6 +43,7 @@ def v1_routes(envelope: Envelope) -> list[Route]:
     max_bytes = runtime.settings.max_body_bytes
     max_items = runtime.settings.max_batch_items
     max_chars = runtime.settings.max_prompt_chars
+    keepalive = runtime.settings.stream_keepalive_seconds
 
     async def run(request: Request) -> Response:
         async def work(principal: Principal, record: RequestRecord) -> Response:
@@ -62,7 +63,7 @@ def v1_routes(envelope: Envelope) -> list[Route]:
             body = parse_model(raw, RunRequest)
             check_prompt(body, field="prompt", max_chars=max_chars)
             run = await envelope.open_stream(principal, body, record)
-            return StreamResponse(_agentry_events(run), stream=run)
+            return StreamResponse(_agentry_events(run), stream=run, keepalive=keepalive)
 
         return await envelope.handle(request, endpoint="stream", permission=Permission.RUN, work=work)
 
