@@ -31,13 +31,20 @@ PHASES = "examples,coverage,fuzzing,stateful"
 #: list for negative data leaves out. And /v1/ag-ui takes AG-UI's own RunAgentInput, which the document
 #: names but does not restate (its rules, such as "the last message is the user's", are not JSON Schema):
 #: schemathesis cannot make a valid one, so that operation is left to tests/runtime/test_agui.py, which
-#: builds real ones with the protocol's own types. Everything else is schemathesis's.
+#: builds real ones with the protocol's own types. And POST .../approvals is left to tests/runtime/test_approvals.py:
+#: it only does something for a run paused on a tool that needs approval, which the agent here has not, and with
+#: it in the state machine schemathesis 4.32 followed none of the document's links (0 of 5 covered, seed 11).
+#: Everything else is schemathesis's.
 CONFIG = """
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
 
 [[operations]]
 include-path = "/v1/ag-ui"
+enabled = false
+
+[[operations]]
+include-path = "/v1/conversations/{conversation_id}/approvals"
 enabled = false
 """
 
