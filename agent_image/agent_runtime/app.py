@@ -13,9 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from agentry_api.v1alpha1 import Protocol
+
 from .cors import CorsMiddleware, CorsPolicy
 from .envelope import Envelope
 from .errors import ApiError
+from .openai_api import openai_routes
 from .openapi import openapi_document
 from .ops import ops_routes
 from .routes import v1_routes
@@ -29,11 +32,13 @@ API_VERSION = "v1"
 
 def build_app(runtime: Runtime) -> Starlette:
     """The app; its lifespan starts the runtime before the first request and stops it after the last."""
+    openai = Protocol.OPENAI in runtime.config.spec.protocols
     document = openapi_document(
         title=f"Agentry agent {runtime.config.namespace}/{runtime.config.name}",
         version=API_VERSION,
         settings=runtime.settings,
         metrics_need_token=runtime.config.spec.security.metrics.require_auth,
+        openai_model=runtime.config.name if openai else None,
     )
 
     async def openapi(request: Request) -> Response:
@@ -54,6 +59,8 @@ def build_app(runtime: Runtime) -> Starlette:
 
     envelope = Envelope(runtime)
     routes = [*v1_routes(envelope), *ops_routes(envelope), Route("/openapi.json", openapi, methods=["GET"])]
+    if openai:
+        routes += openai_routes(envelope)
     origins = runtime.config.spec.security.allowed_origins
     middleware = [Middleware(CorsMiddleware, policy=CorsPolicy.of(origins), routes=routes)] if origins else []
     app = Starlette(

@@ -99,8 +99,19 @@ class Envelope:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def handle(self, request: Request, *, endpoint: str, permission: Permission, work: Work) -> Response:
-        """Steps 1-4, then `work` (which runs 5-9 through `run` or `run_batch`), then 10-11."""
+    async def handle(
+        self,
+        request: Request,
+        *,
+        endpoint: str,
+        permission: Permission,
+        work: Work,
+        error_response: Callable[[ApiError], Response] | None = None,
+    ) -> Response:
+        """Steps 1-4, then `work` (which runs 5-9 through `run` or `run_batch`), then 10-11.
+
+        `error_response` renders an error in another protocol's shape (OpenAI's); Agentry's otherwise.
+        """
         record = RequestRecord(endpoint=endpoint)
         error: ApiError | None = None
         try:
@@ -116,7 +127,7 @@ class Envelope:
             access_log.exception("unexpected error", extra={"fields": {"endpoint": endpoint}})
             error = ApiError(500, "internal", "internal error (see the runtime's log)")
         if error is not None:
-            response = error.response()
+            response = error.response() if error_response is None else error_response(error)
         latency_ms = record.elapsed_ms()
         await self._audit(record, status=response.status_code, error=error, latency_ms=latency_ms)  # 10
         self._count(record, status=response.status_code, error=error, latency_ms=latency_ms)  # 11

@@ -13,6 +13,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from agentry_api.health import HealthReport
 
+from .openai_api import openapi_part
 from .schemas import (
     BatchRequest,
     BatchResponse,
@@ -158,9 +159,18 @@ def _metrics(*, need_token: bool) -> dict[str, Any]:
 
 
 def openapi_document(
-    *, title: str, version: str, settings: RuntimeSettings, metrics_need_token: bool = False
+    *,
+    title: str,
+    version: str,
+    settings: RuntimeSettings,
+    metrics_need_token: bool = False,
+    openai_model: str | None = None,
 ) -> dict[str, Any]:
-    """The whole document; /health, /healthz and /readyz need no token, /metrics only when configured."""
+    """The whole document; /health, /healthz and /readyz need no token, /metrics only when configured.
+
+    `openai_model` (the agent's name) adds the OpenAI-compatible endpoints, served when spec.protocols has them.
+    """
+    openai_paths, openai_schemas = openapi_part(model=openai_model) if openai_model else ({}, {})
     run_ok = _json(RunResponse, "Success.") | {
         "links": {
             "GetResult": {
@@ -179,7 +189,7 @@ def openapi_document(
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "components": {
-            "schemas": _schemas(settings),
+            "schemas": _schemas(settings) | openai_schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
         "paths": {
@@ -236,5 +246,6 @@ def openapi_document(
                 )
             },
             "/metrics": {"get": _metrics(need_token=metrics_need_token)},
-        },
+        }
+        | openai_paths,
     }
