@@ -30,6 +30,7 @@ class Admission:
         self.max_queued = max_queued
         self.in_flight = 0
         self.queued = 0
+        self.open_streams = 0
         self.draining = False
         self.typical_latency_ms = 1000.0
         self._semaphore = asyncio.Semaphore(max_concurrent)

@@ -35,24 +35,26 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_ai.messages import ModelMessage
+from pydantic_ai.run import AgentRunResultEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
 from . import results
 from .conversations import Turn
 from .errors import ApiError, from_agent_error
-from .execution import RunFailed, RunOutcome, ToolCall
+from .execution import LiveRun, OnUsage, RunFailed, RunOutcome, ToolCall
 from .runtime import Runtime
 from .schemas import BatchItem, ErrorBody, RunItem, RunRequest, RunResponse, StoredResult
 from .security.auth import Principal
 from .security.permissions import Permission
+from .streaming import CLIENT_CLOSED, Completed, Failed, RunEvent, StreamResponse, text_of
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("agentry.access")
@@ -108,8 +110,9 @@ class Envelope:
         work: Work,
         error_response: Callable[[ApiError], Response] | None = None,
     ) -> Response:
-        """Steps 1-4, then `work` (which runs 5-9 through `run` or `run_batch`), then 10-11.
+        """Steps 1-4, then `work` (which runs 5-9 through `run`, `run_batch` or `open_stream`), then 10-11.
 
+        A StreamResponse is answered at once and audited when its stream ends (10-11 then).
         `error_response` renders an error in another protocol's shape (OpenAI's); Agentry's otherwise.
         """
         record = RequestRecord(endpoint=endpoint)
@@ -128,10 +131,19 @@ class Envelope:
             error = ApiError(500, "internal", "internal error (see the runtime's log)")
         if error is not None:
             response = error.response() if error_response is None else error_response(error)
-        latency_ms = record.elapsed_ms()
-        await self._audit(record, status=response.status_code, error=error, latency_ms=latency_ms)  # 10
-        self._count(record, status=response.status_code, error=error, latency_ms=latency_ms)  # 11
+        elif isinstance(response, StreamResponse):
+            response.on_end = lambda stream_error: self._end(record, status=200, error=stream_error)
+            return response
+        await self._end(record, status=response.status_code, error=error)
         return response
+
+    async def _end(self, record: RequestRecord, *, status: int, error: ApiError | None) -> None:
+        """Steps 10 and 11, once per request: when it was answered, or when its stream ended."""
+        if error is not None and status < 400:
+            status = error.status
+        latency_ms = record.elapsed_ms()
+        await self._audit(record, status=status, error=error, latency_ms=latency_ms)  # 10
+        self._count(record, status=status, error=error, latency_ms=latency_ms)  # 11
 
     def scrape(self, request: Request, *, permission: Permission, serve: Callable[[], Response]) -> Response:
         """Steps 2 and 3 only, then `serve`: for /metrics when it requires a token."""
@@ -186,7 +198,7 @@ class Envelope:
         if turn is not None:
             history = turn.history
         outcome = await self._execute(request, principal, record, slot=slot, history=history)  # 6, 7
-        await self._charge(principal, outcome, record)
+        record.run_ids.append(outcome.run_id)
         stored = self._redact(request, outcome, record)  # 8
         await results.save(self.runtime.services, stored)  # 9
         if turn is not None:
@@ -216,6 +228,56 @@ class Envelope:
 
         return list(await asyncio.gather(*(one(index, item) for index, item in enumerate(items))))
 
+    async def open_stream(
+        self,
+        principal: Principal,
+        request: RunItem,
+        record: RequestRecord,
+        *,
+        history: Sequence[ModelMessage] = (),
+    ) -> StreamRun:
+        """Steps 5 and 6 of a streamed run, all before its first byte, so each refusal is a plain HTTP answer.
+
+        The stream holds the conversation's lease and the admission slot until it is closed; the request
+        timeout covers the wait for the slot and the whole run (504 before the first byte, an error event after).
+        """
+        runtime = self.runtime
+        await runtime.guard.check_tokens(principal)  # 5
+        timeout = runtime.runner.timeout
+        deadline = asyncio.get_running_loop().time() + timeout
+        stack = AsyncExitStack()
+        turn: Turn | None = None
+        try:
+            if not history and isinstance(request, RunRequest):
+                turn = await runtime.conversations.begin(principal.subject, request.conversation_id)  # 5
+                record.conversation_id = turn.conversation_id
+                stack.push_async_callback(runtime.conversations.release, turn)
+                history = turn.history
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await stack.enter_async_context(runtime.admission.slot())  # 6
+            except TimeoutError:
+                raise from_agent_error(TimeoutError(), timeout_seconds=timeout) from None
+            live = await stack.enter_async_context(
+                runtime.runner.stream(
+                    prompt=request.prompt,
+                    context=request.context,
+                    caller=principal,
+                    timeout=deadline - asyncio.get_running_loop().time(),
+                    bearer_token=record.bearer_token,
+                    history=history,
+                    on_usage=self._meter(principal, record),
+                )
+            )
+        except RunFailed as failed:
+            await stack.aclose()
+            raise from_agent_error(failed.error, timeout_seconds=timeout) from None
+        except BaseException:
+            await stack.aclose()
+            raise
+        record.run_ids.append(live.run_id)
+        return StreamRun(self, request=request, record=record, live=live, turn=turn, stack=stack)
+
     def _authenticate_and_authorize(self, request: Request, permission: Permission) -> Principal:
         """Steps 2 and 3: the caller, when it proves who it is and holds `permission`; 401 or 403 otherwise."""
         return self.runtime.guard.admit(authorization=request.headers.get("authorization"), permission=permission)
@@ -244,6 +306,7 @@ class Envelope:
                 caller=principal,
                 bearer_token=record.bearer_token,
                 history=history,
+                on_usage=self._meter(principal, record),
             )
         except RunFailed as failed:
             self._record_tool_calls(failed.tool_calls, record)
@@ -262,15 +325,23 @@ class Envelope:
         self.runtime.stats.record(latency_ms=latency_ms, ok=ok)
         self.runtime.admission.observe_latency(latency_ms)
 
-    async def _charge(self, principal: Principal, outcome: RunOutcome, record: RequestRecord) -> None:
-        """The run's tokens: counted in the metrics and the record, charged to the caller's token budget."""
-        self.runtime.metrics.add_tokens(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens)
-        record.input_tokens += outcome.input_tokens
-        record.output_tokens += outcome.output_tokens
-        record.run_ids.append(outcome.run_id)
-        await self.runtime.guard.add_tokens(principal, outcome.tokens)
+    def _meter(self, principal: Principal, record: RequestRecord) -> OnUsage:
+        """Step 7's charge, per model response as it arrives: in the metrics, the record and the caller's budget.
 
-    def _redact(self, request: RunItem, outcome: RunOutcome, record: RequestRecord) -> StoredResult:
+        A failed or cancelled run pays for what it used too, and a long stream is charged as it goes.
+        """
+
+        async def charge(input_tokens: int, output_tokens: int) -> None:
+            self.runtime.metrics.add_tokens(input_tokens=input_tokens, output_tokens=output_tokens)
+            record.input_tokens += input_tokens
+            record.output_tokens += output_tokens
+            await self.runtime.guard.add_tokens(principal, input_tokens + output_tokens)
+
+        return charge
+
+    def _redact(
+        self, request: RunItem, outcome: RunOutcome, record: RequestRecord, *, partial: bool = False
+    ) -> StoredResult:
         """Step 8: the result as it may be stored, prompt, context and output anonymised."""
         anonymizer = self.runtime.anonymizer
         prompt = anonymizer.redact_text(request.prompt)
@@ -289,6 +360,7 @@ class Envelope:
             latency_ms=round(outcome.latency_ms, 3),
             principal=record.principal or "",
             created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            partial=partial,
         )
 
     def _record_tool_calls(self, calls: tuple[ToolCall, ...], record: RequestRecord) -> None:
@@ -335,6 +407,122 @@ class Envelope:
             "error": None if error is None else error.kind,
         }
         access_log.info("request", extra={"fields": fields})
+
+
+class StreamRun:
+    """A streamed run (steps 7-9 as its events go by) that holds its slot and lease until `close`.
+
+    `events()` yields pydantic-ai's events, then Completed once the result is stored (and the conversation's
+    history with it), or Failed. `close()` runs whatever happened; a run that did not complete (the client
+    left, the run failed or timed out) has what it wrote so far stored as a partial result.
+    """
+
+    def __init__(
+        self,
+        envelope: Envelope,
+        *,
+        request: RunItem,
+        record: RequestRecord,
+        live: LiveRun,
+        turn: Turn | None,
+        stack: AsyncExitStack,
+    ) -> None:
+        self._envelope = envelope
+        self._request = request
+        self._record = record
+        self._live = live
+        self._turn = turn
+        self._stack = stack
+        self._text: list[str] = []
+        self._completed = False
+        self._closed = False
+        self.error: ApiError | None = None
+        envelope.runtime.admission.open_streams += 1
+
+    @property
+    def run_id(self) -> str:
+        """The run's id, known before its first event."""
+        return self._live.run_id
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The conversation this run is a turn of (None for a run with the client's own history)."""
+        return None if self._turn is None else self._turn.conversation_id
+
+    async def events(self) -> AsyncIterator[RunEvent]:
+        """The run's events; an error ends them with Failed (never raised to the protocol)."""
+        envelope, live = self._envelope, self._live
+        try:
+            async for event in live.events:
+                if isinstance(event, AgentRunResultEvent):
+                    outcome = live.outcome(event.result)
+                    envelope._count_run(live.started, ok=True)
+                    response = await self._complete(outcome)
+                    yield event
+                    yield Completed(response)
+                    return
+                self._text.append(text_of(event))
+                yield event
+        except Exception as exc:
+            self.error = self._failure(exc)
+            yield Failed(self.error)
+
+    async def _complete(self, outcome: RunOutcome) -> RunResponse:
+        """Steps 8 and 9 for the run that ended: its redacted result and the conversation's history stored."""
+        envelope = self._envelope
+        stored = envelope._redact(self._request, outcome, self._record)  # 8
+        await results.save(envelope.runtime.services, stored)  # 9
+        if self._turn is not None:
+            await envelope.runtime.conversations.finish(self._turn, outcome.new_messages)  # 9
+        self._completed = True
+        return results.response_of(outcome).model_copy(update={"conversation_id": self.conversation_id})
+
+    def _failure(self, exc: Exception) -> ApiError:
+        """The run's error as the caller gets it, counted like a non-streamed run's."""
+        envelope, live = self._envelope, self._live
+        if isinstance(exc, ApiError):  # storing the result or the history failed: the run itself went well
+            return exc
+        error = from_agent_error(exc, timeout_seconds=envelope.runtime.runner.timeout)
+        if error.status == 500:
+            log.error("run failed", exc_info=exc, extra={"fields": {"endpoint": self._record.endpoint}})
+        envelope._count_run(live.started, ok=error.status < 500)
+        return error
+
+    async def close(self, *, disconnected: bool) -> ApiError | None:
+        """Cancel the run if it still goes, store a partial result, free the slot and the lease; once."""
+        if self._closed:
+            return self.error
+        self._closed = True
+        envelope = self._envelope
+        if not self._completed and self.error is None:
+            self.error = ApiError(CLIENT_CLOSED, "client_disconnected", "the client closed the stream")
+            if not disconnected:
+                self.error = ApiError(500, "internal", "the stream ended before the run did")
+        try:
+            await self._stack.aclose()  # cancels a run still going: its tool calls are all recorded then
+        finally:
+            envelope.runtime.admission.open_streams -= 1
+        if not self._completed:
+            await self._store_partial()
+        return self.error
+
+    async def _store_partial(self) -> None:
+        """The output written before the run stopped, stored as partial (a failure here is only logged)."""
+        envelope, live = self._envelope, self._live
+        outcome = RunOutcome(
+            run_id=live.run_id,
+            output="".join(self._text),
+            input_tokens=self._record.input_tokens,
+            output_tokens=self._record.output_tokens,
+            requests=0,
+            latency_ms=(time.perf_counter() - live.started) * 1000,
+            tool_calls=tuple(live.recorder.calls),
+        )
+        stored = envelope._redact(self._request, outcome, self._record, partial=True)
+        try:
+            await results.save(envelope.runtime.services, stored)
+        except ApiError:
+            log.warning("the partial result of a stream was not stored", extra={"fields": {"runId": live.run_id}})
 
 
 def _bearer(authorization: str | None) -> str | None:

@@ -13,13 +13,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_ai.agent import AgentRunResult
+from pydantic_ai.agent.abstract import AgentRunEvents
 from pydantic_ai.capabilities import AbstractCapability
-from pydantic_ai.messages import ModelMessage, ToolCallPart
+from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.tools import ToolDefinition
 
 from . import sdk
@@ -102,6 +104,57 @@ class ToolCallRecorder(AbstractCapability[Any]):
                 self.calls.append(ToolCall(tool=tool_def.name, args=arguments, ok=ok, latency_ms=round(latency, 3)))
 
 
+#: Called with the input and output tokens of each model response as it arrives (the envelope charges them).
+OnUsage = Callable[[int, int], Awaitable[None]]
+
+
+class UsageMeter(AbstractCapability[Any]):
+    """Reports every model response's tokens the moment it arrives, so a long run is charged as it goes."""
+
+    def __init__(self, on_usage: OnUsage) -> None:
+        self._on_usage = on_usage
+
+    async def after_model_request(self, ctx: Any, *, request_context: Any, response: ModelResponse) -> ModelResponse:
+        """Charge the response's tokens, then let the run go on with it unchanged."""
+        await self._on_usage(response.usage.input_tokens, response.usage.output_tokens)
+        return response
+
+
+@dataclass
+class LiveRun:
+    """A streaming run under way: pydantic-ai's events, the tool calls so far, and its outcome once it ended."""
+
+    run_id: str
+    events: AgentRunEvents[Any]
+    recorder: ToolCallRecorder
+    started: float
+
+    def outcome(self, result: AgentRunResult[Any]) -> RunOutcome:
+        """The outcome of the run that produced `result` (its last event)."""
+        return _outcome(self.run_id, result, self.recorder, (time.perf_counter() - self.started) * 1000)
+
+    def partial_messages(self) -> list[ModelMessage]:
+        """The messages the run made before it stopped (empty when it never started)."""
+        try:
+            return list(self.events.new_messages())
+        except Exception:
+            return []
+
+
+def _outcome(run_id: str, result: AgentRunResult[Any], recorder: ToolCallRecorder, latency_ms: float) -> RunOutcome:
+    usage = result.usage
+    return RunOutcome(
+        run_id=run_id,
+        output=result.output,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        requests=usage.requests,
+        latency_ms=latency_ms,
+        tool_calls=tuple(recorder.calls),
+        new_messages=tuple(result.new_messages()),
+    )
+
+
 @dataclass
 class AgentRunner:
     """Runs the agent with the process's services; errors propagate (as RunFailed) for the envelope to map."""
@@ -142,12 +195,14 @@ class AgentRunner:
         caller: Principal,
         bearer_token: str | None = None,
         history: Sequence[ModelMessage] = (),
+        on_usage: OnUsage | None = None,
     ) -> RunOutcome:
         """Wait to be `admitted`, then run once, both within the timeout: no request waits longer than it may take.
 
         The run id is a random UUID so ids reveal nothing about volume or order; the tools see it in their deps
         before the run's result is stored under it. The latency is the run's own, without the wait.
-        `history` is a conversation's earlier messages, which the model sees before the prompt.
+        `history` is a conversation's earlier messages, which the model sees before the prompt; `on_usage`
+        is told each model response's tokens as it arrives.
         """
         run_id = uuid.uuid4().hex
         recorder = ToolCallRecorder()
@@ -156,32 +211,74 @@ class AgentRunner:
                 started = time.perf_counter()
                 async with self.toolsets.for_run(bearer_token=bearer_token) as toolsets:
                     result = await self.app.agent.run(
-                        user_prompt(prompt, context),
-                        deps=self._deps(run_id=run_id, caller=caller),
-                        model=self.options.model,
-                        model_settings=self.options.model_settings,
-                        usage_limits=self.options.usage_limits,
-                        output_type=self.options.output_type,
-                        toolsets=toolsets,
-                        capabilities=[recorder],
-                        message_history=list(history) or None,
+                        **self._run_arguments(
+                            prompt, context, run_id=run_id, caller=caller, history=history, toolsets=toolsets
+                        ),
+                        capabilities=_capabilities(recorder, on_usage),
                     )
                 latency_ms = (time.perf_counter() - started) * 1000
         except BaseException as exc:
             if isinstance(exc, Exception):
                 raise RunFailed(exc, recorder.calls) from exc
             raise
-        usage = result.usage
-        return RunOutcome(
-            run_id=run_id,
-            output=result.output,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            requests=usage.requests,
-            latency_ms=latency_ms,
-            tool_calls=tuple(recorder.calls),
-            new_messages=tuple(result.new_messages()),
-        )
+        return _outcome(run_id, result, recorder, latency_ms)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        *,
+        prompt: str,
+        context: dict[str, Any] | None,
+        caller: Principal,
+        timeout: float,
+        bearer_token: str | None = None,
+        history: Sequence[ModelMessage] = (),
+        on_usage: OnUsage | None = None,
+    ) -> AsyncIterator[LiveRun]:
+        """A run whose events arrive as the model streams; the caller holds the admission slot around it.
+
+        `timeout` is what remains of the request's time once it was admitted; pydantic-ai stops the run
+        when it passes (RunTimedOut, keeping what the run completed). Leaving the block early cancels the run.
+        A failure to set up the toolsets raises RunFailed here; the run's own errors are raised by its
+        events, to the caller iterating them, which makes them RunFailed with `LiveRun.recorder`'s calls.
+        """
+        run_id = uuid.uuid4().hex
+        recorder = ToolCallRecorder()
+        async with AsyncExitStack() as stack:
+            try:
+                toolsets = await stack.enter_async_context(self.toolsets.for_run(bearer_token=bearer_token))
+            except Exception as exc:
+                raise RunFailed(exc, ()) from exc
+            arguments = self._run_arguments(
+                prompt, context, run_id=run_id, caller=caller, history=history, toolsets=toolsets
+            )
+            events = self.app.agent.run_stream_events(
+                **arguments, capabilities=_capabilities(recorder, on_usage), timeout=max(timeout, 0.001)
+            )
+            async with events as handle:
+                yield LiveRun(run_id=run_id, events=handle, recorder=recorder, started=time.perf_counter())
+
+    def _run_arguments(
+        self,
+        prompt: str,
+        context: dict[str, Any] | None,
+        *,
+        run_id: str,
+        caller: Principal,
+        history: Sequence[ModelMessage],
+        toolsets: Sequence[Any],
+    ) -> dict[str, Any]:
+        """What every run passes to pydantic-ai, streamed or not: the spec's model, settings, limits and output."""
+        return {
+            "user_prompt": user_prompt(prompt, context),
+            "deps": self._deps(run_id=run_id, caller=caller),
+            "model": self.options.model,
+            "model_settings": self.options.model_settings,
+            "usage_limits": self.options.usage_limits,
+            "output_type": self.options.output_type,
+            "toolsets": toolsets,
+            "message_history": list(history) or None,
+        }
 
     def _deps(self, *, run_id: str, caller: Principal) -> Any:
         """The run's deps: AgentryDeps, the user's own type made from it, or None for an agent that takes none."""
@@ -194,3 +291,7 @@ class AgentRunner:
         if self.app.deps is not None:
             return self.app.deps(deps)
         return None if self.app.agent.deps_type is type(None) else deps
+
+
+def _capabilities(recorder: ToolCallRecorder, on_usage: OnUsage | None) -> list[AbstractCapability[Any]]:
+    return [recorder] if on_usage is None else [recorder, UsageMeter(on_usage)]

@@ -1,6 +1,8 @@
-"""The /v1 endpoints: run, batch, stored results and conversations, each inside the request envelope."""
+"""The /v1 endpoints: run (streamed or not), batch, stored results and conversations, each inside the envelope."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -9,11 +11,12 @@ from starlette.routing import Route
 
 from . import results
 from .bodies import parse_model, read_body
-from .envelope import Envelope, RequestRecord
+from .envelope import Envelope, RequestRecord, StreamRun
 from .errors import ApiError
 from .schemas import BatchRequest, BatchResponse, ConversationResponse, RunItem, RunRequest
 from .security.auth import Principal
 from .security.permissions import Permission
+from .streaming import StreamResponse, agentry_event, sse
 
 
 def _json(model: BaseModel) -> JSONResponse:
@@ -43,6 +46,17 @@ def v1_routes(envelope: Envelope) -> list[Route]:
             return _json(result)
 
         return await envelope.handle(request, endpoint="run", permission=Permission.RUN, work=work)
+
+    async def stream(request: Request) -> Response:
+        async def work(principal: Principal, record: RequestRecord) -> Response:
+            raw = await read_body(request, max_bytes=max_bytes)
+            record.request_bytes = len(raw)
+            body = parse_model(raw, RunRequest)
+            check_prompt(body, field="prompt", max_chars=max_chars)
+            run = await envelope.open_stream(principal, body, record)
+            return StreamResponse(_agentry_events(run), stream=run)
+
+        return await envelope.handle(request, endpoint="stream", permission=Permission.RUN, work=work)
 
     async def batch(request: Request) -> Response:
         async def work(principal: Principal, record: RequestRecord) -> Response:
@@ -81,7 +95,17 @@ def v1_routes(envelope: Envelope) -> list[Route]:
 
     return [
         Route("/v1/run", run, methods=["POST"]),
+        Route("/v1/run/stream", stream, methods=["POST"]),
         Route("/v1/conversations/{conversation_id}", conversation, methods=["GET", "DELETE"]),
         Route("/v1/run/batch", batch, methods=["POST"]),
         Route("/v1/results/{run_id}", result, methods=["GET"]),
     ]
+
+
+async def _agentry_events(run: StreamRun) -> AsyncIterator[bytes]:
+    """`/v1/run/stream`'s events (streaming.py): `start`, then the run's own, ending in `final` or `error`."""
+    yield sse("start", {"runId": run.run_id, "conversationId": run.conversation_id})
+    async for event in run.events():
+        chunk = agentry_event(event)
+        if chunk is not None:
+            yield chunk

@@ -109,3 +109,6 @@ class StoredResult(Wire):
     latency_ms: float
     principal: str
     created_at: str
+    partial: bool = Field(
+        False, description="The run did not complete (its stream was closed or failed): `output` is what it wrote."
+    )
