@@ -27,10 +27,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
@@ -47,148 +46,25 @@ from starlette.routing import Route
 from .bodies import parse_model, read_body
 from .envelope import Envelope, RequestRecord, Work
 from .errors import ApiError
+from .openai_stream import chunks
+from .openai_wire import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    CompletionUsage,
+    ModelCard,
+    ModelList,
+    openai_error,
+)
 from .schemas import RunItem, RunResponse
 from .security.auth import Principal
 from .security.permissions import Permission
+from .streaming import StreamResponse
 
 #: Who owns the models /v1/models lists (OpenAI's `owned_by`).
 OWNED_BY = "agentry"
-
-
-class OpenAIWire(BaseModel):
-    """snake_case as OpenAI has it; unknown fields kept, since OpenAI adds fields faster than any server."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-
-class TextContent(OpenAIWire):
-    """A text part of a message's content (the only kind an agent takes)."""
-
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessage(OpenAIWire):
-    """One message of the conversation so far."""
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextContent] | None = None
-    name: str | None = None
-    tool_calls: list[Any] | None = None
-
-    @field_validator("content", mode="before")
-    @classmethod
-    def _text_parts_only(cls, value: Any) -> Any:
-        """Name the part that is not text, instead of pydantic's error for each member of the union."""
-        if isinstance(value, list):
-            for index, part in enumerate(value):
-                kind = part.get("type") if isinstance(part, dict) else None
-                if kind != "text":
-                    raise ValueError(f"part [{index}] is {kind!r}: only text parts are accepted")
-        return value
-
-
-class StreamOptions(OpenAIWire):
-    """Options of a streamed answer."""
-
-    include_usage: bool = False
-
-
-class ResponseFormat(OpenAIWire):
-    """The answer's format: `text`, or JSON (`json_object`, `json_schema`) from an agent with an output schema."""
-
-    type: Literal["text", "json_object", "json_schema"]
-
-
-class ChatCompletionRequest(OpenAIWire):
-    """POST /v1/chat/completions; the fields an agent uses or refuses, every other one accepted."""
-
-    model: str = Field(description="The agent's name (GET /v1/models lists it).")
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation; the last one is the user's.")
-    stream: bool = Field(False, json_schema_extra={"const": False})
-    stream_options: StreamOptions | None = None
-    user: str | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    n: int | None = Field(None, ge=1, description="One choice only.", json_schema_extra={"maximum": 1})
-    response_format: ResponseFormat | None = None
-
-
-class AssistantMessage(OpenAIWire):
-    """The agent's answer."""
-
-    role: Literal["assistant"] = "assistant"
-    content: str
-    refusal: None = None
-
-
-class Choice(OpenAIWire):
-    """The one choice of an answer."""
-
-    index: int = 0
-    message: AssistantMessage
-    finish_reason: Literal["stop"] = "stop"
-    logprobs: None = None
-
-
-class CompletionUsage(OpenAIWire):
-    """The run's tokens, as OpenAI counts them."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ChatCompletion(OpenAIWire):
-    """The answer of POST /v1/chat/completions."""
-
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: CompletionUsage
-    system_fingerprint: None = None
-
-
-class ModelCard(OpenAIWire):
-    """The agent as a model."""
-
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str
-
-
-class ModelList(OpenAIWire):
-    """GET /v1/models: the one model, the agent."""
-
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
-class OpenAIErrorBody(OpenAIWire):
-    """OpenAI's error: `code` is Agentry's stable word (`model_not_found`, `rate_limit_exceeded`, ...)."""
-
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class OpenAIErrorResponse(OpenAIWire):
-    """Every error answer of the OpenAI-compatible endpoints."""
-
-    error: OpenAIErrorBody
-
-
-# --- errors ----------------------------------------------------------------------------------------
-
-#: OpenAI's error `type` for a status; other 4xx are `invalid_request_error`, 5xx `server_error`.
-_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
-#: OpenAI's `code` where it has its own word for one of Agentry's kinds.
-_CODES = {"rate_limited": "rate_limit_exceeded", "unauthenticated": "invalid_api_key"}
 
 
 def invalid(param: str, message: str) -> ApiError:
@@ -197,20 +73,8 @@ def invalid(param: str, message: str) -> ApiError:
 
 
 def error_response(error: ApiError) -> Response:
-    """An ApiError in OpenAI's shape, its headers kept (WWW-Authenticate, Retry-After).
-
-    A request that does not fit the schema is 400 here (/v1 says 422): OpenAI's API and the tools built on
-    it expect BadRequestError. Its field becomes `param`.
-    """
-    status, param = error.status, None
-    if error.kind == "invalid_request":
-        status = 400
-        field, separator, _ = error.message.partition(": ")
-        param = field if separator and field != "(root)" else None
-    elif error.kind == "model_not_found":
-        param = "model"
-    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    body = OpenAIErrorBody(message=error.message, type=kind, param=param, code=_CODES.get(error.kind, error.kind))
+    """An ApiError in OpenAI's shape, its headers kept (WWW-Authenticate, Retry-After)."""
+    status, body = openai_error(error)
     return JSONResponse({"error": body.model_dump()}, status_code=status, headers=error.response_headers())
 
 
@@ -237,8 +101,6 @@ _OFF: tuple[Any, ...] = (None, False, "none", "auto", [], {})
 
 def refusal(request: ChatCompletionRequest, *, structured: bool) -> ApiError | None:
     """The 400 for a field asking for what the agent does not do, or None."""
-    if request.stream:
-        return invalid("stream", "streaming is not supported yet")
     if request.n is not None and request.n > 1:
         return invalid("n", "an agent gives one answer (n=1)")
     extra = request.model_extra or {}
@@ -251,6 +113,18 @@ def refusal(request: ChatCompletionRequest, *, structured: bool) -> ApiError | N
     if wants_json and not structured:
         return invalid("response_format.type", "this agent answers text (it has no output schema)")
     return None
+
+
+def run_of(request: ChatCompletionRequest, *, max_chars: int) -> tuple[RunItem, list[ModelMessage]]:
+    """The run a request asks for: its prompt and the client's history.
+
+    A RunItem, not a RunRequest: a stateless call is no conversation's turn, so the envelope stores no history.
+    """
+    prompt, history = conversation(request.messages)
+    if len(prompt) > max_chars:
+        field = f"messages[{len(request.messages) - 1}].content"
+        raise invalid(field, f"String should have at most {max_chars} characters")
+    return RunItem(prompt=prompt), history
 
 
 def conversation(messages: Sequence[ChatMessage]) -> tuple[str, list[ModelMessage]]:
@@ -336,12 +210,12 @@ def openai_routes(envelope: Envelope) -> list[Route]:
             refused = refusal(body, structured=structured)
             if refused is not None:
                 raise refused
-            prompt, history = conversation(body.messages)
-            if len(prompt) > settings.max_prompt_chars:
-                field = f"messages[{len(body.messages) - 1}].content"
-                raise invalid(field, f"String should have at most {settings.max_prompt_chars} characters")
-            # A RunItem, not a RunRequest: a stateless call is no conversation's turn, so nothing is stored.
-            result = await envelope.run(principal, RunItem(prompt=prompt), record, history=history)
+            prompt, history = run_of(body, max_chars=settings.max_prompt_chars)
+            if body.stream:
+                run = await envelope.open_stream(principal, prompt, record, history=history)
+                usage = body.stream_options is not None and body.stream_options.include_usage
+                return StreamResponse(chunks(run, model=name, include_usage=usage), stream=run)
+            result = await envelope.run(principal, prompt, record, history=history)
             return _json(completion(result, model=name))
 
         return await _handle(request, "chat_completions", work)
@@ -371,75 +245,3 @@ def openai_routes(envelope: Envelope) -> list[Route]:
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model}", model, methods=["GET"]),
     ]
-
-
-# --- OpenAPI ---------------------------------------------------------------------------------------
-
-_REF = "#/components/schemas/{model}"
-_ERRORS = {
-    "400": "Body is not JSON or does not fit (`param` names the field), or asks for what an agent does not do.",
-    "401": "Missing or invalid bearer token (the API key); WWW-Authenticate says which.",
-    "403": "The caller's roles do not grant running the agent.",
-    "404": "No such model: the only one is the agent's name.",
-    "413": "Body too large.",
-    "422": "A usage limit of the agent was hit.",
-    "429": "Rate limit or queue full; see Retry-After.",
-    "502": "The model or an MCP server failed, or the model's output did not match the schema.",
-    "503": "Draining or a dependency is down; see Retry-After.",
-    "504": "The request timed out.",
-}
-_RETRY = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}}
-
-
-def _content(model: type[BaseModel], description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}},
-    }
-
-
-def _operation(operation_id: str, summary: str, ok: type[BaseModel], errors: Sequence[str]) -> dict[str, Any]:
-    responses = {"200": _content(ok, "Success.")}
-    for code in errors:
-        responses[code] = _content(OpenAIErrorResponse, _ERRORS[code])
-        if code in ("429", "503"):
-            responses[code]["headers"] = _RETRY
-    return {"operationId": operation_id, "summary": summary, "security": [{"bearer": []}], "responses": responses}
-
-
-def openapi_part(*, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The (paths, component schemas) of these endpoints; `model` is the one model id the schema accepts."""
-    _, schemas = models_json_schema(
-        [
-            (ChatCompletionRequest, "validation"),
-            (ChatCompletion, "serialization"),
-            (ModelList, "serialization"),
-            (ModelCard, "serialization"),
-            (OpenAIErrorResponse, "serialization"),
-        ],
-        ref_template=_REF,
-    )
-    definitions: dict[str, Any] = schemas.get("$defs", {})
-    definitions["ChatCompletionRequest"]["properties"]["model"]["enum"] = [model]
-    chat = _operation(
-        "createChatCompletion",
-        "OpenAI-compatible chat completion: one run of the agent.",
-        ChatCompletion,
-        ["400", "401", "403", "404", "413", "422", "429", "502", "503", "504"],
-    )
-    chat["requestBody"] = {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": _REF.format(model="ChatCompletionRequest")}}},
-    }
-    retrieve = _operation(
-        "retrieveModel", "The agent as a model (404 for any other id).", ModelCard, ["401", "403", "404", "429", "503"]
-    )
-    retrieve["parameters"] = [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}]
-    paths = {
-        "/v1/chat/completions": {"post": chat},
-        "/v1/models": {
-            "get": _operation("listModels", "The one model: the agent.", ModelList, ["401", "403", "429", "503"])
-        },
-        "/v1/models/{model}": {"get": retrieve},
-    }
-    return paths, definitions

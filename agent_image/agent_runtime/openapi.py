@@ -13,7 +13,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from agentry_api.health import HealthReport
 
-from .openai_api import openapi_part
+from .openai_wire import openapi_part
 from .schemas import (
     BatchRequest,
     BatchResponse,

@@ -12,7 +12,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, SystemPromptPart, TextPart
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 
 from agent_runtime.runtime import Runtime
 from agent_runtime.settings import RuntimeSettings
@@ -305,3 +305,114 @@ async def test_every_call_is_one_audit_record(runtime_backend: Backend) -> None:
     assert chat[0]["run_ids"] == [answer.id.removeprefix("chatcmpl-")]
     assert chat[0]["tokens_in"] == answer.usage.prompt_tokens if answer.usage else False
     assert [r["status"] for r in records if r["endpoint"] == "models"] == [200]
+
+
+# --- streaming -------------------------------------------------------------------------------------
+
+
+def streaming_model(*pieces: str, fail: bool = False) -> FunctionModel:
+    """Streams `pieces` as text deltas, and then raises when `fail` (a model that breaks mid-answer)."""
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        for piece in pieces:
+            yield piece
+        if fail:
+            raise RuntimeError("scripted failure mid-stream")
+
+    return FunctionModel(stream_function=stream)
+
+
+async def test_a_streamed_completion_sends_the_text_in_order_then_stop_usage_and_done(
+    runtime_backend: Backend,
+) -> None:
+    runtime = runtime_backend.runtime(model=streaming_model("Hel", "lo ", "world"))
+    with serving(runtime) as url:
+        async with client(url) as sdk:
+            stream = await sdk.chat.completions.create(
+                model=MODEL, messages=HELLO, stream=True, stream_options={"include_usage": True}
+            )
+            received = [chunk async for chunk in stream]
+        raw = httpx.post(
+            f"{url}/v1/chat/completions", json={"model": MODEL, "messages": HELLO, "stream": True}, headers=auth()
+        )
+        stored = httpx.get(f"{url}/v1/results/{received[0].id.removeprefix('chatcmpl-')}", headers=auth())
+    *with_choice, usage = received
+    assert [c.choices[0].delta.content for c in with_choice] == ["", "Hel", "lo ", "world", None]
+    assert with_choice[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in with_choice] == [None, None, None, None, "stop"]
+    assert {(c.id, c.model, c.object) for c in received} == {(received[0].id, MODEL, "chat.completion.chunk")}
+    assert usage.choices == []
+    assert usage.usage is not None
+    assert usage.usage.total_tokens == usage.usage.prompt_tokens + usage.usage.completion_tokens > 0
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    events = [line for line in raw.text.splitlines() if line]
+    assert events[-1] == "data: [DONE]"
+    assert all(line.startswith("data: ") for line in events)
+    assert all(json.loads(line.removeprefix("data: "))["usage"] is None for line in events[:-1])
+    assert stored.json()["output"] == "Hello world"
+
+
+async def test_a_streamed_structured_output_is_one_json_chunk(runtime_backend: Backend) -> None:
+    schema = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[DeltaToolCalls]:
+        yield {0: DeltaToolCall(name=info.output_tools[0].name, json_args='{"label": ')}
+        yield {0: DeltaToolCall(json_args='"urgent"}')}
+
+    runtime = runtime_backend.runtime({"agent": {"outputSchema": schema}}, model=FunctionModel(stream_function=stream))
+    with serving(runtime) as url:
+        async with client(url) as sdk:
+            stream_ = await sdk.chat.completions.create(model=MODEL, messages=HELLO, stream=True)
+            contents = [c.choices[0].delta.content async for c in stream_]
+    assert contents == ["", '{"label": "urgent"}', None]
+
+
+async def test_a_run_failing_mid_stream_ends_it_with_openais_error_event(runtime_backend: Backend) -> None:
+    runtime = runtime_backend.runtime(model=streaming_model("partial ", "answer", fail=True))
+    texts: list[str] = []
+    with serving(runtime) as url:
+        async with client(url) as sdk:
+            stream = await sdk.chat.completions.create(model=MODEL, messages=HELLO, stream=True)
+            with pytest.raises(openai.APIError) as failed:
+                async for chunk in stream:
+                    texts.append(chunk.choices[0].delta.content or "")
+        raw = httpx.post(
+            f"{url}/v1/chat/completions", json={"model": MODEL, "messages": HELLO, "stream": True}, headers=auth()
+        )
+    assert texts == ["", "partial ", "answer"]
+    assert (failed.value.type, failed.value.code) == ("server_error", "internal")
+    assert raw.status_code == 200
+    last = raw.text.strip().splitlines()[-1]
+    assert json.loads(last.removeprefix("data: "))["error"]["type"] == "server_error"
+    assert "[DONE]" not in raw.text
+    records = [r for r in await stored_audit(runtime, runtime_backend) if r["endpoint"] == "chat_completions"]
+    assert [(r["status"], r["error"]) for r in records] == [(500, "internal"), (500, "internal")]
+
+
+async def test_a_streamed_request_refused_before_the_first_byte_is_a_plain_http_error(
+    runtime_backend: Backend,
+) -> None:
+    runtime = runtime_backend.runtime({"security": {"rateLimit": {"requestsPerMinute": 1}}}, model=streaming_model("x"))
+    with serving(runtime) as url:
+        async with client(url) as sdk:
+            with pytest.raises(openai.NotFoundError):
+                await sdk.chat.completions.create(model="other", messages=HELLO, stream=True)
+            with pytest.raises(openai.RateLimitError) as limited:
+                await sdk.chat.completions.create(model=MODEL, messages=HELLO, stream=True)
+    assert limited.value.response.headers["content-type"] == "application/json"
+
+
+async def test_a_streamed_call_sees_the_history_and_is_one_audit_record(runtime_backend: Backend) -> None:
+    async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        yield " / ".join(user_prompts(messages))
+
+    runtime = runtime_backend.runtime(model=FunctionModel(stream_function=stream))
+    history: list[Any] = [*HELLO, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "again"}]
+    with serving(runtime) as url:
+        async with client(url) as sdk:
+            stream_ = await sdk.chat.completions.create(model=MODEL, messages=history, stream=True)
+            text = "".join([c.choices[0].delta.content or "" async for c in stream_])
+    assert text == "hello / again"
+    [record] = [r for r in await stored_audit(runtime, runtime_backend) if r["endpoint"] == "chat_completions"]
+    assert (record["status"], record.get("error"), len(record["run_ids"])) == (200, None, 1)
+    assert "conversation_id" not in record
