@@ -39,6 +39,7 @@ def build_app(runtime: Runtime) -> Starlette:
         settings=runtime.settings,
         metrics_need_token=runtime.config.spec.security.metrics.require_auth,
         openai_model=runtime.config.name if openai else None,
+        structured=runtime.config.spec.agent.output_schema is not None,
     )
 
     async def openapi(request: Request) -> Response:

@@ -66,7 +66,9 @@ class ChatCompletionRequest(OpenAIWire):
     """POST /v1/chat/completions; the fields an agent uses or refuses, every other one accepted."""
 
     model: str = Field(description="The agent's name (GET /v1/models lists it).")
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation; the last one is the user's.")
+    messages: list[ChatMessage] = Field(
+        min_length=1, description="The conversation; the last message is the user's, with text: the prompt."
+    )
     stream: bool = Field(False, description="Answer as server-sent `chat.completion.chunk` events.")
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -215,6 +217,28 @@ _ERRORS = {
     "503": "Draining or a dependency is down; see Retry-After.",
     "504": "The request timed out.",
 }
+#: One event of a streamed answer (`stream: true`): a chunk, then `[DONE]`; or an error event ending the stream.
+_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "anyOf": [
+                {"const": "[DONE]"},
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "anyOf": [
+                            {"$ref": _REF.format(model="ChatCompletionChunk")},
+                            {"$ref": _REF.format(model="OpenAIErrorResponse")},
+                        ]
+                    },
+                },
+            ]
+        }
+    },
+}
 _RETRY = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}}
 
 
@@ -234,12 +258,36 @@ def _operation(operation_id: str, summary: str, ok: type[BaseModel], errors: Seq
     return {"operationId": operation_id, "summary": summary, "security": [{"bearer": []}], "responses": responses}
 
 
-def openapi_part(*, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The (paths, component schemas) of these endpoints; `model` is the one model id the schema accepts."""
+def _document_what_is_served(definitions: dict[str, Any], *, model: str, structured: bool) -> None:
+    """Narrow the request's schema to what this agent serves.
+
+    That is: its name as the model, no `tool` message, no assistant `tool_calls`, a message's content never null,
+    JSON `response_format` only with an output schema. The models accept more, only to refuse it with a message
+    naming the field (openai_api.py); a generated client refuses it before sending. What JSON Schema cannot say
+    (the last message is the user's, with a prompt) stays in the descriptions.
+    """
+    definitions["ChatCompletionRequest"]["properties"]["model"]["enum"] = [model]
+    message = definitions["ChatMessage"]
+    message["properties"]["role"]["enum"] = ["system", "developer", "user", "assistant"]
+    content = message["properties"]["content"]
+    content["anyOf"] = [kind for kind in content["anyOf"] if kind.get("type") != "null"]
+    content.pop("default", None)
+    message["required"] = ["role", "content"]
+    message["properties"]["tool_calls"] = {"type": "array", "maxItems": 0, "description": "Refused: client tools."}
+    if not structured:
+        definitions["ResponseFormat"]["properties"]["type"]["enum"] = ["text"]
+
+
+def openapi_part(*, model: str, structured: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (paths, component schemas) of these endpoints; `model` is the agent's name, the one model id.
+
+    `structured`: the agent has an output schema, so it serves JSON `response_format`s.
+    """
     _, schemas = models_json_schema(
         [
             (ChatCompletionRequest, "validation"),
             (ChatCompletion, "serialization"),
+            (ChatCompletionChunk, "serialization"),
             (ModelList, "serialization"),
             (ModelCard, "serialization"),
             (OpenAIErrorResponse, "serialization"),
@@ -247,16 +295,14 @@ def openapi_part(*, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
         ref_template=_REF,
     )
     definitions: dict[str, Any] = schemas.get("$defs", {})
-    definitions["ChatCompletionRequest"]["properties"]["model"]["enum"] = [model]
+    _document_what_is_served(definitions, model=model, structured=structured)
     chat = _operation(
         "createChatCompletion",
         "OpenAI-compatible chat completion: one run of the agent.",
         ChatCompletion,
         ["400", "401", "403", "404", "413", "422", "429", "502", "503", "504"],
     )
-    chat["responses"]["200"]["content"]["text/event-stream"] = {
-        "schema": {"type": "string", "description": "With `stream: true`: `chat.completion.chunk` events, then [DONE]."}
-    }
+    chat["responses"]["200"]["content"]["text/event-stream"] = {"schema": _EVENT}
     chat["requestBody"] = {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="ChatCompletionRequest")}}},

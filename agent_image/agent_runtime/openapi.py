@@ -165,12 +165,15 @@ def openapi_document(
     settings: RuntimeSettings,
     metrics_need_token: bool = False,
     openai_model: str | None = None,
+    structured: bool = False,
 ) -> dict[str, Any]:
     """The whole document; /health, /healthz and /readyz need no token, /metrics only when configured.
 
-    `openai_model` (the agent's name) adds the OpenAI-compatible endpoints, served when spec.protocols has them.
+    `openai_model` (the agent's name) adds the OpenAI-compatible endpoints, served when spec.protocols has them;
+    `structured` says the agent has an output schema.
     """
-    openai_paths, openai_schemas = openapi_part(model=openai_model) if openai_model else ({}, {})
+    openai = openapi_part(model=openai_model, structured=structured) if openai_model else ({}, {})
+    openai_paths, openai_schemas = openai
     run_ok = _json(RunResponse, "Success.") | {
         "links": {
             "GetResult": {

@@ -11,8 +11,13 @@ import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI
+from pydantic import BaseModel
+from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, SystemPromptPart, TextPart
+from pydantic_ai.models import override_allow_model_requests
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.openai import OpenAIProvider
 
 from agent_runtime.runtime import Runtime
 from agent_runtime.settings import RuntimeSettings
@@ -66,6 +71,24 @@ def seen_model() -> FunctionModel:
         return ModelResponse(parts=[TextPart(json.dumps(seen))])
 
     return FunctionModel(answer)
+
+
+def streaming_model(*pieces: str, fail: bool = False) -> FunctionModel:
+    """Streams `pieces` as text deltas, and then raises when `fail` (a model that breaks mid-answer).
+
+    Not streamed, it answers the pieces joined.
+    """
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        for piece in pieces:
+            yield piece
+        if fail:
+            raise RuntimeError("scripted failure mid-stream")
+
+    def whole(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[TextPart("".join(pieces))])
+
+    return FunctionModel(whole, stream_function=stream)
 
 
 async def test_a_completion_answers_as_openai_does_and_its_id_is_the_run(sdk: AsyncOpenAI, echo_url: str) -> None:
@@ -249,6 +272,36 @@ async def test_a_structured_output_is_its_json_text(runtime_backend: Backend) ->
     assert json.loads(asked.choices[0].message.content or "") == {"label": "HELLO"}
 
 
+class Label(BaseModel):
+    """What the structured test agent answers."""
+
+    label: str
+
+
+async def test_the_sdks_parse_reads_a_structured_agents_answer(runtime_backend: Backend) -> None:
+    schema = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}
+    model = structured_model(lambda prompt, attempt: {"label": prompt.upper()})
+    runtime = runtime_backend.runtime({"agent": {"outputSchema": schema}}, model=model)
+    with serving(runtime) as url:
+        async with client(url) as sdk:
+            parsed = await sdk.chat.completions.parse(model=MODEL, messages=HELLO, response_format=Label)
+    assert parsed.choices[0].message.parsed == Label(label="HELLO")
+
+
+async def test_a_pydantic_ai_agent_talks_to_the_agent_as_its_openai_model(runtime_backend: Backend) -> None:
+    runtime = runtime_backend.runtime(model=streaming_model("Hello ", "from ", "Agentry"))
+    with serving(runtime) as url:
+        remote = OpenAIChatModel(MODEL, provider=OpenAIProvider(base_url=f"{url}/v1", api_key=token()))
+        caller = Agent(remote, instructions="You relay.")
+        with override_allow_model_requests(True):
+            answer = await caller.run("hello")
+            async with caller.run_stream("hello") as streamed:
+                pieces = [piece async for piece in streamed.stream_text(delta=True)]
+    assert answer.output == "Hello from Agentry"
+    assert answer.usage.input_tokens > 0
+    assert "".join(pieces) == "Hello from Agentry"
+
+
 async def test_a_structured_agent_with_history_still_answers_its_schema(runtime_backend: Backend) -> None:
     schema = {"type": "object", "properties": {"seen": {"type": "integer"}}, "required": ["seen"]}
 
@@ -278,8 +331,10 @@ async def test_without_openai_in_spec_protocols_the_endpoints_are_404(tmp_path: 
 async def test_the_openapi_document_names_the_agent_as_the_only_model(echo_url: str) -> None:
     document = httpx.get(f"{echo_url}/openapi.json").json()
     assert set(document["paths"]) >= {"/v1/chat/completions", "/v1/models", "/v1/models/{model}"}
-    request = document["components"]["schemas"]["ChatCompletionRequest"]
-    assert request["properties"]["model"]["enum"] == [MODEL]
+    schemas = document["components"]["schemas"]
+    assert schemas["ChatCompletionRequest"]["properties"]["model"]["enum"] == [MODEL]
+    assert schemas["ChatMessage"]["properties"]["role"]["enum"] == ["system", "developer", "user", "assistant"]
+    assert schemas["ResponseFormat"]["properties"]["type"]["enum"] == ["text"]  # the agent has no output schema
     error = document["paths"]["/v1/chat/completions"]["post"]["responses"]["429"]
     assert error["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/OpenAIErrorResponse"}
 
@@ -308,18 +363,6 @@ async def test_every_call_is_one_audit_record(runtime_backend: Backend) -> None:
 
 
 # --- streaming -------------------------------------------------------------------------------------
-
-
-def streaming_model(*pieces: str, fail: bool = False) -> FunctionModel:
-    """Streams `pieces` as text deltas, and then raises when `fail` (a model that breaks mid-answer)."""
-
-    async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
-        for piece in pieces:
-            yield piece
-        if fail:
-            raise RuntimeError("scripted failure mid-stream")
-
-    return FunctionModel(stream_function=stream)
 
 
 async def test_a_streamed_completion_sends_the_text_in_order_then_stop_usage_and_done(
