@@ -60,8 +60,13 @@ def build_app(runtime: Runtime) -> Starlette:
 
     envelope = Envelope(runtime)
     routes = [*v1_routes(envelope), *ops_routes(envelope), Route("/openapi.json", openapi, methods=["GET"])]
+    protocols = runtime.config.spec.protocols
     if openai:
         routes += openai_routes(envelope)
+    if Protocol.AG_UI in protocols:
+        from .agui import agui_routes  # the AG-UI types load only for an agent that serves them
+
+        routes += agui_routes(envelope)
     origins = runtime.config.spec.security.allowed_origins
     middleware = [Middleware(CorsMiddleware, policy=CorsPolicy.of(origins), routes=routes)] if origins else []
     app = Starlette(

@@ -3,7 +3,8 @@
 A turn (envelope.py) begins by taking the conversation's lease in the database (409 `conversation_busy` when
 another turn, on any replica, holds it), runs with the stored history as pydantic-ai's `message_history`, and
 stores the history with the turn's new messages, which releases the lease; a failed turn releases it without
-storing. The lease lasts the request timeout (plus a margin), so a replica that crashed mid-turn holds it no longer.
+storing. Expired conversations nobody continues are deleted by a sweep on a timer, never on the request path.
+The lease lasts the request timeout (plus a margin), so a replica that crashed mid-turn holds it no longer.
 
 Ownership: the row names its owner as an HMAC-SHA256 of the caller's subject (keyed with the PII HMAC key when
 spec.security.privacy has one, a fixed domain key otherwise), never the subject itself. Another principal's id,
@@ -15,6 +16,8 @@ holds no PII and later turns show the model the redacted history; only the curre
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -85,6 +88,7 @@ class Conversations:
         self._owner_key = owner_key or DEFAULT_OWNER_KEY
         self._lease_seconds = lease_seconds + LEASE_MARGIN
         self.clock = clock
+        self._sweeper: asyncio.Task[None] | None = None
 
     def owner_of(self, subject: str) -> str:
         """What the row stores as the owner: a keyed hash of the subject, never the subject."""
@@ -98,7 +102,6 @@ class Conversations:
         owner, now = self.owner_of(subject), self.clock()
         try:
             if conversation_id is None:
-                await self._store.expire_conversations(now=now, fresh_after=self._fresh_after(now))
                 return Turn(uuid.uuid4().hex, owner, history=[], stored_history=[], leased=False)
             lease = await self._store.lease_conversation(
                 conversation_id,
@@ -115,6 +118,32 @@ class Conversations:
             raise ApiError(409, "conversation_busy", "another turn of this conversation is running; retry after it")
         stored = json.loads(lease.messages)
         return Turn(conversation_id, owner, ModelMessagesTypeAdapter.validate_python(stored), stored, leased=True)
+
+    async def sweep(self) -> int:
+        """Delete the expired conversations nobody continues (a used one is deleted when met); how many went."""
+        now = self.clock()
+        try:
+            return await self._store.expire_conversations(now=now, fresh_after=self._fresh_after(now))
+        except Exception as exc:
+            log.warning("sweeping expired conversations failed; the next sweep retries", exc_info=exc)
+            return 0
+
+    def start_sweeping(self, *, interval: float) -> None:
+        """Sweep every `interval` seconds on the running loop, off the request path."""
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_every(interval), name="agentry-sweep")
+
+    async def stop_sweeping(self) -> None:
+        """Stop the sweeper; safe to call twice."""
+        task, self._sweeper = self._sweeper, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _sweep_every(self, interval: float) -> None:
+        while True:
+            await self.sweep()
+            await asyncio.sleep(interval)
 
     async def finish(self, turn: Turn, new_messages: Sequence[ModelMessage]) -> None:
         """Store the history with the turn's new messages (redacted, trimmed to the bounds); releases the lease."""

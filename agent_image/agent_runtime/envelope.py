@@ -435,6 +435,7 @@ class StreamRun:
         self._stack = stack
         self._text: list[str] = []
         self._completed = False
+        self._released = False
         self._closed = False
         self.error: ApiError | None = None
         envelope.runtime.admission.open_streams += 1
@@ -450,7 +451,11 @@ class StreamRun:
         return None if self._turn is None else self._turn.conversation_id
 
     async def events(self) -> AsyncIterator[RunEvent]:
-        """The run's events; an error ends them with Failed (never raised to the protocol)."""
+        """The run's events; an error ends them with Failed (never raised to the protocol).
+
+        The slot and the lease are freed before the last event, so a client that sends its next request the
+        moment it reads it is never refused for its own finished stream.
+        """
         envelope, live = self._envelope, self._live
         try:
             async for event in live.events:
@@ -458,6 +463,7 @@ class StreamRun:
                     outcome = live.outcome(event.result)
                     envelope._count_run(live.started, ok=True)
                     response = await self._complete(outcome)
+                    await self._release()
                     yield event
                     yield Completed(response)
                     return
@@ -465,6 +471,8 @@ class StreamRun:
                 yield event
         except Exception as exc:
             self.error = self._failure(exc)
+            await self._release()
+            await self._store_partial()
             yield Failed(self.error)
 
     async def _complete(self, outcome: RunOutcome) -> RunResponse:
@@ -489,22 +497,30 @@ class StreamRun:
         return error
 
     async def close(self, *, disconnected: bool) -> ApiError | None:
-        """Cancel the run if it still goes, store a partial result, free the slot and the lease; once."""
+        """However the stream ended: a run still going is cancelled and stored as partial, slot and lease freed."""
         if self._closed:
             return self.error
         self._closed = True
-        envelope = self._envelope
-        if not self._completed and self.error is None:
+        if self._completed or self.error is not None:
+            await self._release()  # freed already, unless the protocol stopped iterating at the last event
+            return self.error
+        if disconnected:
             self.error = ApiError(CLIENT_CLOSED, "client_disconnected", "the client closed the stream")
-            if not disconnected:
-                self.error = ApiError(500, "internal", "the stream ended before the run did")
-        try:
-            await self._stack.aclose()  # cancels a run still going: its tool calls are all recorded then
-        finally:
-            envelope.runtime.admission.open_streams -= 1
-        if not self._completed:
-            await self._store_partial()
+        else:
+            self.error = ApiError(500, "internal", "the stream ended before the run did")
+        await self._release()  # cancels the run: its tool calls are all recorded then
+        await self._store_partial()
         return self.error
+
+    async def _release(self) -> None:
+        """Leave the run (cancelling it if it still goes), free the slot, release the lease; once."""
+        if self._released:
+            return
+        self._released = True
+        try:
+            await self._stack.aclose()
+        finally:
+            self._envelope.runtime.admission.open_streams -= 1
 
     async def _store_partial(self) -> None:
         """The output written before the run stopped, stored as partial (a failure here is only logged)."""

@@ -24,6 +24,7 @@ from .schemas import (
     StoredResult,
 )
 from .settings import RuntimeSettings
+from .streaming import AGENTRY_EVENTS
 
 #: Each model with the side of the wire it is on: request bodies are validated, answers serialised.
 MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
@@ -35,6 +36,7 @@ MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (ConversationResponse, "serialization"),
     (ErrorResponse, "serialization"),
     (HealthReport, "serialization"),
+    *((model, "serialization") for model in AGENTRY_EVENTS.values() if model is not RunResponse),
 )
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
@@ -111,6 +113,37 @@ def _conversation() -> dict[str, Any]:
     )
     delete["responses"]["204"] = delete["responses"].pop("200")
     return {"get": read, "delete": delete, "parameters": parameters}
+
+
+def _stream() -> dict[str, Any]:
+    """POST /v1/run/stream: refusals as JSON before the stream, then Server-Sent Events (streaming.py).
+
+    Each event is described as OpenAPI 3.2 describes SSE: an object with `event` and `data`, the data a JSON
+    text of the event's model.
+    """
+    events = [
+        {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": name},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref(model)},
+            },
+        }
+        for name, model in AGENTRY_EVENTS.items()
+    ]
+    described = ", ".join(f"`{name}` ({model.__name__})" for name, model in AGENTRY_EVENTS.items())
+    ok = {
+        "description": f"Server-Sent Events: {described}. `final` or `error` ends the stream.",
+        "content": {"text/event-stream": {"schema": {"oneOf": events}}},
+    }
+    return _operation(
+        "streamAgent",
+        "Run the agent once, streaming its events (a conversation's turn).",
+        body=RunRequest,
+        ok=ok,
+        errors=_TURN_ERRORS,
+    )
 
 
 def _probe(operation_id: str, summary: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -205,6 +238,7 @@ def openapi_document(
                     errors=_TURN_ERRORS,
                 )
             },
+            "/v1/run/stream": {"post": _stream()},
             "/v1/conversations/{conversation_id}": _conversation(),
             "/v1/run/batch": {
                 "post": _operation(

@@ -13,7 +13,7 @@ from . import results
 from .bodies import parse_model, read_body
 from .envelope import Envelope, RequestRecord, StreamRun
 from .errors import ApiError
-from .schemas import BatchRequest, BatchResponse, ConversationResponse, RunItem, RunRequest
+from .schemas import BatchRequest, BatchResponse, ConversationResponse, RunItem, RunRequest, StreamStart
 from .security.auth import Principal
 from .security.permissions import Permission
 from .streaming import StreamResponse, agentry_event, sse
@@ -104,7 +104,8 @@ def v1_routes(envelope: Envelope) -> list[Route]:
 
 async def _agentry_events(run: StreamRun) -> AsyncIterator[bytes]:
     """`/v1/run/stream`'s events (streaming.py): `start`, then the run's own, ending in `final` or `error`."""
-    yield sse("start", {"runId": run.run_id, "conversationId": run.conversation_id})
+    start = StreamStart(run_id=run.run_id, conversation_id=run.conversation_id)
+    yield sse("start", start.model_dump(mode="json", by_alias=True))
     async for event in run.events():
         chunk = agentry_event(event)
         if chunk is not None:

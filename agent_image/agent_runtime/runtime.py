@@ -199,6 +199,7 @@ class Runtime:
             await self.container.close()
             raise
         self.heartbeat.start()
+        self.conversations.start_sweeping(interval=self.settings.conversation_sweep_interval)
 
     def drain(self) -> None:
         """Stop admitting new requests (SIGTERM); those admitted already finish."""
@@ -208,6 +209,7 @@ class Runtime:
         """Flush the audit trail and close everything, in reverse order of start."""
         self.drain()
         await self.heartbeat.stop()
+        await self.conversations.stop_sweeping()
         await self.toolsets.close()
         await self.runner.close()
         try:

@@ -61,6 +61,36 @@ class RunResponse(Wire):
     )
 
 
+class StreamStart(Wire):
+    """`start`, the first event of a stream: the run's id and its conversation, known once admitted."""
+
+    run_id: str
+    conversation_id: str | None
+
+
+class StreamDelta(Wire):
+    """`delta`: text the model just wrote; the deltas joined are the text answer."""
+
+    text: str
+
+
+class StreamToolCall(Wire):
+    """`tool_call`: a function tool the model called, with its arguments."""
+
+    tool: str
+    call_id: str
+    args: dict[str, Any]
+
+
+class StreamToolResult(Wire):
+    """`tool_result`: what the tool returned, or (ok false) the error the model was shown."""
+
+    tool: str | None
+    call_id: str
+    ok: bool
+    content: Any
+
+
 class ConversationResponse(Wire):
     """A stored conversation: its history in pydantic-ai's message format, redacted when redaction is on."""
 

@@ -32,6 +32,8 @@ class RuntimeSettings:
     """Time in-flight requests get to finish after SIGTERM; None means the request timeout plus 5 s."""
     heartbeat_interval: float = 0.5
     """How often the liveness heartbeat ticks; a gap far beyond it means the event loop was blocked."""
+    conversation_sweep_interval: float = 300.0
+    """Seconds between sweeps that delete expired conversations (each replica sweeps; a sweep is one DELETE)."""
     max_loop_lag_seconds: float = 10.0
     """Heartbeat gap after which /healthz reports the event loop as unresponsive."""
 

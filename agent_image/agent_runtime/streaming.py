@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
+from pydantic import BaseModel
 from pydantic_ai.messages import (
     AgentStreamEvent,
     FunctionToolCallEvent,
@@ -43,7 +44,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from .errors import ApiError
-from .schemas import RunResponse
+from .schemas import ErrorBody, RunResponse, StreamDelta, StreamStart, StreamToolCall, StreamToolResult
 
 #: Status recorded (audit, metrics) for a stream the client closed before the run ended (nginx's convention).
 CLIENT_CLOSED = 499
@@ -152,24 +153,42 @@ def sse(event: str | None, data: Any) -> bytes:
 def agentry_event(event: RunEvent) -> bytes | None:
     """The `/v1/run/stream` event for one run event; None for those the caller need not see."""
     if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart) and event.part.content:
-        return sse("delta", {"text": event.part.content})
+        return _wire("delta", StreamDelta(text=event.part.content))
     if isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta) and event.delta.content_delta:
-        return sse("delta", {"text": event.delta.content_delta})
+        return _wire("delta", StreamDelta(text=event.delta.content_delta))
     if isinstance(event, FunctionToolCallEvent):
-        part = event.part
-        return sse("tool_call", {"tool": part.tool_name, "callId": part.tool_call_id, "args": part.args_as_dict()})
+        call = event.part
+        return _wire(
+            "tool_call", StreamToolCall(tool=call.tool_name, call_id=call.tool_call_id, args=call.args_as_dict())
+        )
     if isinstance(event, FunctionToolResultEvent):
         result = event.part
-        ok = not isinstance(result, RetryPromptPart)
+        failed = isinstance(result, RetryPromptPart)
         content = result.model_response_str() if isinstance(result, RetryPromptPart) else result.content
-        return sse(
-            "tool_result", {"tool": result.tool_name, "callId": result.tool_call_id, "ok": ok, "content": content}
+        return _wire(
+            "tool_result",
+            StreamToolResult(tool=result.tool_name, call_id=result.tool_call_id, ok=not failed, content=content),
         )
     if isinstance(event, Completed):
-        return sse("final", event.response.model_dump(mode="json", by_alias=True))
+        return _wire("final", event.response)
     if isinstance(event, Failed):
-        return sse("error", {"type": event.error.kind, "message": event.error.message})
+        return _wire("error", ErrorBody(type=event.error.kind, message=event.error.message))
     return None
+
+
+def _wire(event: str, body: BaseModel) -> bytes:
+    return sse(event, body.model_dump(mode="json", by_alias=True))
+
+
+#: Each event of `/v1/run/stream` with the model of its data, for the OpenAPI document.
+AGENTRY_EVENTS: dict[str, type[BaseModel]] = {
+    "start": StreamStart,
+    "delta": StreamDelta,
+    "tool_call": StreamToolCall,
+    "tool_result": StreamToolResult,
+    "final": RunResponse,
+    "error": ErrorBody,
+}
 
 
 def text_of(event: RunEvent) -> str:

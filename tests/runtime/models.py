@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pydantic_ai.messages import (
@@ -16,7 +16,7 @@ from pydantic_ai.messages import (
     ToolReturnPart,
     UserPromptPart,
 )
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 
 
 def prompt_of(messages: Sequence[ModelMessage]) -> str:
@@ -88,7 +88,7 @@ def user_prompts(messages: Sequence[ModelMessage]) -> list[str]:
 def conversing_model() -> FunctionModel:
     """Answers `<prompt> | seen: <every earlier prompt, joined by ' / '>`; a prompt containing `slow` takes 1.5 s.
 
-    What the model was shown of a conversation's history is thus in every answer.
+    What the model was shown of a conversation's history is thus in every answer; streamed, as one chunk.
     """
 
     async def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
@@ -97,4 +97,52 @@ def conversing_model() -> FunctionModel:
             await asyncio.sleep(1.5)
         return ModelResponse(parts=[TextPart(f"{latest} | seen: {' / '.join(earlier)}")])
 
-    return FunctionModel(answer)
+    async def streamed(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        response = await answer(messages, info)
+        yield str(response.parts[0].content)  # type: ignore[union-attr]
+
+    return FunctionModel(answer, stream_function=streamed)
+
+
+def streaming_words(words: Sequence[str], *, delay: float = 0.0, sent: list[str] | None = None) -> FunctionModel:
+    """Streams `words` as text, `delay` seconds before each; `sent` collects the words streamed so far.
+
+    A prompt containing `explode` fails after the first word (a model that breaks mid-stream).
+    """
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        explode = "explode" in prompt_of(messages)
+        for number, word in enumerate(words):
+            if delay:
+                await asyncio.sleep(delay)
+            if explode and number == 1:
+                raise RuntimeError("scripted failure mid-stream")
+            if sent is not None:
+                sent.append(word)
+            yield word
+
+    return FunctionModel(stream_function=stream)
+
+
+def streaming_tool_then_words(tool: str, args: dict[str, Any], words: Sequence[str]) -> FunctionModel:
+    """Streams a call of `tool` with `args`, then, once it returned, `words` as the answer."""
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
+        if not tool_returns(messages):
+            yield {0: DeltaToolCall(name=tool, json_args=json.dumps(args), tool_call_id="call-1")}
+            return
+        for word in words:
+            yield word
+
+    return FunctionModel(stream_function=stream)
+
+
+def streaming_structured(choose: Callable[[str, int], dict[str, Any]]) -> FunctionModel:
+    """Streams a call of the output tool with `choose(prompt, attempt)` (attempt counts from 0 within a run)."""
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[DeltaToolCalls]:
+        attempt = sum(1 for m in messages if isinstance(m, ModelResponse))
+        arguments = json.dumps(choose(prompt_of(messages), attempt))
+        yield {0: DeltaToolCall(name=info.output_tools[0].name, json_args=arguments, tool_call_id=f"out-{attempt}")}
+
+    return FunctionModel(stream_function=stream)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -47,28 +48,62 @@ def serve_in_thread(
         sock.close()
 
 
-def chat_completions_app(requests: list[dict[str, Any]], *, delay: float = 0.0) -> Starlette:
-    """A stand-in for an OpenAI-compatible model server: echoes the last user message after `delay` seconds."""
+def chat_completions_app(
+    requests: list[dict[str, Any]], *, delay: float = 0.0, chunk_delay: float = 0.0, chunks: int = 5
+) -> Starlette:
+    """A stand-in for an OpenAI-compatible model server: echoes the last user message after `delay` seconds.
 
-    async def completions(request: Request) -> JSONResponse:
+    Asked to stream, it sends the answer in `chunks` pieces, `chunk_delay` seconds apart (the first one too),
+    then a usage chunk when `stream_options.include_usage` asks for it, then `[DONE]`.
+    """
+
+    async def completions(request: Request) -> Response:
         body = await request.json()
         requests.append({"authorization": request.headers.get("authorization"), "body": body})
         await asyncio.sleep(delay)
-        last = body["messages"][-1]["content"]
+        answer = f"echo: {body['messages'][-1]['content']}"
+        usage = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+        if body.get("stream"):
+            return StreamingResponse(_chunks(body, answer, usage, chunk_delay, chunks), media_type="text/event-stream")
         return JSONResponse(
             {
                 "id": "chatcmpl-1",
                 "object": "chat.completion",
                 "created": 1700000000,
                 "model": body["model"],
-                "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"echo: {last}"}}
-                ],
-                "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
+                "usage": usage,
             }
         )
 
     return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+
+
+async def _chunks(
+    body: dict[str, Any], answer: str, usage: dict[str, int], chunk_delay: float, chunks: int
+) -> AsyncIterator[str]:
+    size = max(1, -(-len(answer) // chunks))
+    pieces = [answer[i : i + size] for i in range(0, len(answer), size)]
+    for index, piece in enumerate(pieces):
+        await asyncio.sleep(chunk_delay)
+        delta: dict[str, Any] = {"content": piece} | ({"role": "assistant"} if index == 0 else {})
+        finish = "stop" if index == len(pieces) - 1 else None
+        yield _chunk(body, {"index": 0, "delta": delta, "finish_reason": finish})
+    if body.get("stream_options", {}).get("include_usage"):
+        yield _chunk(body, None, usage=usage)
+    yield "data: [DONE]\n\n"
+
+
+def _chunk(body: dict[str, Any], choice: dict[str, Any] | None, **extra: Any) -> str:
+    chunk = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": body["model"],
+        "choices": [] if choice is None else [choice],
+        **extra,
+    }
+    return f"data: {json.dumps(chunk)}\n\n"
 
 
 def free_port() -> int:

@@ -13,6 +13,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agent_runtime.conversations import trim
+from agent_runtime.settings import RuntimeSettings
 
 from .harness import Backend, auth, serving, stored_audit
 from .models import conversing_model, output_call, user_prompts
@@ -246,3 +247,23 @@ async def test_a_structured_agent_continues_its_conversation(runtime_backend: Ba
             second = await turn(client, "two", first.json()["conversationId"])
             third = await turn(client, "three", first.json()["conversationId"])
     assert [r.json()["output"] for r in (first, second, third)] == [{"seen": 1}, {"seen": 2}, {"seen": 3}]
+
+
+async def test_expired_conversations_nobody_continues_are_swept_on_a_timer(runtime_backend: Backend) -> None:
+    settings = RuntimeSettings(conversation_sweep_interval=0.1)
+    runtime = runtime_backend.runtime(
+        {"conversations": {"ttlSeconds": 60}}, model=conversing_model(), settings=settings
+    )
+    now = [1_000_000.0]
+    runtime.conversations.clock = lambda: now[0]
+    with serving(runtime) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            abandoned = (await turn(client, "abandoned")).json()["conversationId"]
+            await asyncio.sleep(0.3)  # sweeps meanwhile leave a fresh conversation alone
+            kept = await client.get(f"/v1/conversations/{abandoned}", headers=auth())
+            now[0] += 61
+            await asyncio.sleep(0.3)  # now one sweeps it
+            now[0] -= 61  # were the row there, it would be fresh again
+            gone = await client.get(f"/v1/conversations/{abandoned}", headers=auth())
+    assert kept.status_code == 200
+    assert gone.status_code == 404

@@ -20,7 +20,7 @@ from agent_runtime.services.build import build_database
 
 from .harness import Backend, auth, wait_for_load
 from .process import running_runtime, write_manifest
-from .servers import serve_in_thread
+from .servers import chat_completions_app, serve_in_thread
 
 #: Seconds the stand-in model takes per answer, so requests are in flight when SIGTERM arrives.
 MODEL_DELAY = 0.5
@@ -93,3 +93,51 @@ async def _stored_rows(backend: Backend, spec: dict[str, Any]) -> list[Any]:
         return [row async for row in database.iter_audit()]
     finally:
         await database.close()
+
+
+@pytest.fixture
+def streaming_model_url() -> Iterator[str]:
+    """A stand-in model that streams its answer in 6 chunks, 0.4 s apart (2.4 s per answer)."""
+    with serve_in_thread(chat_completions_app([], chunk_delay=0.4, chunks=6)) as url:
+        yield url
+
+
+@pytest.mark.slow
+async def test_sigterm_lets_open_streams_finish_and_audits_each_once(
+    runtime_backend: Backend, streaming_model_url: str
+) -> None:
+    spec = runtime_backend.spec(
+        {
+            "agent": {"model": "openai-chat:streamer", "endpoint": {"baseURL": f"{streaming_model_url}/v1"}},
+            "concurrency": {"maxConcurrentRequests": 4, "requestTimeoutSeconds": 30},
+        }
+    )
+    config = write_manifest(runtime_backend.data_dir / "agent.yaml", spec)
+
+    async def read_stream(client: httpx.AsyncClient, prompt: str, started: asyncio.Event) -> list[str]:
+        names = []
+        async with client.stream("POST", "/v1/run/stream", json={"prompt": prompt}, headers=auth()) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    names.append(line.removeprefix("event: "))
+                    if names[-1] == "delta":
+                        started.set()
+        return names
+
+    with running_runtime(config=config, env=runtime_backend.env(), data_dir=runtime_backend.data_dir) as proc:
+        async with httpx.AsyncClient(base_url=proc.url, timeout=60) as client:
+            started = [asyncio.Event() for _ in range(2)]
+            streams = [asyncio.create_task(read_stream(client, f"s{n}", started[n])) for n in range(2)]
+            await asyncio.wait_for(asyncio.gather(*(event.wait() for event in started)), timeout=20)
+            proc.process.send_signal(signal.SIGTERM)
+            results = await asyncio.gather(*streams, return_exceptions=True)
+        exit_code = proc.wait()
+        output = proc.output()
+    for names in results:
+        assert isinstance(names, list), names
+        assert names[0] == "start"
+        assert names[-1] == "final"  # the stream under way when SIGTERM came ran to its end
+        assert names.count("delta") >= 3
+    assert exit_code in (0, -signal.SIGTERM)
+    audited = [json.loads(line) for line in output.splitlines() if '"kind":"audit"' in line]
+    assert sorted((r["record"]["endpoint"], r["record"]["status"]) for r in audited) == [("stream", 200)] * 2
