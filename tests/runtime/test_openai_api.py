@@ -291,12 +291,12 @@ async def test_the_sdks_parse_reads_a_structured_agents_answer(runtime_backend: 
 async def test_a_pydantic_ai_agent_talks_to_the_agent_as_its_openai_model(runtime_backend: Backend) -> None:
     runtime = runtime_backend.runtime(model=streaming_model("Hello ", "from ", "Agentry"))
     with serving(runtime) as url:
-        remote = OpenAIChatModel(MODEL, provider=OpenAIProvider(base_url=f"{url}/v1", api_key=token()))
-        caller = Agent(remote, instructions="You relay.")
-        with override_allow_model_requests(True):
-            answer = await caller.run("hello")
-            async with caller.run_stream("hello") as streamed:
-                pieces = [piece async for piece in streamed.stream_text(delta=True)]
+        async with client(url) as sdk:
+            caller = Agent(OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=sdk)), instructions="Relay.")
+            with override_allow_model_requests(True):
+                answer = await caller.run("hello")
+                async with caller.run_stream("hello") as streamed:
+                    pieces = [piece async for piece in streamed.stream_text(delta=True)]
     assert answer.output == "Hello from Agentry"
     assert answer.usage.input_tokens > 0
     assert "".join(pieces) == "Hello from Agentry"
