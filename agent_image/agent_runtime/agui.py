@@ -31,6 +31,7 @@ from starlette.routing import Route
 from .bodies import read_body
 from .envelope import Envelope, RequestRecord, StreamRun
 from .errors import ApiError
+from .openapi import RUN_ERRORS, event_stream_operation
 from .schemas import RunItem
 from .security.auth import Principal
 from .security.permissions import Permission
@@ -82,6 +83,23 @@ async def native_events(run: StreamRun) -> AsyncIterator[Any]:
             raise event.error
         if not isinstance(event, Completed):
             yield event
+
+
+def agui_paths() -> dict[str, Any]:
+    """`/v1/ag-ui` in the OpenAPI document: AG-UI's own bodies, Agentry's refusals."""
+    request = {
+        "type": "object",
+        "description": "AG-UI RunAgentInput (https://docs.ag-ui.com/sdk/js/core/types#runagentinput); the last "
+        "message is the user's prompt, the earlier ones the history; `tools` must be empty.",
+    }
+    operation = event_stream_operation(
+        "agUiRun",
+        "Run the agent for an AG-UI front end.",
+        request=request,
+        events="AG-UI events (RUN_STARTED, TEXT_MESSAGE_*, TOOL_CALL_*, RUN_FINISHED or RUN_ERROR).",
+        errors=RUN_ERRORS,
+    )
+    return {PATH: {"post": operation}}
 
 
 def agui_routes(envelope: Envelope) -> list[Route]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -19,6 +20,7 @@ from .cors import CorsMiddleware, CorsPolicy
 from .envelope import Envelope
 from .errors import ApiError
 from .openai_api import openai_routes
+from .openai_wire import openapi_part
 from .openapi import openapi_document
 from .ops import ops_routes
 from .routes import v1_routes
@@ -32,14 +34,35 @@ API_VERSION = "v1"
 
 def build_app(runtime: Runtime) -> Starlette:
     """The app; its lifespan starts the runtime before the first request and stops it after the last."""
-    openai = Protocol.OPENAI in runtime.config.spec.protocols
+    envelope = Envelope(runtime)
+    routes = [*v1_routes(envelope), *ops_routes(envelope)]
+    protocol_paths: dict[str, Any] = {}
+    protocol_schemas: dict[str, Any] = {}
+    protocols = runtime.config.spec.protocols
+    if Protocol.OPENAI in protocols:
+        routes += openai_routes(envelope)
+        paths, schemas = openapi_part(
+            model=runtime.config.name, structured=runtime.config.spec.agent.output_schema is not None
+        )
+        protocol_paths |= paths
+        protocol_schemas |= schemas
+    if Protocol.AG_UI in protocols:
+        from .agui import agui_paths, agui_routes  # the AG-UI types load only for an agent that serves them
+
+        routes += agui_routes(envelope)
+        protocol_paths |= agui_paths()
+    if Protocol.A2A in protocols:
+        from .a2a import a2a_openapi, a2a_routes  # fasta2a loads only for an agent that serves A2A
+
+        routes += a2a_routes(envelope)
+        protocol_paths |= a2a_openapi(runtime.config)
     document = openapi_document(
         title=f"Agentry agent {runtime.config.namespace}/{runtime.config.name}",
         version=API_VERSION,
         settings=runtime.settings,
         metrics_need_token=runtime.config.spec.security.metrics.require_auth,
-        openai_model=runtime.config.name if openai else None,
-        structured=runtime.config.spec.agent.output_schema is not None,
+        protocol_paths=protocol_paths,
+        protocol_schemas=protocol_schemas,
     )
 
     async def openapi(request: Request) -> Response:
@@ -58,15 +81,7 @@ def build_app(runtime: Runtime) -> Starlette:
         finally:
             await runtime.stop()
 
-    envelope = Envelope(runtime)
-    routes = [*v1_routes(envelope), *ops_routes(envelope), Route("/openapi.json", openapi, methods=["GET"])]
-    protocols = runtime.config.spec.protocols
-    if openai:
-        routes += openai_routes(envelope)
-    if Protocol.AG_UI in protocols:
-        from .agui import agui_routes  # the AG-UI types load only for an agent that serves them
-
-        routes += agui_routes(envelope)
+    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
     origins = runtime.config.spec.security.allowed_origins
     middleware = [Middleware(CorsMiddleware, policy=CorsPolicy.of(origins), routes=routes)] if origins else []
     app = Starlette(

@@ -13,7 +13,6 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from agentry_api.health import HealthReport
 
-from .openai_wire import openapi_part
 from .schemas import (
     BatchRequest,
     BatchResponse,
@@ -57,7 +56,7 @@ _HEADERS = {
     "429": {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True}},
     "503": {"Retry-After": {"description": "Seconds to wait before retrying.", "required": True}},
 }
-_RUN_ERRORS = ["400", "401", "403", "413", "422", "429", "502", "503", "504"]
+RUN_ERRORS = ["400", "401", "403", "413", "422", "429", "502", "503", "504"]
 _TURN_ERRORS = ["400", "401", "403", "404", "409", "413", "422", "429", "502", "503", "504"]
 _CONVERSATION_ERRORS = ["401", "403", "404", "429", "503"]
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -191,22 +190,38 @@ def _metrics(*, need_token: bool) -> dict[str, Any]:
     return operation
 
 
+def event_stream_operation(
+    operation_id: str, summary: str, *, request: dict[str, Any], events: str, errors: list[str]
+) -> dict[str, Any]:
+    """A protocol's streaming endpoint whose bodies are the protocol's own (described by `request` and `events`).
+
+    Its refusals before the stream are Agentry's JSON errors like every other endpoint's.
+    """
+    event = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": _BEARER,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+        "responses": {"200": {"description": events, "content": {"text/event-stream": {"schema": event}}}}
+        | {code: _error(code) for code in errors},
+    }
+
+
 def openapi_document(
     *,
     title: str,
     version: str,
     settings: RuntimeSettings,
     metrics_need_token: bool = False,
-    openai_model: str | None = None,
-    structured: bool = False,
+    protocol_paths: dict[str, Any] | None = None,
+    protocol_schemas: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole document; /health, /healthz and /readyz need no token, /metrics only when configured.
 
-    `openai_model` (the agent's name) adds the OpenAI-compatible endpoints, served when spec.protocols has them;
-    `structured` says the agent has an output schema.
+    `protocol_paths` are the paths of the protocols the agent serves (spec.protocols), from their modules, and
+    `protocol_schemas` the component schemas those paths refer to.
     """
-    openai = openapi_part(model=openai_model, structured=structured) if openai_model else ({}, {})
-    openai_paths, openai_schemas = openai
     run_ok = _json(RunResponse, "Success.") | {
         "links": {
             "GetResult": {
@@ -225,7 +240,7 @@ def openapi_document(
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "components": {
-            "schemas": _schemas(settings) | openai_schemas,
+            "schemas": _schemas(settings) | (protocol_schemas or {}),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
         "paths": {
@@ -246,7 +261,7 @@ def openapi_document(
                     "Run several prompts.",
                     body=BatchRequest,
                     ok=_json(BatchResponse, "Success."),
-                    errors=_RUN_ERRORS,
+                    errors=RUN_ERRORS,
                 )
             },
             "/v1/results/{run_id}": {
@@ -284,5 +299,5 @@ def openapi_document(
             },
             "/metrics": {"get": _metrics(need_token=metrics_need_token)},
         }
-        | openai_paths,
+        | (protocol_paths or {}),
     }

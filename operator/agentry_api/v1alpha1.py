@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -184,6 +184,13 @@ def _one_toolset_kind(toolset: ToolsetSpec) -> bool:
     return (toolset.builtin is None) != (toolset.mcp is None)
 
 
+def _approval_names_builtin(toolset: ToolsetSpec) -> bool:
+    if toolset.builtin is None:
+        return True
+    offered = toolset.builtin.tools if toolset.builtin.tools is not None else list(get_args(BuiltinTool))
+    return all(name in offered for name in toolset.require_approval)
+
+
 class ToolsetSpec(ApiModel):
     """One source of tools: Agentry's built-in tools or an MCP server."""
 
@@ -193,6 +200,14 @@ class ToolsetSpec(ApiModel):
             message="spec.agent.toolsets[]: set exactly one of builtin and mcp",
             check=_one_toolset_kind,
         ),
+        Rule(
+            cel="!has(self.builtin) || !has(self.requireApproval) || self.requireApproval.all(n, "
+            "(has(self.builtin.tools) && n in self.builtin.tools) || "
+            "(!has(self.builtin.tools) && n in ['lookup_result', 'cache_get', 'cache_set', 'call_external_api']))",
+            message="spec.agent.toolsets[].requireApproval: name only tools this built-in toolset offers",
+            check=_approval_names_builtin,
+            field_path=".requireApproval",
+        ),
     )
 
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -201,6 +216,11 @@ class ToolsetSpec(ApiModel):
     """Agentry's built-in tools."""
     mcp: McpToolsetSpec | None = None
     """An MCP server's tools."""
+    require_approval: list[ToolName] = Field([], max_length=64, json_schema_extra={"x-kubernetes-list-type": "set"})
+    """Tools of this toolset (named as the model sees them, after any toolPrefix) whose every call waits for a
+    person's approval: the run pauses and answers `awaitingApproval` with the pending calls, and
+    `POST /v1/conversations/{id}/approvals` approves or denies them. A code agent's own tools ask for it with
+    pydantic-ai's `requires_approval=True`."""
 
 
 def _endpoint_model_ok(agent: AgentSpec) -> bool:

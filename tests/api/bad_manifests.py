@@ -220,6 +220,18 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
         "rm_rf",
     ),
     BadManifest(
+        "approval-of-a-tool-the-builtin-toolset-lacks",
+        {"spec.agent.toolsets": [{"name": "t", "builtin": {"tools": ["cache_get"]}, "requireApproval": ["cache_set"]}]},
+        "spec.agent.toolsets[0]",
+        "name only tools this built-in toolset offers",
+    ),
+    BadManifest(
+        "approval-of-an-unknown-builtin-tool",
+        {"spec.agent.toolsets": [{"name": "t", "builtin": {}, "requireApproval": ["rm_rf"]}]},
+        "spec.agent.toolsets[0]",
+        "name only tools this built-in toolset offers",
+    ),
+    BadManifest(
         "mcp-url-not-http",
         {"spec.agent.toolsets": [{"name": "t", "mcp": {"url": "stdio://tool"}}]},
         "spec.agent.toolsets[0].mcp.url",

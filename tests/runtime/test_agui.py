@@ -162,3 +162,14 @@ async def test_an_agent_that_does_not_serve_ag_ui_answers_404(runtime_backend: B
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             response, _ = await post(client, run_input(UserMessage(id="m", content="hi")))
     assert response.status_code == 404
+
+
+async def test_the_openapi_document_lists_ag_ui_only_when_it_is_served(runtime_backend: Backend) -> None:
+    documents = []
+    for protocols in (["ag-ui"], []):
+        with serving(runtime_backend.runtime({"protocols": protocols}, model=streaming_words(["x"]))) as url:
+            async with httpx.AsyncClient(base_url=url) as client:
+                documents.append((await client.get("/openapi.json")).json())
+    served, not_served = documents
+    assert "text/event-stream" in served["paths"]["/v1/ag-ui"]["post"]["responses"]["200"]["content"]
+    assert "/v1/ag-ui" not in not_served["paths"]
