@@ -7,7 +7,10 @@ The agent is the model: its name (metadata.name) is the only model id, and any o
   by the client and never stored (the protocol is stateless). User messages become user prompts, assistant
   messages the model's earlier answers.
 - system and developer messages are added to the agent's own instructions, never instead of them: the model
-  gets spec.agent.instructions first, then the client's system messages where the client put them.
+  gets spec.agent.instructions (or a code agent's `instructions`) first, then the client's system messages
+  where the client put them (pydantic-ai frames one after the start as `<system>` text where the provider has
+  no system message there). A code agent's `system_prompt`, unlike its `instructions`, is sent by pydantic-ai
+  only on a run without history, so not when the client sends one.
 - the answer is one `chat.completion` choice; an agent with spec.agent.outputSchema answers its object as JSON
   text (`response_format` `json_object` or `json_schema` asks for exactly that, and is refused by an agent
   without a schema: it answers text). The id is `chatcmpl-<run id>`, so /v1/results/{run id} finds it.
@@ -171,17 +174,12 @@ def completion(result: RunResponse, *, model: str) -> ChatCompletion:
     """The run's answer as OpenAI's: a structured output as its JSON text."""
     output = result.output
     content = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
-    usage = result.usage
     return ChatCompletion(
         id=f"chatcmpl-{result.run_id}",
         created=int(time.time()),
         model=model,
         choices=[Choice(message=AssistantMessage(content=content))],
-        usage=CompletionUsage(
-            prompt_tokens=usage.input_tokens,
-            completion_tokens=usage.output_tokens,
-            total_tokens=usage.input_tokens + usage.output_tokens,
-        ),
+        usage=CompletionUsage.of(result.usage),
     )
 
 

@@ -44,13 +44,7 @@ class Chunks:
 
     def usage(self, result: RunResponse) -> bytes:
         """The chunk of the run's tokens, without choices."""
-        tokens = result.usage
-        usage = CompletionUsage(
-            prompt_tokens=tokens.input_tokens,
-            completion_tokens=tokens.output_tokens,
-            total_tokens=tokens.input_tokens + tokens.output_tokens,
-        )
-        return self._event(choices=[], usage=usage)
+        return self._event(choices=[], usage=CompletionUsage.of(result.usage))
 
     def _event(self, **fields: Any) -> bytes:
         chunk = ChatCompletionChunk(id=self.id, created=self.created, model=self.model, **fields)

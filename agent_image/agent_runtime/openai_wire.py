@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import models_json_schema
 
 from .errors import ApiError
+from .schemas import Usage
 
 OWNED_BY = "agentry"
 
@@ -102,6 +103,12 @@ class CompletionUsage(OpenAIWire):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+    @classmethod
+    def of(cls, usage: Usage) -> CompletionUsage:
+        """A run's usage in OpenAI's words."""
+        total = usage.input_tokens + usage.output_tokens
+        return cls(prompt_tokens=usage.input_tokens, completion_tokens=usage.output_tokens, total_tokens=total)
 
 
 class ChatCompletion(OpenAIWire):
