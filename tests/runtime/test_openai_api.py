@@ -22,8 +22,8 @@ from pydantic_ai.providers.openai import OpenAIProvider
 from agent_runtime.runtime import Runtime
 from agent_runtime.settings import RuntimeSettings
 
-from .harness import Backend, auth, serving, stored_audit, token
-from .models import echo_model, output_call, structured_model, user_prompts
+from .harness import Backend, auth, serving, stored_audit, token, wait_for_load
+from .models import echo_model, output_call, streaming_words, structured_model, user_prompts
 
 #: The agent's name in the harness, hence the one model id.
 MODEL = "agent"
@@ -358,7 +358,8 @@ async def test_every_call_is_one_audit_record(runtime_backend: Backend) -> None:
         (401, "unauthenticated"),
     ]
     assert chat[0]["run_ids"] == [answer.id.removeprefix("chatcmpl-")]
-    assert chat[0]["tokens_in"] == answer.usage.prompt_tokens if answer.usage else False
+    assert answer.usage is not None
+    assert chat[0]["tokens_in"] == answer.usage.prompt_tokens
     assert [r["status"] for r in records if r["endpoint"] == "models"] == [200]
 
 
@@ -430,6 +431,24 @@ async def test_a_run_failing_mid_stream_ends_it_with_openais_error_event(runtime
     assert "[DONE]" not in raw.text
     records = [r for r in await stored_audit(runtime, runtime_backend) if r["endpoint"] == "chat_completions"]
     assert [(r["status"], r["error"]) for r in records] == [(500, "internal"), (500, "internal")]
+
+
+async def test_a_client_closing_the_sdk_stream_stops_the_run_and_is_audited_once(runtime_backend: Backend) -> None:
+    sent: list[str] = []
+    words = [f"w{n} " for n in range(40)]
+    runtime = runtime_backend.runtime(model=streaming_words(words, delay=0.1, sent=sent))
+    with serving(runtime) as url:
+        async with client(url) as sdk:
+            stream = await sdk.chat.completions.create(model=MODEL, messages=HELLO, stream=True)
+            async for chunk in stream:
+                if chunk.choices[0].delta.content:
+                    break  # the client leaves after the first word
+            await stream.close()
+        async with httpx.AsyncClient(base_url=url) as plain:
+            await wait_for_load(plain, in_flight=0, queued=0)
+    assert len(sent) < len(words)
+    [record] = [r for r in await stored_audit(runtime, runtime_backend) if r["endpoint"] == "chat_completions"]
+    assert (record["status"], record["error"]) == (499, "client_disconnected")
 
 
 async def test_a_streamed_request_refused_before_the_first_byte_is_a_plain_http_error(
