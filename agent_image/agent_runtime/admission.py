@@ -30,8 +30,9 @@ class Admission:
         self.max_queued = max_queued
         self.in_flight = 0
         self.queued = 0
-        self.open_streams = 0
         self.draining = False
+        self.open_streams = 0
+        """Streamed runs open now (envelope.StreamRun counts them); /health and /metrics read it."""
         self.typical_latency_ms = 1000.0
         self._semaphore = asyncio.Semaphore(max_concurrent)
 

@@ -105,7 +105,8 @@ def agui_paths() -> dict[str, Any]:
 def agui_routes(envelope: Envelope) -> list[Route]:
     """`POST /v1/ag-ui`, bound to one runtime's envelope."""
     runtime = envelope.runtime
-    max_bytes, max_chars = runtime.settings.max_body_bytes, runtime.settings.max_prompt_chars
+    settings = runtime.settings
+    max_bytes, max_chars = settings.max_body_bytes, settings.max_prompt_chars
 
     async def agui(request: Request) -> Response:
         async def work(principal: Principal, record: RequestRecord) -> Response:
@@ -117,7 +118,9 @@ def agui_routes(envelope: Envelope) -> list[Route]:
             run = await envelope.open_stream(principal, RunItem(prompt=prompt), record, history=history_of(adapter))
             encoded = adapter.encode_stream(adapter.transform_stream(native_events(run)))
             stream = adapter.build_event_stream()
-            return StreamResponse(_bytes(encoded), stream=run, media_type=stream.content_type)
+            return StreamResponse(
+                _bytes(encoded), stream=run, media_type=stream.content_type, keepalive=settings.stream_keepalive_seconds
+            )
 
         return await envelope.handle(request, endpoint="ag-ui", permission=Permission.RUN, work=work)
 

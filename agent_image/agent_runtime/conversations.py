@@ -12,6 +12,8 @@ an unknown id and an expired one all get the same 404, so ids leak nothing.
 
 PII: with redaction on, the history is stored REDACTED (the same anonymiser as results), so what is at rest
 holds no PII and later turns show the model the redacted history; only the current prompt reaches it as sent.
+One exception: the arguments of tool calls waiting for a person's approval (approvals.py) are kept as the model
+sent them until they are decided, since an approved call must run with them; the deciding turn redacts them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,10 +147,22 @@ class Conversations:
             await self.sweep()
             await asyncio.sleep(interval)
 
-    async def finish(self, turn: Turn, new_messages: Sequence[ModelMessage]) -> None:
-        """Store the history with the turn's new messages (redacted, trimmed to the bounds); releases the lease."""
-        new = self._redacted(ModelMessagesTypeAdapter.dump_python(list(new_messages), mode="json"))
-        kept = trim([*turn.stored_history, *new], max_messages=self.spec.max_messages, max_bytes=self.spec.max_bytes)
+    async def finish(
+        self,
+        turn: Turn,
+        new_messages: Sequence[ModelMessage],
+        *,
+        pending: Set[str] = frozenset(),
+        decided: Set[str] = frozenset(),
+    ) -> None:
+        """Store the history with the turn's new messages (redacted, trimmed to the bounds); releases the lease.
+
+        The arguments of `pending` tool calls (a paused run's) are kept as the model sent them, since an approved
+        call runs with them; the turn that decides them (`decided`) stores them redacted at last.
+        """
+        new = self._redacted(ModelMessagesTypeAdapter.dump_python(list(new_messages), mode="json"), keep=pending)
+        earlier = self._redacted(turn.stored_history, only=decided) if decided else turn.stored_history
+        kept = trim([*earlier, *new], max_messages=self.spec.max_messages, max_bytes=self.spec.max_bytes)
         try:
             await self._store.save_conversation(
                 turn.conversation_id, turn.owner, json.dumps(kept, ensure_ascii=False), now=self.clock()
@@ -187,14 +201,24 @@ class Conversations:
         if not deleted:
             raise _not_found(conversation_id)
 
-    def _redacted(self, messages: list[Any]) -> list[dict[str, Any]]:
-        """The messages with what was said anonymised; kinds, names, ids and times are kept (they are the shape)."""
+    def _redacted(
+        self, messages: list[Any], *, keep: Set[str] = frozenset(), only: Set[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The messages with what was said anonymised; kinds, names, ids and times are kept (they are the shape).
+
+        Tool calls whose id is in `keep` are left as they are; with `only`, nothing but those calls is redacted.
+        """
         redacted = []
         for message in messages:
-            parts = [
-                {key: self._anonymizer.redact_json(value)[0] if key in _SAID else value for key, value in part.items()}
-                for part in message.get("parts", [])
-            ]
+            parts = []
+            for part in message.get("parts", []):
+                call_id = part.get("tool_call_id") if part.get("part_kind") == "tool-call" else None
+                if call_id in keep or (only is not None and call_id not in only):
+                    parts.append(part)
+                else:
+                    parts.append(
+                        {key: self._anonymizer.redact_json(v)[0] if key in _SAID else v for key, v in part.items()}
+                    )
             redacted.append({**message, "parts": parts})
         return redacted
 

@@ -47,11 +47,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import results
+from .approvals import Decisions, decide, pending_calls
 from .conversations import Turn
 from .errors import ApiError, from_agent_error
 from .execution import LiveRun, OnUsage, RunFailed, RunOutcome, ToolCall
 from .runtime import Runtime
-from .schemas import BatchItem, ErrorBody, RunItem, RunRequest, RunResponse, StoredResult
+from .schemas import ApprovalRequest, BatchItem, ErrorBody, RunItem, RunRequest, RunResponse, StoredResult
 from .security.auth import Principal
 from .security.permissions import Permission
 from .streaming import CLIENT_CLOSED, Completed, Failed, RunEvent, StreamResponse, text_of
@@ -83,6 +84,10 @@ class RequestRecord:
     redactions: Counter[str] = field(default_factory=Counter)
     conversation_id: str | None = None
     """The conversation the run was a turn of, once its lease was taken."""
+    pending_approvals: list[dict[str, str]] = field(default_factory=list)
+    """The tool calls the run paused on (tool and call id; their arguments are in no audit record)."""
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    """The decisions a person took on pending calls (tool, call id, approved)."""
     bearer_token: str | None = field(default=None, repr=False)
     """The caller's token, for toolsets that act as the caller; never audited nor logged."""
 
@@ -192,18 +197,76 @@ class Envelope:
         in_batch: bool = False,
         turn: Turn | None = None,
         history: Sequence[ModelMessage] = (),
+        decisions: Decisions | None = None,
     ) -> RunResponse:
-        """Steps 6-9: the run (with the turn's or the client's history), its charge, its result and history stored."""
+        """Steps 6-9: the run (with the turn's or the client's history), its charge, its result and history stored.
+
+        With `decisions`, the run is the turn's paused one, resumed with a person's approvals (no prompt).
+        """
         slot = self.runtime.admission.slot(bypass_queue_limit=in_batch)  # 6, entered within the timeout of 7
         if turn is not None:
             history = turn.history
-        outcome = await self._execute(request, principal, record, slot=slot, history=history)  # 6, 7
+        outcome = await self._execute(
+            request, principal, record, slot=slot, history=history, decisions=decisions
+        )  # 6, 7
         record.run_ids.append(outcome.run_id)
+        self._check_pause(outcome, turn, record)
         stored = self._redact(request, outcome, record)  # 8
         await results.save(self.runtime.services, stored)  # 9
         if turn is not None:
-            await self.runtime.conversations.finish(turn, outcome.new_messages)  # 9
+            await self._finish_turn(turn, outcome, decisions)  # 9
         return results.response_of(outcome)
+
+    def _check_pause(self, outcome: RunOutcome, turn: Turn | None, record: RequestRecord) -> None:
+        """A run that paused for approval: noted for the audit trail; refused (409) when no conversation can wait."""
+        if outcome.deferred_elsewhere:
+            raise ApiError(
+                500, "unsupported", "the agent left a tool call for the client to run, which is not supported"
+            )
+        record.pending_approvals = [{"tool": p.tool, "call_id": p.call_id} for p in outcome.pending]
+        if outcome.pending and turn is None:
+            tools = ", ".join(sorted({p.tool for p in outcome.pending}))
+            raise ApiError(
+                409,
+                "approval_needs_conversation",
+                f"tool {tools} needs a person's approval, which only a conversation's turn can wait for "
+                "(POST /v1/run or /v1/run/stream)",
+            )
+
+    async def _finish_turn(self, turn: Turn, outcome: RunOutcome, decisions: Decisions | None) -> None:
+        """Step 9 for a turn: its history stored; a pending call's arguments kept as sent until it is decided."""
+        pending = {p.call_id for p in outcome.pending}
+        decided = set(decisions.approvals) if decisions is not None else set()
+        await self.runtime.conversations.finish(turn, outcome.new_messages, pending=pending, decided=decided)
+
+    async def resume(
+        self, principal: Principal, conversation_id: str, body: ApprovalRequest, record: RequestRecord
+    ) -> RunResponse:
+        """Steps 5-9 for a person's decisions on a conversation's pending tool calls: the paused run continues.
+
+        404 for a conversation that is not the caller's, 409 when it waits for no decision, 422 when the
+        decisions do not answer exactly its pending calls (each unknown or missing call id named).
+        """
+        await self.runtime.guard.check_tokens(principal)  # 5
+        conversations = self.runtime.conversations
+        turn = await conversations.begin(principal.subject, conversation_id)  # 5
+        record.conversation_id = turn.conversation_id
+        try:
+            pending = pending_calls(turn.history)
+            decisions = decide(pending, body)
+            record.approvals = [
+                {"tool": pending[call_id], "call_id": call_id, "approved": decision.approved}
+                for call_id, decision in body.approvals.items()
+            ]
+            summary = "; ".join(
+                f"{'approved' if d.approved else 'denied'} {pending[call_id]} ({call_id})"
+                for call_id, d in body.approvals.items()
+            )
+            request = RunItem(prompt=summary)
+            response = await self._run_once(principal, request, record, turn=turn, decisions=decisions)
+        finally:
+            await conversations.release(turn)
+        return response.model_copy(update={"conversation_id": turn.conversation_id})
 
     async def run_batch(self, principal: Principal, items: list[RunItem], record: RequestRecord) -> list[BatchItem]:
         """Steps 5-9 for every item, at most maxConcurrentRequests at once; one result or one error per item.
@@ -290,6 +353,7 @@ class Envelope:
         *,
         slot: AbstractAsyncContextManager[None],
         history: Sequence[ModelMessage] = (),
+        decisions: Decisions | None = None,
     ) -> RunOutcome:
         """Steps 6 and 7: the run, which counts in /health's statistics once admitted.
 
@@ -300,13 +364,14 @@ class Envelope:
         started = time.perf_counter()
         try:
             outcome = await runner.run(
-                prompt=request.prompt,
+                prompt=None if decisions is not None else request.prompt,
                 context=request.context,
                 admitted=slot,
                 caller=principal,
                 bearer_token=record.bearer_token,
                 history=history,
                 on_usage=self._meter(principal, record),
+                decisions=decisions,
             )
         except RunFailed as failed:
             self._record_tool_calls(failed.tool_calls, record)
@@ -346,21 +411,28 @@ class Envelope:
         anonymizer = self.runtime.anonymizer
         prompt = anonymizer.redact_text(request.prompt)
         context, context_counts = anonymizer.redact_json(request.context)
-        output, output_counts = anonymizer.redact_json(outcome.output)
+        response = results.response_of(outcome)
+        output, output_counts = anonymizer.redact_json(response.output)
+        pending, pending_counts = anonymizer.redact_json(
+            [p.model_dump(mode="json", by_alias=True) for p in response.pending_approvals]
+        )
         record.redactions.update(prompt.counts)
         record.redactions.update(context_counts)
         record.redactions.update(output_counts)
+        record.redactions.update(pending_counts)
         self._record_tool_calls(outcome.tool_calls, record)
         return StoredResult(
             run_id=outcome.run_id,
             prompt=prompt.text,
             context=context,
             output=output,
-            usage=results.response_of(outcome).usage,
+            usage=response.usage,
             latency_ms=round(outcome.latency_ms, 3),
             principal=record.principal or "",
             created_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
             partial=partial,
+            status=response.status,
+            pending_approvals=pending,
         )
 
     def _record_tool_calls(self, calls: tuple[ToolCall, ...], record: RequestRecord) -> None:
@@ -390,6 +462,7 @@ class Envelope:
             run_ids=record.run_ids,
             tool_calls=record.tool_calls,
             **_conversation(record),
+            **_approvals(record),
             **_refusal(error),
         )
 
@@ -478,10 +551,11 @@ class StreamRun:
     async def _complete(self, outcome: RunOutcome) -> RunResponse:
         """Steps 8 and 9 for the run that ended: its redacted result and the conversation's history stored."""
         envelope = self._envelope
+        envelope._check_pause(outcome, self._turn, self._record)
         stored = envelope._redact(self._request, outcome, self._record)  # 8
         await results.save(envelope.runtime.services, stored)  # 9
         if self._turn is not None:
-            await envelope.runtime.conversations.finish(self._turn, outcome.new_messages)  # 9
+            await envelope._finish_turn(self._turn, outcome, None)  # 9
         self._completed = True
         return results.response_of(outcome).model_copy(update={"conversation_id": self.conversation_id})
 
@@ -550,6 +624,16 @@ def _bearer(authorization: str | None) -> str | None:
 def _conversation(record: RequestRecord) -> dict[str, str]:
     """The `conversation_id` of a turn, for the audit trail (a random id: no PII)."""
     return {} if record.conversation_id is None else {"conversation_id": record.conversation_id}
+
+
+def _approvals(record: RequestRecord) -> dict[str, Any]:
+    """The calls a run paused on and the decisions taken on them, for the audit trail (no arguments)."""
+    fields: dict[str, Any] = {}
+    if record.pending_approvals:
+        fields["pending_approvals"] = record.pending_approvals
+    if record.approvals:
+        fields["approvals"] = record.approvals
+    return fields
 
 
 def _refusal(error: ApiError | None) -> dict[str, str]:

@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_ai import ApprovalRequired, CallDeferred, DeferredToolRequests, DeferredToolResults
 from pydantic_ai.agent import AgentRunResult
 from pydantic_ai.agent.abstract import AgentRunEvents
 from pydantic_ai.capabilities import AbstractCapability
@@ -61,6 +62,29 @@ class RunOutcome:
         """Input plus output tokens, what the per-principal token limit counts."""
         return self.input_tokens + self.output_tokens
 
+    @property
+    def pending(self) -> tuple[PendingCall, ...]:
+        """The tool calls waiting for a person's approval: the run paused instead of answering (else empty)."""
+        if not isinstance(self.output, DeferredToolRequests):
+            return ()
+        return tuple(
+            PendingCall(call.tool_call_id, call.tool_name, call.args_as_dict()) for call in self.output.approvals
+        )
+
+    @property
+    def deferred_elsewhere(self) -> bool:
+        """Whether the agent left calls for the client to run itself (pydantic-ai's CallDeferred), unsupported."""
+        return isinstance(self.output, DeferredToolRequests) and bool(self.output.calls)
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    """A tool call waiting for approval: its id (the client answers with it), the tool and its arguments."""
+
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+
 
 class RunFailed(Exception):
     """A run that failed, with the tool calls it made before failing (they are audited too)."""
@@ -92,13 +116,16 @@ class ToolCallRecorder(AbstractCapability[Any]):
         The arguments noted are the model's, as it sent them (not with the defaults validation filled in).
         """
         started = time.perf_counter()
-        ok = False
+        ok: bool | None = False
         try:
             result = await handler(args)
             ok = True
             return result
+        except (ApprovalRequired, CallDeferred):
+            ok = None  # not a call yet: it waits for a person's approval (or for the client), and is noted then
+            raise
         finally:
-            if tool_def.kind == "function":
+            if tool_def.kind == "function" and ok is not None:
                 arguments = call.args_as_dict()
                 latency = (time.perf_counter() - started) * 1000
                 self.calls.append(ToolCall(tool=tool_def.name, args=arguments, ok=ok, latency_ms=round(latency, 3)))
@@ -189,20 +216,22 @@ class AgentRunner:
     async def run(
         self,
         *,
-        prompt: str,
+        prompt: str | None,
         context: dict[str, Any] | None,
         admitted: AbstractAsyncContextManager[None],
         caller: Principal,
         bearer_token: str | None = None,
         history: Sequence[ModelMessage] = (),
         on_usage: OnUsage | None = None,
+        decisions: DeferredToolResults | None = None,
     ) -> RunOutcome:
         """Wait to be `admitted`, then run once, both within the timeout: no request waits longer than it may take.
 
         The run id is a random UUID so ids reveal nothing about volume or order; the tools see it in their deps
         before the run's result is stored under it. The latency is the run's own, without the wait.
         `history` is a conversation's earlier messages, which the model sees before the prompt; `on_usage`
-        is told each model response's tokens as it arrives.
+        is told each model response's tokens as it arrives. Without a prompt, `decisions` (a person's approvals)
+        resume the run the history's pending tool calls paused.
         """
         run_id = uuid.uuid4().hex
         recorder = ToolCallRecorder()
@@ -215,6 +244,7 @@ class AgentRunner:
                             prompt, context, run_id=run_id, caller=caller, history=history, toolsets=toolsets
                         ),
                         capabilities=_capabilities(recorder, on_usage),
+                        deferred_tool_results=decisions,
                     )
                 latency_ms = (time.perf_counter() - started) * 1000
         except BaseException as exc:
@@ -260,7 +290,7 @@ class AgentRunner:
 
     def _run_arguments(
         self,
-        prompt: str,
+        prompt: str | None,
         context: dict[str, Any] | None,
         *,
         run_id: str,
@@ -268,14 +298,17 @@ class AgentRunner:
         history: Sequence[ModelMessage],
         toolsets: Sequence[Any],
     ) -> dict[str, Any]:
-        """What every run passes to pydantic-ai, streamed or not: the spec's model, settings, limits and output."""
+        """What every run passes to pydantic-ai, streamed or not: the spec's model, settings, limits and output.
+
+        The output may also be DeferredToolRequests: a tool that needs approval pauses the run (toolsets.py).
+        """
         return {
-            "user_prompt": user_prompt(prompt, context),
+            "user_prompt": None if prompt is None else user_prompt(prompt, context),
             "deps": self._deps(run_id=run_id, caller=caller),
             "model": self.options.model,
             "model_settings": self.options.model_settings,
             "usage_limits": self.options.usage_limits,
-            "output_type": self.options.output_type,
+            "output_type": [self.options.output_type or self.app.agent.output_type, DeferredToolRequests],
             "toolsets": toolsets,
             "message_history": list(history) or None,
         }

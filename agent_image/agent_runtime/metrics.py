@@ -59,6 +59,16 @@ class RuntimeMetrics:
         )
         self.in_flight = Gauge("agentry_in_flight_requests", "Agent runs executing now.", registry=self.registry)
         self.queued = Gauge("agentry_queued_requests", "Requests waiting for a run slot.", registry=self.registry)
+        # Totals without labels: a label per principal or conversation would be a series per user.
+        self.open_streams = Gauge(
+            "agentry_open_streams", "Streamed responses (Server-Sent Events) being sent now.", registry=self.registry
+        )
+        self.active_conversations = Gauge(
+            "agentry_active_conversations",
+            "Unexpired conversations in the agent's database (shared by the replicas with PostgreSQL), "
+            "counted every few seconds.",
+            registry=self.registry,
+        )
         self.breaker_state = Gauge(
             "agentry_circuit_breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
@@ -72,6 +82,11 @@ class RuntimeMetrics:
         """Read the in-flight and queued gauges from the admission counters at scrape time."""
         self.in_flight.set_function(in_flight)
         self.queued.set_function(queued)
+
+    def bind_activity(self, *, open_streams: Callable[[], float], active_conversations: Callable[[], float]) -> None:
+        """Read the open streams and the last count of active conversations at scrape time."""
+        self.open_streams.set_function(open_streams)
+        self.active_conversations.set_function(active_conversations)
 
     def observe(self, *, endpoint: str, status: int, seconds: float) -> None:
         """Count one answered request."""

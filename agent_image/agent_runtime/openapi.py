@@ -14,6 +14,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from agentry_api.health import HealthReport
 
 from .schemas import (
+    ApprovalRequest,
     BatchRequest,
     BatchResponse,
     ConversationResponse,
@@ -28,6 +29,7 @@ from .streaming import AGENTRY_EVENTS
 #: Each model with the side of the wire it is on: request bodies are validated, answers serialised.
 MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (RunRequest, "validation"),
+    (ApprovalRequest, "validation"),
     (BatchRequest, "validation"),
     (RunResponse, "serialization"),
     (BatchResponse, "serialization"),
@@ -43,7 +45,8 @@ _ERRORS = {
     "401": "Missing or invalid bearer token; WWW-Authenticate says which.",
     "403": "The caller's roles do not grant this.",
     "404": "No result, or no conversation of the caller's (unknown, expired or another's), with that id.",
-    "409": "Another turn of this conversation is running; retry after it.",
+    "409": "Another turn of this conversation is running (retry after it), or it waits for no approval; "
+    "or a tool needs approval outside a conversation.",
     "413": "Body too large.",
     "422": "Body does not match the schema (the message names the field), or a usage limit was hit.",
     "429": "Rate limit or queue full; see Retry-After.",
@@ -112,6 +115,19 @@ def _conversation() -> dict[str, Any]:
     )
     delete["responses"]["204"] = delete["responses"].pop("200")
     return {"get": read, "delete": delete, "parameters": parameters}
+
+
+def _approvals(run_ok: dict[str, Any]) -> dict[str, Any]:
+    """POST the decisions on a conversation's pending tool calls; the run continues and answers as /v1/run does."""
+    parameters = [{"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    operation = _operation(
+        "decideApprovals",
+        "Approve or deny the tool calls a conversation's run paused on; the run then continues.",
+        body=ApprovalRequest,
+        ok=run_ok,
+        errors=_TURN_ERRORS,
+    )
+    return {"post": operation, "parameters": parameters}
 
 
 def _stream() -> dict[str, Any]:
@@ -255,6 +271,7 @@ def openapi_document(
             },
             "/v1/run/stream": {"post": _stream()},
             "/v1/conversations/{conversation_id}": _conversation(),
+            "/v1/conversations/{conversation_id}/approvals": _approvals(_json(RunResponse, "The continued run.")),
             "/v1/run/batch": {
                 "post": _operation(
                     "runBatch",

@@ -54,6 +54,8 @@ async def health_report(runtime: Runtime) -> HealthReport:
             Dependency(name=c.name, state=c.state, detail=c.detail, latency_ms=round(c.latency_ms, 3)) for c in checks
         ],
         circuit_breakers=[Breaker(name=b.name, state=b.state, failures=b.failures) for b in breakers],
+        open_streams=admission.open_streams,
+        active_conversations=runtime.conversation_count.value,
     )
 
 

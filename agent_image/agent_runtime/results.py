@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import ApiError
 from .execution import RunOutcome
-from .schemas import RunResponse, StoredResult, Usage
+from .schemas import PendingApproval, RunResponse, StoredResult, Usage
 from .services.container import Services
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,14 @@ RESULT_KEY = "result:"
 
 def response_of(outcome: RunOutcome) -> RunResponse:
     """The wire answer of a run (the caller gets its own output unredacted)."""
+    pending = [PendingApproval(call_id=p.call_id, tool=p.tool, args=p.args) for p in outcome.pending]
     return RunResponse(
         run_id=outcome.run_id,
-        output=outcome.output,
+        output=None if pending else outcome.output,
         usage=Usage(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens, requests=outcome.requests),
         latency_ms=round(outcome.latency_ms, 3),
+        status="awaiting_approval" if pending else "completed",
+        pending_approvals=pending,
     )
 
 

@@ -13,7 +13,15 @@ from . import results
 from .bodies import parse_model, read_body
 from .envelope import Envelope, RequestRecord, StreamRun
 from .errors import ApiError
-from .schemas import BatchRequest, BatchResponse, ConversationResponse, RunItem, RunRequest, StreamStart
+from .schemas import (
+    ApprovalRequest,
+    BatchRequest,
+    BatchResponse,
+    ConversationResponse,
+    RunItem,
+    RunRequest,
+    StreamStart,
+)
 from .security.auth import Principal
 from .security.permissions import Permission
 from .streaming import StreamResponse, agentry_event, sse
@@ -35,6 +43,7 @@ def v1_routes(envelope: Envelope) -> list[Route]:
     max_bytes = runtime.settings.max_body_bytes
     max_items = runtime.settings.max_batch_items
     max_chars = runtime.settings.max_prompt_chars
+    keepalive = runtime.settings.stream_keepalive_seconds
 
     async def run(request: Request) -> Response:
         async def work(principal: Principal, record: RequestRecord) -> Response:
@@ -54,7 +63,7 @@ def v1_routes(envelope: Envelope) -> list[Route]:
             body = parse_model(raw, RunRequest)
             check_prompt(body, field="prompt", max_chars=max_chars)
             run = await envelope.open_stream(principal, body, record)
-            return StreamResponse(_agentry_events(run), stream=run)
+            return StreamResponse(_agentry_events(run), stream=run, keepalive=keepalive)
 
         return await envelope.handle(request, endpoint="stream", permission=Permission.RUN, work=work)
 
@@ -79,6 +88,20 @@ def v1_routes(envelope: Envelope) -> list[Route]:
 
         return await envelope.handle(request, endpoint="results", permission=Permission.READ_RESULTS, work=work)
 
+    return [
+        Route("/v1/run", run, methods=["POST"]),
+        Route("/v1/run/stream", stream, methods=["POST"]),
+        Route("/v1/run/batch", batch, methods=["POST"]),
+        Route("/v1/results/{run_id}", result, methods=["GET"]),
+        *conversation_routes(envelope),
+    ]
+
+
+def conversation_routes(envelope: Envelope) -> list[Route]:
+    """A conversation's history (read, delete) and the decisions on the tool calls its run paused on."""
+    runtime = envelope.runtime
+    max_bytes = runtime.settings.max_body_bytes
+
     async def conversation(request: Request) -> Response:
         conversation_id = str(request.path_params["conversation_id"])
 
@@ -93,12 +116,20 @@ def v1_routes(envelope: Envelope) -> list[Route]:
         work = delete if request.method == "DELETE" else read
         return await envelope.handle(request, endpoint="conversations", permission=Permission.RUN, work=work)
 
+    async def approvals(request: Request) -> Response:
+        conversation_id = str(request.path_params["conversation_id"])
+
+        async def work(principal: Principal, record: RequestRecord) -> Response:
+            raw = await read_body(request, max_bytes=max_bytes)
+            record.request_bytes = len(raw)
+            body = parse_model(raw, ApprovalRequest)
+            return _json(await envelope.resume(principal, conversation_id, body, record))
+
+        return await envelope.handle(request, endpoint="approvals", permission=Permission.RUN, work=work)
+
     return [
-        Route("/v1/run", run, methods=["POST"]),
-        Route("/v1/run/stream", stream, methods=["POST"]),
         Route("/v1/conversations/{conversation_id}", conversation, methods=["GET", "DELETE"]),
-        Route("/v1/run/batch", batch, methods=["POST"]),
-        Route("/v1/results/{run_id}", result, methods=["GET"]),
+        Route("/v1/conversations/{conversation_id}/approvals", approvals, methods=["POST"]),
     ]
 
 

@@ -21,6 +21,7 @@ from . import sdk, usercode
 from .admission import Admission
 from .agent import RunOptions, declarative_agent, run_options
 from .config import ConfigError, RuntimeConfig
+from .conversation_count import ConversationCount
 from .conversations import Conversations
 from .execution import AgentRunner
 from .heartbeat import Heartbeat
@@ -122,6 +123,16 @@ class Runtime:
             owner_key=self.keys.pii,
             lease_seconds=concurrency.request_timeout_seconds,
         )
+        self.conversation_count = ConversationCount(
+            store=services.database,
+            ttl_seconds=config.spec.conversations.ttl_seconds,
+            interval=self.settings.conversation_count_interval,
+            timeout=self.settings.dependency_check_timeout,
+            clock=lambda: self.conversations.clock(),  # the conversations' own clock, which tests set
+        )
+        self.metrics.bind_activity(
+            open_streams=lambda: self.admission.open_streams, active_conversations=lambda: self.conversation_count.value
+        )
         self.heartbeat = Heartbeat(interval=self.settings.heartbeat_interval)
         self.started_at = time.monotonic()
         self._guard: Guard | None = None
@@ -200,6 +211,7 @@ class Runtime:
             raise
         self.heartbeat.start()
         self.conversations.start_sweeping(interval=self.settings.conversation_sweep_interval)
+        self.conversation_count.start()
 
     def drain(self) -> None:
         """Stop admitting new requests (SIGTERM); those admitted already finish."""
@@ -210,6 +222,7 @@ class Runtime:
         self.drain()
         await self.heartbeat.stop()
         await self.conversations.stop_sweeping()
+        await self.conversation_count.stop()
         await self.toolsets.close()
         await self.runner.close()
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -49,6 +49,18 @@ class Usage(Wire):
     requests: int
 
 
+class PendingApproval(Wire):
+    """A tool call the run paused on: a person approves or denies it by its `callId`."""
+
+    call_id: str
+    tool: str
+    args: dict[str, Any]
+
+
+#: How a run ended: with the agent's answer, or paused on tool calls that need a person's approval.
+RunStatus = Literal["completed", "awaiting_approval"]
+
+
 class RunResponse(Wire):
     """The answer of one run; `output` is a string, or an object matching the agent's output schema."""
 
@@ -59,6 +71,29 @@ class RunResponse(Wire):
     conversation_id: str | None = Field(
         None, description="The conversation this run was a turn of; send it back to continue (null in batches)."
     )
+    status: RunStatus = Field(
+        "completed",
+        description="`awaiting_approval`: the run paused (output null) on `pendingApprovals`; answer them with "
+        "POST /v1/conversations/{conversationId}/approvals to continue.",
+    )
+    pending_approvals: list[PendingApproval] = Field(
+        [], description="The tool calls waiting for a person's decision (awaiting_approval only)."
+    )
+
+
+class Decision(Wire):
+    """A person's decision on one pending tool call."""
+
+    approved: bool
+    reason: str | None = Field(
+        None, max_length=1000, description="Why it was denied; the model is told (a default message otherwise)."
+    )
+
+
+class ApprovalRequest(Wire):
+    """Decisions on every pending tool call of a conversation, by call id; the run then continues."""
+
+    approvals: dict[str, Decision] = Field(min_length=1, max_length=64)
 
 
 class StreamStart(Wire):
@@ -141,4 +176,8 @@ class StoredResult(Wire):
     created_at: str
     partial: bool = Field(
         False, description="The run did not complete (its stream was closed or failed): `output` is what it wrote."
+    )
+    status: RunStatus = "completed"
+    pending_approvals: list[PendingApproval] = Field(
+        [], description="The calls the run paused on, their arguments anonymised (awaiting_approval only)."
     )

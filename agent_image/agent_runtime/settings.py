@@ -32,10 +32,15 @@ class RuntimeSettings:
     """Time in-flight requests get to finish after SIGTERM; None means the request timeout plus 5 s."""
     heartbeat_interval: float = 0.5
     """How often the liveness heartbeat ticks; a gap far beyond it means the event loop was blocked."""
+    stream_keepalive_seconds: float = 15.0
+    """Quiet seconds after which an event stream sends a comment line, so a proxy does not cut it as idle."""
     conversation_sweep_interval: float = 300.0
     """Seconds between sweeps that delete expired conversations (each replica sweeps; a sweep is one DELETE)."""
     max_loop_lag_seconds: float = 10.0
     """Heartbeat gap after which /healthz reports the event loop as unresponsive."""
+    conversation_count_interval: float = 10.0
+    """How often the active conversations are counted for /health and /metrics: as often as the operator polls by
+    default, one indexed query per pod, never on the poll's own path."""
 
     @property
     def max_prompt_chars(self) -> int:

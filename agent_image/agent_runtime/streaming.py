@@ -22,6 +22,8 @@ Agentry's events on `/v1/run/stream` (`text/event-stream`, one JSON object per `
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -48,6 +50,10 @@ from .schemas import ErrorBody, RunResponse, StreamDelta, StreamStart, StreamToo
 
 #: Status recorded (audit, metrics) for a stream the client closed before the run ended (nginx's convention).
 CLIENT_CLOSED = 499
+#: Quiet seconds after which a stream sends a comment line, shorter than the usual 60 s idle timeout of proxies.
+KEEPALIVE_SECONDS = 15.0
+#: The comment line: SSE clients ignore it (and AG-UI's and OpenAI's clients parse SSE).
+KEEPALIVE = b": keep-alive\n\n"
 #: Headers every event stream carries: no caching, and no buffering by a proxy in front (nginx honours it).
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -92,6 +98,7 @@ class StreamResponse(Response):
         stream: ClosableStream,
         media_type: str = "text/event-stream",
         headers: dict[str, str] | None = None,
+        keepalive: float = KEEPALIVE_SECONDS,
     ) -> None:
         # Like StreamingResponse: no body attribute, hence no Content-Length (the body is chunked).
         self.status_code = 200
@@ -100,6 +107,7 @@ class StreamResponse(Response):
         self.init_headers({**STREAM_HEADERS, **(headers or {})})
         self.chunks = chunks
         self.stream = stream
+        self.keepalive = keepalive
         self.on_end: Callable[[ApiError | None], Awaitable[None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -128,9 +136,31 @@ class StreamResponse(Response):
                     await self.on_end(error)
 
     async def _send_all(self, send: Send) -> None:
+        """The chunks as they come, and an SSE comment after `keepalive` quiet seconds (a long tool call, say).
+
+        A proxy in front thus never closes a stream it thinks idle.
+        """
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        async for chunk in self.chunks:
-            await send(_body(chunk, more=True))
+        chunks = aiter(self.chunks)
+        waiting: asyncio.Future[bytes] | None = None
+        try:
+            while True:
+                waiting = waiting or asyncio.ensure_future(anext(chunks))
+                done, _ = await asyncio.wait({waiting}, timeout=self.keepalive)
+                if not done:
+                    await send(_body(KEEPALIVE, more=True))
+                    continue
+                finished, waiting = waiting, None
+                try:
+                    chunk = finished.result()
+                except StopAsyncIteration:
+                    break
+                await send(_body(chunk, more=True))
+        finally:
+            if waiting is not None:  # the client left, or sending failed: stop the chunk being made
+                waiting.cancel()
+                with contextlib.suppress(BaseException):
+                    await waiting
         await send(_body(b"", more=False))
 
     async def _close(self, *, disconnected: bool) -> ApiError | None:

@@ -334,6 +334,7 @@ class Reconciler:
             previous=before,
             now=self._now(),
             health=self._health.get((meta.namespace, meta.name)),
+            served=previous,
         )
         if not status_changed(previous, new):
             state.status = new

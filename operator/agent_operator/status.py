@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict, cast
 
-from agentry_api.v1alpha1 import AgentDeployment
+from agentry_api.endpoints import endpoints, protocols_column
+from agentry_api.v1alpha1 import AgentDeployment, Endpoints
 
 from .checks import INVALID_OUTPUT_SCHEMA, RESOURCE_CONFLICT, SECRET_NOT_FOUND, UNKNOWN_MODEL_PROVIDER, Problem
 from .health.failures import INVALID_RUNTIME_CONFIG, POD_FAILURES
@@ -45,8 +46,19 @@ NEEDS_PERSON = frozenset(
         INVALID_RUNTIME_CONFIG,  # the runtime exits at start on a configuration only a person can fix
     }
 )
+#: The keys of status.endpoints on the wire.
+ENDPOINT_KEYS = tuple(field.alias or name for name, field in Endpoints.model_fields.items())
 #: Status fields this module writes; the health monitor writes the others.
-OWN_FIELDS = ("observedGeneration", "replicas", "readyReplicas", "selector", "url", "conditions")
+OWN_FIELDS = (
+    "observedGeneration",
+    "replicas",
+    "readyReplicas",
+    "selector",
+    "url",
+    "protocols",
+    "endpoints",
+    "conditions",
+)
 
 
 class ConditionDict(TypedDict):
@@ -68,6 +80,9 @@ class StatusPatch(TypedDict):
     readyReplicas: int
     selector: str
     url: str
+    protocols: str
+    endpoints: dict[str, str | None]
+    """Every endpoint's key: a protocol not served is None, which a merge patch deletes from the stored status."""
     conditions: list[ConditionDict]
 
 
@@ -127,6 +142,7 @@ def compute_status(
     previous: Sequence[Mapping[str, Any]],
     now: datetime,
     health: HealthVerdict | None = None,
+    served: Mapping[str, Any] | None = None,
 ) -> StatusPatch:
     """The status to write.
 
@@ -137,7 +153,8 @@ def compute_status(
     and `kubectl describe` show instead of the rollout's count of unavailable pods.
 
     `observed_generation` is the generation last applied: the agent's own after a successful reconcile,
-    the previous status's value when only the Deployment moved.
+    the previous status's value when only the Deployment moved. `served` is the previous status: while a problem
+    keeps the generation from being applied, its protocols and endpoints are still what the pods serve, so they stay.
     """
     status = (deployment or {}).get("status") or {}
     wanted = _conditions(generation=generation, observed=observed_generation, deployment=deployment, problem=problem)
@@ -151,14 +168,33 @@ def compute_status(
         if health.reason in POD_FAILURES and problem is None and observed_generation >= generation:
             wanted = [_failed_start(condition, health) for condition in wanted]
     wanted += stalled(wanted)
+    applied = problem is None and observed_generation >= generation
+    protocols, urls = served_protocols(agent, applied=applied, previous=served)
     return {
         "observedGeneration": observed_generation,
         "replicas": int(status.get("replicas", 0)),
         "readyReplicas": int(status.get("readyReplicas", 0)),
         "selector": selector_string(agent),
         "url": service_url(agent),
+        "protocols": protocols,
+        "endpoints": urls,
         "conditions": merge_conditions(previous, wanted, now=now, observed_generation=observed_generation),
     }
+
+
+def served_protocols(
+    agent: AgentDeployment, *, applied: bool, previous: Mapping[str, Any] | None
+) -> tuple[str, dict[str, str | None]]:
+    """status.protocols and status.endpoints: from the spec once applied, else the previous status's (if any).
+
+    An agent whose first generation is not applied yet has no previous ones; it gets the spec's, like its url.
+    During a rollout the new pods serve the new ones already, so an applied spec is what the status names.
+    """
+    previous = previous or {}
+    if not applied and "protocols" in previous and isinstance(previous.get("endpoints"), Mapping):
+        return str(previous["protocols"]), {key: previous["endpoints"].get(key) for key in ENDPOINT_KEYS}
+    protocols = agent.spec.protocols
+    return protocols_column(protocols), endpoints(service_url(agent), protocols).model_dump(by_alias=True)
 
 
 def _conditions(
@@ -255,7 +291,12 @@ def merge_conditions(
 def status_changed(current: Mapping[str, Any] | None, new: StatusPatch) -> bool:
     """Whether writing `new` would change anything the reconciler owns (the patch is skipped otherwise)."""
     current = current or {}
-    return any(current.get(key) != new[key] for key in OWN_FIELDS)  # type: ignore[literal-required]
+    return any(_as_stored(current.get(key)) != _as_stored(new[key]) for key in OWN_FIELDS)  # type: ignore[literal-required]
+
+
+def _as_stored(value: Any) -> Any:
+    """A status value as stored: a merge patch deletes the keys it sets to None, so they compare as absent."""
+    return {k: v for k, v in value.items() if v is not None} if isinstance(value, Mapping) else value
 
 
 def transitions(previous: Sequence[Mapping[str, Any]], new: Sequence[ConditionDict]) -> list[Transition]:

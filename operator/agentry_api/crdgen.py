@@ -61,6 +61,27 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".spec.agent.code.entrypoint",
         "description": "Entrypoint of the user's own agent (code mode)",
     },
+    {
+        "name": "Protocols",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.protocols",
+        "description": "Client protocols served besides Agentry's own /v1 API",
+    },
+    {
+        "name": "Streams",
+        "type": "integer",
+        "priority": 1,
+        "jsonPath": ".status.openStreams",
+        "description": "Streamed responses being sent at the last health poll",
+    },
+    {
+        "name": "Conversations",
+        "type": "integer",
+        "priority": 1,
+        "jsonPath": ".status.activeConversations",
+        "description": "Unexpired conversations at the last health poll",
+    },
 ]
 
 

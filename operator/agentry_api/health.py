@@ -67,7 +67,8 @@ class HealthReport(Report):
     """The runtime's own view of its health, polled by the operator.
 
     `successRate` and `errorRate` are fractions (0..1) of recent runs; `reasons` says why the status is
-    not healthy.
+    not healthy. `openStreams` and `activeConversations` came later (issue 15): they default to 0, so the
+    report of a runtime that predates them still parses.
     """
 
     status: Literal["healthy", "degraded", "unhealthy"]
@@ -85,3 +86,8 @@ class HealthReport(Report):
     latency_ms: Percentiles
     dependencies: list[Dependency]
     circuit_breakers: list[Breaker]
+    open_streams: int = 0
+    """Streamed responses (Server-Sent Events) this pod is sending now."""
+    active_conversations: int = 0
+    """Unexpired conversations in the agent's database, counted every few seconds, not per poll. With
+    PostgreSQL every replica counts the same shared table; with SQLite each counts its own."""

@@ -859,6 +859,24 @@ class ScaleDecision(ApiModel):
     """Why the operator scaled."""
 
 
+class Endpoints(ApiModel):
+    """In-cluster URLs of what the agent serves, from status.url and spec.protocols (agentry_api.endpoints).
+
+    A protocol not served has no URL; `run` and `stream`, Agentry's own API, are always there.
+    """
+
+    run: str
+    """`POST` a prompt, get the run's answer: `<url>/v1/run`."""
+    stream: str
+    """The same run streamed as Server-Sent Events: `<url>/v1/run/stream`."""
+    openai: str | None = None
+    """Base URL for OpenAI clients (`base_url`), `<url>/v1`: they POST `/chat/completions` under it."""
+    a2a: str | None = Field(None, alias="a2a")
+    """The A2A agent card, `<url>/.well-known/agent.json`; it names the JSON-RPC endpoint (`<url>/a2a`)."""
+    ag_ui: str | None = Field(None, alias="agUI")
+    """The AG-UI run endpoint, `<url>/v1/ag-ui`."""
+
+
 class AgentDeploymentStatus(ApiModel):
     """The observed state of the agent, written by the operator."""
 
@@ -879,6 +897,12 @@ class AgentDeploymentStatus(ApiModel):
     """Label selector of the pods (for the scale subresource)."""
     url: str = ""
     """In-cluster URL of the agent's Service."""
+    protocols: str = ""
+    """Client protocols served besides /v1, comma-separated (`openai,a2a,ag-ui`); empty for none.
+
+    In spec order; follows spec.protocols once the generation that names them is applied."""
+    endpoints: Endpoints | None = None
+    """The URL of each endpoint served, for clients and tools to read instead of building them."""
     conditions: list[Condition] = Field(
         [], json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
     )
@@ -891,6 +915,15 @@ class AgentDeploymentStatus(ApiModel):
     """Pods whose last poll said degraded, unhealthy or unreachable."""
     last_scale: ScaleDecision | None = None
     """The last scaling decision and its reason."""
+    open_streams: int = 0
+    """Streamed responses the agent's pods were sending at the last health poll, summed over the pods.
+
+    Written with the other health fields, so at most a minute old while the health daemon runs."""
+    active_conversations: int = 0
+    """Unexpired conversations in the agent's database at the last health poll.
+
+    With PostgreSQL the replicas share one count; with SQLite it is the sum of the pods' own. Written with the
+    other health fields, so at most a minute old while the health daemon runs."""
 
 
 class ObjectMeta(ApiModel):

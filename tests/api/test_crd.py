@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,29 @@ def test_subresources_and_names() -> None:
     }
     columns = [column["name"] for column in version["additionalPrinterColumns"]]
     assert {"Model", "Ready", "Replicas", "Healthy", "URL", "Age"} <= set(columns)
+
+
+def test_the_wide_columns_show_protocols_streams_and_conversations() -> None:
+    wide = {column["name"]: column for column in _version()["additionalPrinterColumns"] if column.get("priority")}
+    assert (wide["Protocols"]["jsonPath"], wide["Protocols"]["type"]) == (".status.protocols", "string")
+    assert (wide["Streams"]["jsonPath"], wide["Streams"]["type"]) == (".status.openStreams", "integer")
+    assert (wide["Conversations"]["jsonPath"], wide["Conversations"]["type"]) == (
+        ".status.activeConversations",
+        "integer",
+    )
+
+
+@pytest.mark.parametrize("column", crdgen.PRINTER_COLUMNS, ids=lambda column: column["name"])
+def test_every_printer_column_reads_a_field_of_the_schema(column: dict[str, Any]) -> None:
+    node = crdgen.openapi_schema()
+    for step in re.sub(r"\[[^]]*\]", "[]", column["jsonPath"]).lstrip(".").split("."):
+        name = step.removesuffix("[]")
+        if name == "metadata":
+            return  # left to the API server
+        node = node["properties"][name]
+        if step.endswith("[]"):
+            node = node["items"]
+    assert node["type"] == column["type"] or (column["type"] == "date" and node["type"] == "string")
 
 
 def _nodes(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

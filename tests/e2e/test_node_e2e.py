@@ -82,6 +82,19 @@ def _run(url: str, token: str) -> tuple[int, dict[str, Any]]:
         return error.code, {}
 
 
+def _stream(url: str, token: str) -> list[str]:
+    """The event names of a streamed run, read line by line as they come."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"prompt": "What is Agentry?"}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        return [line.decode().removeprefix("event: ").strip() for line in answer if line.startswith(b"event: ")]
+
+
 def _exec(node_cluster: NodeCluster, namespace: str, pod: str, code: str) -> subprocess.CompletedProcess[str]:
     return node_cluster.kube.kubectl("exec", "-n", namespace, pod, "--", "python", "-c", code, check=False)
 
@@ -125,6 +138,15 @@ def test_an_agent_runs_the_runtime_image_with_the_rendered_pod_spec(node_cluster
     assert status == 200, body
     assert body["output"]
     assert _run(url, mint_token(key="wrong" * 8, subject="x", roles=["agent_operator"]))[0] == 401
+    # Streaming through the Service: events arrive as the run goes, nothing buffers them to the end.
+    events = _stream(url.removesuffix("/run") + "/run/stream", token)
+    assert events[0] == "start" and events[-1] == "final" and "delta" in events, events
+    base = url.removesuffix("/v1/run")
+    with urllib.request.urlopen(f"{base}/.well-known/agent-card.json", timeout=10) as answer:
+        assert json.loads(answer.read())["name"] == "hello"
+    status_fields = node_cluster.json("agentdeployment", "hello", "-n", namespace)["status"]
+    assert status_fields["protocols"] == "openai,a2a,ag-ui"
+    assert status_fields["endpoints"]["stream"].endswith("/v1/run/stream")
 
 
 def test_the_service_answers_from_another_pod(node_cluster: NodeCluster, namespace: str) -> None:

@@ -241,6 +241,7 @@ def test_notes_warn_first(tmp_path: Path) -> None:
     assert text[0].startswith("WARNING: crds.keep is false")
     assert any("kubectl get agents" in line for line in text)
     assert any("/v1/run" in line for line in text)
+    assert any("jsonpath='{.status.endpoints}'" in line for line in text)
 
 
 def test_works_as_a_subchart(tmp_path: Path) -> None:

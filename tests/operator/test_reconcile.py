@@ -7,6 +7,7 @@ Running and Ready, so Deployments become available without a runtime in them.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -68,6 +69,40 @@ def test_kubectl_get_agents_fills_the_printer_columns(agents: Agents) -> None:
     assert columns["READY"] == "True"
     assert columns["REPLICAS"] == "1"
     assert columns["URL"] == f"http://triage.{agents.namespace}.svc:8080"
+
+
+def _cells(table: str) -> dict[str, str]:
+    """The one row of a kubectl table by column, cut where each header starts (a cell may be empty)."""
+    header, row = table.splitlines()
+    starts = [match.start() for match in re.finditer(r"\S+", header)]
+    ends = [*starts[1:], None]
+    return {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, ends, strict=True)}
+
+
+def test_wide_columns_show_the_protocols_and_the_status_names_each_endpoint(agents: Agents) -> None:
+    url = f"http://triage.{agents.namespace}.svc:8080"
+    agents.secret("jwt", key="k" * 32)
+    agents.apply("triage")
+    agents.ready("triage")
+
+    table = agents.kubectl("get", "agents", "-o", "wide")
+    columns = _cells(table)
+    assert (columns["PROTOCOLS"], columns["STREAMS"], columns["CONVERSATIONS"]) == ("openai,a2a,ag-ui", "0", "0"), table
+    assert (agents.get("agentdeployment", "triage") or {})["status"]["endpoints"] == {
+        "run": f"{url}/v1/run",
+        "stream": f"{url}/v1/run/stream",
+        "openai": f"{url}/v1",
+        "a2a": f"{url}/.well-known/agent.json",
+        "agUI": f"{url}/v1/ag-ui",
+    }
+
+    def narrowed() -> dict[str, Any] | None:
+        status: dict[str, Any] = (agents.get("agentdeployment", "triage") or {}).get("status", {})
+        return status if status.get("protocols") == "openai" else None
+
+    agents.apply("triage", protocols=["openai"])
+    status = agents.until(narrowed, what="status.protocols to follow spec.protocols")
+    assert status["endpoints"] == {"run": f"{url}/v1/run", "stream": f"{url}/v1/run/stream", "openai": f"{url}/v1"}
 
 
 # --- update, scale, delete ---------------------------------------------------------------------

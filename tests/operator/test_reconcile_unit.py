@@ -232,6 +232,28 @@ async def test_status_is_written_only_when_it_changed(world: World) -> None:
     }
 
 
+async def test_status_names_the_protocols_and_endpoints_of_the_applied_generation(world: World) -> None:
+    url = f"http://triage.{NAMESPACE}.svc:8080"
+
+    def stored() -> Any:
+        return world.api.get(api.API_VERSION, api.KIND, NAMESPACE, "triage")["status"]  # type: ignore[index]
+
+    world.agent()
+    await world.reconcile()
+    assert stored()["protocols"] == "openai,a2a,ag-ui"
+    assert stored()["endpoints"]["openai"] == f"{url}/v1"
+
+    world.agent(protocols=["a2a"])
+    await world.reconcile()
+    assert stored()["protocols"] == "a2a"
+    assert (stored()["endpoints"]["a2a"], stored()["endpoints"]["openai"]) == (f"{url}/.well-known/agent.json", None)
+
+    del world.api.secrets[(NAMESPACE, "jwt")]
+    world.agent(protocols=[])
+    assert (await world.reconcile()) is not None
+    assert stored()["protocols"] == "a2a", "generation 3 is not applied: the pods still serve generation 2's"
+
+
 async def test_events_mark_transitions_not_every_reconcile(world: World) -> None:
     world.agent()
     await world.reconcile()

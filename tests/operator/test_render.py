@@ -368,7 +368,7 @@ def test_service_exposes_the_runtime_port_to_the_agents_pods() -> None:
     assert rendered["metadata"]["name"] == "triage"
     assert rendered["spec"]["selector"] == render_deployment(agent(), CONFIG)["spec"]["selector"]["matchLabels"]
     assert rendered["spec"]["ports"] == [
-        {"name": "http", "port": RUNTIME_PORT, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": RUNTIME_PORT, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
     ]
     assert service_url(agent()) == f"http://triage.team-a.svc:{RUNTIME_PORT}"
 

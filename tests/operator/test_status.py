@@ -188,6 +188,62 @@ def test_status_is_unchanged_when_nothing_moved() -> None:
     assert not status_changed({**first, "healthyReplicas": 2}, again)
 
 
+URL = "http://triage.team-a.svc:8080"
+
+
+def _served(
+    protocols: list[str], *, generation: int = 1, observed: int = 1, problem: Problem | None = None, served: Any = None
+) -> Any:
+    return compute_status(
+        agent(protocols=protocols),
+        generation=generation,
+        observed_generation=observed,
+        deployment=deployment(),
+        problem=problem,
+        previous=[],
+        now=T0,
+        served=served,
+    )
+
+
+def test_protocols_and_endpoints_follow_the_spec_with_none_for_what_is_not_served() -> None:
+    status = _served(["openai", "a2a", "ag-ui"])
+    assert status["protocols"] == "openai,a2a,ag-ui"
+    assert status["endpoints"]["a2a"] == f"{URL}/.well-known/agent.json"
+    narrowed = _served(["openai"])
+    assert narrowed["protocols"] == "openai"
+    assert narrowed["endpoints"] == {
+        "run": f"{URL}/v1/run",
+        "stream": f"{URL}/v1/run/stream",
+        "openai": f"{URL}/v1",
+        "a2a": None,  # None in a merge patch deletes the key the previous status had
+        "agUI": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("observed", "problem"), [(2, MISSING), (1, None)], ids=["a problem stops it", "not reconciled yet"]
+)
+def test_an_unapplied_generation_keeps_what_the_pods_still_serve(observed: int, problem: Problem | None) -> None:
+    before = _served(["openai", "a2a"])
+    blocked = _served([], generation=2, observed=observed, problem=problem, served=before)
+    assert (blocked["protocols"], blocked["endpoints"]) == (before["protocols"], before["endpoints"])
+    applied = _served([], generation=2, observed=2, served=before)
+    assert (applied["protocols"], applied["endpoints"]["a2a"]) == ("", None)
+
+
+def test_with_nothing_served_before_the_status_names_the_specs_protocols_like_its_url() -> None:
+    first = _served(["a2a"], generation=1, observed=1, problem=MISSING, served={"observedGeneration": 0})
+    assert first["protocols"] == "a2a"
+
+
+def test_an_endpoint_a_merge_patch_deleted_is_no_change() -> None:
+    new = _served(["openai"])
+    stored = {**new, "endpoints": {key: url for key, url in new["endpoints"].items() if url is not None}}
+    assert not status_changed(stored, new)
+    assert status_changed({**stored, "endpoints": {**stored["endpoints"], "a2a": "http://old"}}, new)
+
+
 def test_each_change_of_state_is_one_transition_and_progress_is_none() -> None:
     progressing = compute(deployment(ready=0, available=0))
     assert transitions([], progressing["conditions"]) == []

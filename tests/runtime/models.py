@@ -125,7 +125,7 @@ def streaming_words(words: Sequence[str], *, delay: float = 0.0, sent: list[str]
 
 
 def streaming_tool_then_words(tool: str, args: dict[str, Any], words: Sequence[str]) -> FunctionModel:
-    """Streams a call of `tool` with `args`, then, once it returned, `words` as the answer."""
+    """Streams a call of `tool` with `args`, then, once it returned, `words` as the answer (the same unstreamed)."""
 
     async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
         if not tool_returns(messages):
@@ -134,7 +134,12 @@ def streaming_tool_then_words(tool: str, args: dict[str, Any], words: Sequence[s
         for word in words:
             yield word
 
-    return FunctionModel(stream_function=stream)
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if not tool_returns(messages):
+            return ModelResponse(parts=[ToolCallPart(tool, json.dumps(args), tool_call_id="call-1")])
+        return ModelResponse(parts=[TextPart("".join(words))])
+
+    return FunctionModel(answer, stream_function=stream)
 
 
 def streaming_structured(choose: Callable[[str, int], dict[str, Any]]) -> FunctionModel:

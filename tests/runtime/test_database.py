@@ -90,3 +90,16 @@ async def test_records_list_by_prefix_in_key_order_with_a_limit(database: Databa
     assert [key for key, _ in await database.list("tickets", limit=2)] == ["a-1", "b-1"]
     assert await database.list("tickets", prefix="%") == []
     assert await database.list("empty") == []
+
+
+async def test_conversations_are_counted_while_fresh_of_every_owner(database: Database) -> None:
+    assert await database.count_conversations(fresh_after=0) == 0
+    for number, (owner, at) in enumerate([("alice", 100.0), ("bob", 200.0), ("alice", 300.0)]):
+        await database.save_conversation(f"c{number}", owner, "[]", now=at)
+    await database.lease_conversation("c2", "alice", now=300, lease_until=400, fresh_after=0)
+
+    assert await database.count_conversations(fresh_after=0) == 3, "a leased conversation is active too"
+    assert await database.count_conversations(fresh_after=200) == 2, "one last turned exactly then is still fresh"
+    assert await database.count_conversations(fresh_after=301) == 0
+    await database.delete_conversation("c1", "bob")
+    assert await database.count_conversations(fresh_after=0) == 2

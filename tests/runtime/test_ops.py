@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 
 from agent_runtime.ops import health_report
+from agent_runtime.settings import RuntimeSettings
 
 from .harness import Backend, auth, serving
 
@@ -67,3 +71,36 @@ async def test_health_metrics_and_openapi(runtime_backend: Backend) -> None:
         assert series in text
     assert {"/v1/run", "/v1/run/batch", "/v1/results/{run_id}", "/health"} <= set(openapi["paths"])
     assert "RunRequest" in openapi["components"]["schemas"]
+
+
+async def test_health_and_metrics_count_open_streams_and_active_conversations(runtime_backend: Backend) -> None:
+    runtime = runtime_backend.runtime(settings=RuntimeSettings(conversation_count_interval=0.05))
+    with serving(runtime) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            started = [await client.post("/v1/run", json={"prompt": "x"}, headers=auth()) for _ in range(2)]
+            assert all(answer.json()["conversationId"] for answer in started)
+            runtime.admission.open_streams = 3  # what the streaming endpoints count while they send
+            async with asyncio.timeout(5):
+                while (report := (await client.get("/health")).json())["activeConversations"] != 2:
+                    await asyncio.sleep(0.02)
+            metrics = (await client.get("/metrics")).text
+    assert report["openStreams"] == 3
+    assert report["status"] == "healthy", report["reasons"]
+    assert "agentry_open_streams 3.0" in metrics
+    assert "agentry_active_conversations 2.0" in metrics
+
+
+async def test_a_failing_count_leaves_health_answering_with_the_last_count(runtime_backend: Backend) -> None:
+    runtime = runtime_backend.runtime(settings=RuntimeSettings(conversation_count_interval=3600))
+    await runtime.start()
+    try:
+        await runtime.services.database.save_conversation("c", "owner", "[]", now=time.time())
+        await runtime.conversation_count.refresh()
+        await runtime.services.database.close()
+        await runtime.conversation_count.refresh()
+        report = await health_report(runtime)
+    finally:
+        await runtime.stop()
+    assert runtime.conversation_count.failing
+    assert report.active_conversations == 1
+    assert report.status == "unhealthy", "the database check tells what is wrong, not the count"

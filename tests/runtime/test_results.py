@@ -25,7 +25,16 @@ async def test_run_then_read_the_stored_result_anonymised(runtime_backend: Backe
             assert run.status_code == 200, run.text
             body = run.json()
             assert body["output"].startswith(f"echo: {prompt}")  # the caller gets its own output back
-            assert set(body) == {"runId", "output", "usage", "latencyMs", "conversationId"}
+            assert set(body) == {
+                "runId",
+                "output",
+                "usage",
+                "latencyMs",
+                "conversationId",
+                "status",
+                "pendingApprovals",
+            }
+            assert (body["status"], body["pendingApprovals"]) == ("completed", [])
             assert body["usage"]["requests"] == 1
             assert body["usage"]["inputTokens"] > 0
             stored = await client.get(f"/v1/results/{body['runId']}", headers=auth("read_only"))

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from agent_runtime.settings import RuntimeSettings
+
 from .harness import Backend, auth, serving, stored_audit, wait_for_load
 from .models import conversing_model, streaming_structured, streaming_tool_then_words, streaming_words
 
@@ -172,15 +174,17 @@ async def test_refusals_come_before_the_stream_as_plain_json_answers(runtime_bac
             invalid, _ = await stream(client, {"prompt": ""})
             unknown, _ = await stream(client, {"prompt": "hi", "conversationId": "nope"})
             async with client.stream("POST", "/v1/run/stream", json={"prompt": "hold"}, headers=auth()) as held:
-                await wait_for_load(client, in_flight=1, queued=0)
+                holding = await wait_for_load(client, in_flight=1, queued=0)
                 overloaded, _ = await stream(client, {"prompt": "hi"})
                 await held.aread()
+            after = (await client.get("/health")).json()
     assert unauthenticated.status_code == 401
     assert unauthenticated.headers["www-authenticate"].startswith("Bearer")
     assert forbidden.status_code == 403
     assert invalid.status_code == 422
     assert "prompt" in invalid.json()["error"]["message"]
     assert unknown.status_code == 404
+    assert (holding["openStreams"], after["openStreams"]) == (1, 0)  # what the operator's health poll reads
     assert overloaded.status_code == 429
     assert overloaded.json()["error"]["type"] == "overloaded"
     assert "retry-after" in overloaded.headers
@@ -239,3 +243,15 @@ async def test_the_openapi_document_describes_the_stream(runtime_backend: Backen
         "error",
     ]
     assert {"401", "403", "404", "409", "429"} <= set(operation["responses"])
+
+
+async def test_a_quiet_stream_sends_keep_alive_comments_that_clients_skip(runtime_backend: Backend) -> None:
+    settings = RuntimeSettings(stream_keepalive_seconds=0.1)
+    runtime = runtime_backend.runtime(model=streaming_words(["slow ", "words"], delay=0.35), settings=settings)
+    with serving(runtime) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            async with client.stream("POST", "/v1/run/stream", json={"prompt": "wait"}, headers=auth()) as response:
+                lines = [line async for line in response.aiter_lines()]
+    assert lines.count(": keep-alive") >= 2
+    data = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
+    assert data[-1]["output"] == "slow words"

@@ -117,6 +117,12 @@ async def test_a_stored_value_is_a_copy_not_the_tools_object(store: Database) ->
     assert await store.get("tickets", "T-1") == {"tags": ["a"]}
 
 
+async def test_fresh_conversations_are_counted_like_sqlite(store: Database) -> None:
+    await store.save_conversation("old", "alice", "[]", now=100)
+    await store.save_conversation("new", "bob", "[]", now=200)
+    assert [await store.count_conversations(fresh_after=at) for at in (0, 200, 201)] == [2, 1, 0]
+
+
 async def test_the_database_records_each_call_with_its_arguments() -> None:
     db = MemoryDatabase()
     await db.start()

@@ -222,6 +222,11 @@ class PostgresDatabase:
         status = str(await self.pool.execute(query, fresh_after, now))
         return int(status.rsplit(" ", 1)[-1])
 
+    async def count_conversations(self, *, fresh_after: float) -> int:
+        """Rows whose last turn is at or after `fresh_after`, of every replica (the updated_at index answers it)."""
+        query = "SELECT count(*) FROM conversations WHERE updated_at >= $1"
+        return int(await self.pool.fetchval(query, fresh_after))
+
 
 def _row(row: asyncpg.Record) -> AuditRow:
     return AuditRow(seq=int(row[0]), prev_hash=str(row[1]), hash=str(row[2]), record=json.loads(row[3]))

@@ -118,6 +118,9 @@ class ConversationStore(Protocol):
     async def expire_conversations(self, *, now: float, fresh_after: float) -> int:
         """Delete every expired conversation whose lease is not held; how many went."""
 
+    async def count_conversations(self, *, fresh_after: float) -> int:
+        """How many conversations are fresh (of every owner): one indexed count, for /health and /metrics."""
+
 
 class Database(Service, AuditStore, RecordStore, ConversationStore, Protocol):
     """Run results, the audit trail, the user's records and the conversations."""

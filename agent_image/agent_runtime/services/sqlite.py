@@ -245,6 +245,13 @@ class SqliteDatabase:
         async with self.conn.execute(query, (fresh_after, now)) as cursor:
             return cursor.rowcount
 
+    async def count_conversations(self, *, fresh_after: float) -> int:
+        """Rows whose last turn is at or after `fresh_after` (the updated_at index answers it)."""
+        query = "SELECT count(*) FROM conversations WHERE updated_at >= ?"
+        async with self.conn.execute(query, (fresh_after,)) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else 0
+
 
 def _row(row: Any) -> AuditRow:
     return AuditRow(seq=int(row[0]), prev_hash=str(row[1]), hash=str(row[2]), record=json.loads(row[3]))

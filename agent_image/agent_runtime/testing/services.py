@@ -198,6 +198,10 @@ class MemoryDatabase(_Recorder):
             del self.conversations[key]
         return len(gone)
 
+    async def count_conversations(self, *, fresh_after: float) -> int:
+        """Fresh conversations of every owner."""
+        return sum(1 for row in self.conversations.values() if row.updated_at >= fresh_after)
+
     def collection(self, name: str) -> dict[str, Json]:
         """The records of one collection by key: what a test asserts after a run."""
         return {key: value for (c, key), value in sorted(self.records.items()) if c == name}

@@ -9,10 +9,10 @@ scales up, or that flaps, must not be restarted in a loop.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import ValidationError
 
@@ -51,6 +51,8 @@ class Poll:
     queued: int = 0
     max_concurrent: int = 0
     p95_ms: float | None = None
+    open_streams: int = 0
+    active_conversations: int = 0
 
 
 def classify(body: Mapping[str, Any] | None, *, at: float, health: HealthSpec, error: str = "") -> Poll:
@@ -82,6 +84,8 @@ def classify(body: Mapping[str, Any] | None, *, at: float, health: HealthSpec, e
         queued=report.queued,
         max_concurrent=report.max_concurrent,
         p95_ms=p95,
+        open_streams=max(0, report.open_streams),
+        active_conversations=max(0, report.active_conversations),
     )
 
 
@@ -248,6 +252,28 @@ def sample_load(polls: Sequence[Poll], *, at: float) -> LoadSample:
         queued=sum(poll.queued for poll in answered),
         p95_ms=max(p95s) if p95s else None,
     )
+
+
+class ActivityDict(TypedDict):
+    """status.openStreams and status.activeConversations on the wire."""
+
+    openStreams: int
+    activeConversations: int
+
+
+def activity(polls: Iterable[Poll], *, shared_database: bool) -> ActivityDict:
+    """The agent's open streams (summed over the pods) and active conversations, from one round of polls.
+
+    Each pod counts the conversations in its database. PostgreSQL (`shared_database`) is one table for every
+    replica, so each pod reports the same total and the largest is taken; SQLite is a file per pod, so the
+    pods' counts add up. A pod that did not answer carries 0, like a runtime too old to report them.
+    """
+    polls = list(polls)
+    conversations = [poll.active_conversations for poll in polls]
+    return {
+        "openStreams": sum(poll.open_streams for poll in polls),
+        "activeConversations": max(conversations, default=0) if shared_database else sum(conversations),
+    }
 
 
 def _recommend(sample: LoadSample, *, current: int, scaling: AutoscalingSpec) -> tuple[int, str]:

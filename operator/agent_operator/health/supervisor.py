@@ -26,7 +26,7 @@ from ..timestamps import epoch, timestamp
 from .failures import container_failure
 from .metrics import OperatorMetrics
 from .monitor import AgentMemory, RoundReport, run_round
-from .policy import HealthVerdict, PodState, PodView, runtime_failure
+from .policy import HealthVerdict, PodState, PodView, activity, runtime_failure
 from .poller import Poller
 
 logger = logging.getLogger(__name__)
@@ -267,9 +267,11 @@ class HealthSupervisor:
         if health == {k: state.last_status.get(k) for k in health} and not due:
             return
         meta = state.agent.metadata
-        await self.api.patch_status(
-            namespace=meta.namespace, name=meta.name, status=health | {"lastHealthCheck": timestamp(report.checked_at)}
-        )
+        # The counts ride along: they move with every stream, and a status write per poll of every agent would
+        # load the API server; they are at most HEARTBEAT_SECONDS old.
+        counts = activity(report.polls.values(), shared_database=state.agent.spec.services.database is not None)
+        checked = {"lastHealthCheck": timestamp(report.checked_at)}
+        await self.api.patch_status(namespace=meta.namespace, name=meta.name, status=health | dict(counts) | checked)
         state.last_status, state.last_written = health, report.checked_at
 
 

@@ -17,7 +17,12 @@ def service_url(agent: AgentDeployment) -> str:
 
 
 def render_service(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]:
-    """A ClusterIP Service on the runtime port, selecting only ready pods of this agent."""
+    """A ClusterIP Service on the runtime port, selecting only ready pods of this agent.
+
+    `appProtocol: http` says what the port speaks to whatever routes to it (Gateway API implementations, meshes):
+    HTTP/1.1, on which the streamed responses (Server-Sent Events) are long-lived ordinary responses; the runtime
+    speaks no HTTP/2, so a proxy must not upgrade the connection to h2c.
+    """
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -25,7 +30,9 @@ def render_service(agent: AgentDeployment, config: OperatorConfig) -> dict[str, 
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(agent),
-            "ports": [{"name": "http", "port": RUNTIME_PORT, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": RUNTIME_PORT, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
+            ],
         },
     }
 

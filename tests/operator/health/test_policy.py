@@ -11,6 +11,7 @@ from agent_operator.health.policy import (
     PodState,
     PodView,
     Poll,
+    activity,
     classify,
     failing_pods,
     plan_restarts,
@@ -47,6 +48,19 @@ def _body(**overrides: Any) -> dict[str, Any]:
 def test_classify_healthy_keeps_load_figures() -> None:
     poll = classify(_body(), at=5.0, health=HEALTH)
     assert (poll.state, poll.in_flight, poll.queued, poll.max_concurrent, poll.p95_ms) == (H, 2, 1, 10, 40.0)
+
+
+def test_classify_keeps_streams_and_conversations_an_older_runtime_reports_as_none() -> None:
+    poll = classify(_body(openStreams=3, activeConversations=12), at=0, health=HEALTH)
+    assert (poll.open_streams, poll.active_conversations) == (3, 12)
+    older = {key: value for key, value in _body().items() if key not in ("openStreams", "activeConversations")}
+    poll = classify(older, at=0, health=HEALTH)
+    assert (poll.state, poll.open_streams, poll.active_conversations) == (H, 0, 0)
+
+
+def test_classify_takes_a_negative_count_as_zero_not_as_a_broken_pod() -> None:
+    poll = classify(_body(openStreams=-1), at=0, health=HEALTH)
+    assert (poll.state, poll.open_streams) == (H, 0)
 
 
 def test_classify_unreachable() -> None:
@@ -275,3 +289,23 @@ def test_sample_load_skips_unreachable() -> None:
         Poll(at=0, state=X),
     ]
     assert sample_load(polls, at=1.0) == LoadSample(at=1.0, pods=2, in_flight=5, queued=1, p95_ms=90.0)
+
+
+# --- activity ----------------------------------------------------------------------------------
+
+ROUND = [
+    Poll(at=0, state=H, open_streams=2, active_conversations=40),
+    Poll(at=0, state=D, open_streams=1, active_conversations=40),
+    Poll(at=0, state=X),
+]
+
+
+@pytest.mark.parametrize(("shared", "conversations"), [(True, 40), (False, 80)], ids=["postgresql", "sqlite"])
+def test_streams_add_up_and_conversations_are_counted_once_in_a_shared_database(
+    shared: bool, conversations: int
+) -> None:
+    assert activity(ROUND, shared_database=shared) == {"openStreams": 3, "activeConversations": conversations}
+
+
+def test_no_answer_is_no_activity() -> None:
+    assert activity([], shared_database=True) == {"openStreams": 0, "activeConversations": 0}

@@ -8,17 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from agent_operator.events import EventRef
 from agent_operator.health.metrics import OperatorMetrics
 from agent_operator.health.policy import HealthVerdict
 from agent_operator.health.poller import Poller
-from agent_operator.health.supervisor import HealthSupervisor, pod_info
+from agent_operator.health.supervisor import HEARTBEAT_SECONDS, HealthSupervisor, _Agent, pod_info
 from agent_operator.rollout import deployment_view
 from agentry_api.v1alpha1 import AgentDeployment
 from tests.operator.health.reports import dependency, report_body
-from tests.operator.health.servers import serving
+from tests.operator.health.servers import Handler, serving
 from tests.operator.pods import crash_looping
 from tests.services import free_port
 
@@ -166,3 +167,56 @@ async def test_a_crash_looping_runtime_is_one_warning_per_distinct_line_and_a_ve
         ("Warning", "InvalidRuntimeConfig", "pod triage-1: spec.x: bad (exit 2, restarts 1)"),
         ("Warning", "InvalidRuntimeConfig", "pod triage-1: spec.y: worse (exit 2, restarts 3)"),
     ]
+
+
+WITH_POSTGRES = AgentDeployment.model_validate(
+    AGENT.model_dump(by_alias=True, exclude_none=True)
+    | {"spec": AGENT.spec.wire() | {"services": {"database": {"urlSecretRef": {"name": "pg", "key": "url"}}}}}
+)
+
+
+@pytest.mark.parametrize(
+    ("agent", "conversations"), [(AGENT, [5 + 6, 5 + 9]), (WITH_POSTGRES, [6, 9])], ids=["sqlite", "postgresql"]
+)
+async def test_rounds_write_the_streams_and_conversations_of_every_pod_at_the_status_heartbeat(
+    agent: AgentDeployment, conversations: list[int]
+) -> None:
+    counts = {"triage-1": [2, 5], "triage-2": [1, 6]}
+
+    def answering(pod: str) -> Handler:
+        async def answer(_: web.Request) -> web.Response:
+            streams, active = counts[pod]
+            return web.json_response(report_body(openStreams=streams, activeConversations=active))
+
+        return answer
+
+    api = RecordingApi()
+    clock = iter([1_767_230_000.0, 1_767_230_010.0, 1_767_230_000.0 + HEARTBEAT_SECONDS])
+    async with serving() as servers, aiohttp.ClientSession() as session:
+        port = await servers.start(answering("triage-1"), host="127.0.0.1")
+        await servers.start(answering("triage-2"), host="127.0.0.2", port=port)
+        supervisor = HealthSupervisor(
+            api=api,
+            poller=Poller(session=session, max_concurrent=4, clock=time.time),
+            events=_ignore_events,
+            verdicts=lambda ns, name, verdict: None,
+            metrics=OperatorMetrics(),
+            clock=lambda: next(clock),
+            port=port,
+        )
+        supervisor.on_pod_event(event_type="ADDED", body=_pod("triage-1", "127.0.0.1"))
+        supervisor.on_pod_event(event_type="ADDED", body=_pod("triage-2", "127.0.0.2"))
+        supervisor.agents[("team", "triage")] = state = _Agent(agent=agent, uid="u1", replicas=2, restarts=0)
+        await supervisor._round(state)
+        counts["triage-2"] = [0, 9]
+        await supervisor._round(state)
+        assert len(api.statuses) == 1, "a count that moved alone waits for the status heartbeat"
+        await supervisor._round(state)
+    assert [(s["openStreams"], s["activeConversations"]) for s in api.statuses] == [
+        (3, conversations[0]),
+        (2, conversations[1]),
+    ]
+
+
+async def _ignore_events(ref: EventRef, *, type: str, reason: str, message: str) -> None:
+    """Events are not what this test is about."""
