@@ -317,7 +317,9 @@ def openapi_part(*, model: str, structured: bool) -> tuple[dict[str, Any], dict[
     retrieve = _operation(
         "retrieveModel", "The agent as a model (404 for any other id).", ModelCard, ["401", "403", "404", "429", "503"]
     )
-    retrieve["parameters"] = [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}]
+    retrieve["parameters"] = [
+        {"name": "model", "in": "path", "required": True, "schema": {"type": "string", "enum": [model]}}
+    ]
     paths = {
         "/v1/chat/completions": {"post": chat},
         "/v1/models": {
