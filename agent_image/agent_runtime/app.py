@@ -19,6 +19,8 @@ from agentry_api.v1alpha1 import Protocol
 from .cors import CorsMiddleware, CorsPolicy
 from .envelope import Envelope
 from .errors import ApiError
+from .openai_api import openai_routes
+from .openai_wire import openapi_part
 from .openapi import openapi_document
 from .ops import ops_routes
 from .routes import v1_routes
@@ -35,7 +37,15 @@ def build_app(runtime: Runtime) -> Starlette:
     envelope = Envelope(runtime)
     routes = [*v1_routes(envelope), *ops_routes(envelope)]
     protocol_paths: dict[str, Any] = {}
+    protocol_schemas: dict[str, Any] = {}
     protocols = runtime.config.spec.protocols
+    if Protocol.OPENAI in protocols:
+        routes += openai_routes(envelope)
+        paths, schemas = openapi_part(
+            model=runtime.config.name, structured=runtime.config.spec.agent.output_schema is not None
+        )
+        protocol_paths |= paths
+        protocol_schemas |= schemas
     if Protocol.AG_UI in protocols:
         from .agui import agui_paths, agui_routes  # the AG-UI types load only for an agent that serves them
 
@@ -52,6 +62,7 @@ def build_app(runtime: Runtime) -> Starlette:
         settings=runtime.settings,
         metrics_need_token=runtime.config.spec.security.metrics.require_auth,
         protocol_paths=protocol_paths,
+        protocol_schemas=protocol_schemas,
     )
 
     async def openapi(request: Request) -> Response:

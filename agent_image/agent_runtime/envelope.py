@@ -106,10 +106,19 @@ class Envelope:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def handle(self, request: Request, *, endpoint: str, permission: Permission, work: Work) -> Response:
+    async def handle(
+        self,
+        request: Request,
+        *,
+        endpoint: str,
+        permission: Permission,
+        work: Work,
+        error_response: Callable[[ApiError], Response] | None = None,
+    ) -> Response:
         """Steps 1-4, then `work` (which runs 5-9 through `run`, `run_batch` or `open_stream`), then 10-11.
 
         A StreamResponse is answered at once and audited when its stream ends (10-11 then).
+        `error_response` renders an error in another protocol's shape (OpenAI's); Agentry's otherwise.
         """
         record = RequestRecord(endpoint=endpoint)
         error: ApiError | None = None
@@ -126,7 +135,7 @@ class Envelope:
             access_log.exception("unexpected error", extra={"fields": {"endpoint": endpoint}})
             error = ApiError(500, "internal", "internal error (see the runtime's log)")
         if error is not None:
-            response = error.response()
+            response = error.response() if error_response is None else error_response(error)
         elif isinstance(response, StreamResponse):
             response.on_end = lambda stream_error: self._end(record, status=200, error=stream_error)
             return response

@@ -53,12 +53,16 @@ class ApiError(Exception):
         """The JSON error body."""
         return {"error": {"type": self.kind, "message": self.message}}
 
-    def response(self) -> JSONResponse:
-        """The JSON response, with Retry-After in whole seconds (at least 1) when set."""
+    def response_headers(self) -> dict[str, str]:
+        """The headers of the answer, with Retry-After in whole seconds (at least 1) when set."""
         headers = dict(self.headers)
         if self.retry_after is not None:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+        return headers
+
+    def response(self) -> JSONResponse:
+        """The JSON response, with its headers."""
+        return JSONResponse(self.body(), status_code=self.status, headers=self.response_headers())
 
 
 def from_agent_error(exc: BaseException, *, timeout_seconds: float) -> ApiError:

@@ -231,10 +231,12 @@ def openapi_document(
     settings: RuntimeSettings,
     metrics_need_token: bool = False,
     protocol_paths: dict[str, Any] | None = None,
+    protocol_schemas: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole document; /health, /healthz and /readyz need no token, /metrics only when configured.
 
-    `protocol_paths` are the paths of the protocols the agent serves (spec.protocols), from their modules.
+    `protocol_paths` are the paths of the protocols the agent serves (spec.protocols), from their modules, and
+    `protocol_schemas` the component schemas those paths refer to.
     """
     run_ok = _json(RunResponse, "Success.") | {
         "links": {
@@ -254,7 +256,7 @@ def openapi_document(
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "components": {
-            "schemas": _schemas(settings),
+            "schemas": _schemas(settings) | (protocol_schemas or {}),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
         "paths": {
