@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agent_runtime.services.protocols import AuditRow, Database
+from agent_runtime.services.protocols import AuditLinker, AuditRow, Database
 
 
 async def test_results_round_trip(database: Database) -> None:
@@ -24,20 +24,42 @@ async def test_saving_again_replaces(database: Database) -> None:
 async def test_audit_rows_append_and_iterate_in_order(database: Database) -> None:
     assert await database.last_audit() is None
     rows = [AuditRow(seq=i, prev_hash=f"h{i - 1}", hash=f"h{i}", record={"i": i, "x": 1.5}) for i in range(1, 1203)]
-    await database.append_audit(rows[:700])
-    await database.append_audit(rows[700:])
+    heads: list[AuditRow | None] = []
+
+    def link(batch: list[AuditRow]) -> AuditLinker:
+        def linker(head: AuditRow | None) -> list[AuditRow]:
+            heads.append(head)
+            return batch
+
+        return linker
+
+    assert await database.append_audit(link(rows[:700])) == rows[:700]
+    await database.append_audit(link(rows[700:]))
+    assert heads == [None, rows[699]]  # each batch is linked after the head read in its transaction
     assert [row async for row in database.iter_audit()] == rows
     assert [row.seq async for row in database.iter_audit(after_seq=1200)] == [1201, 1202]
     assert await database.last_audit() == rows[-1]
 
 
 async def test_a_duplicate_seq_fails_the_whole_batch(database: Database) -> None:
-    await database.append_audit([AuditRow(seq=1, prev_hash="0", hash="a", record={})])
+    await database.append_audit(lambda head: [AuditRow(seq=1, prev_hash="0", hash="a", record={})])
+    taken = [AuditRow(seq=2, prev_hash="a", hash="b", record={}), AuditRow(seq=1, prev_hash="x", hash="y", record={})]
     with pytest.raises(Exception):  # noqa: B017 - each driver raises its own integrity error
-        await database.append_audit(
-            [AuditRow(seq=2, prev_hash="a", hash="b", record={}), AuditRow(seq=1, prev_hash="x", hash="y", record={})]
-        )
+        await database.append_audit(lambda head: taken)
     assert [row.seq async for row in database.iter_audit()] == [1]
+
+
+async def test_concurrent_audit_appends_each_follow_the_last(database: Database) -> None:
+    """Appends at once (a pool's connections, like replicas) are serialised: each links after the one before."""
+
+    def after(head: AuditRow | None) -> list[AuditRow]:
+        seq, prev = (0, "genesis") if head is None else (head.seq, head.hash)
+        return [AuditRow(seq=seq + 1, prev_hash=prev, hash=f"h{seq + 1}", record={})]
+
+    await asyncio.gather(*(database.append_audit(after) for _ in range(20)))
+    rows = [row async for row in database.iter_audit()]
+    assert [row.seq for row in rows] == list(range(1, 21))
+    assert all(row.prev_hash == before.hash for before, row in zip(rows, rows[1:], strict=False))
 
 
 async def test_check_reports_ok_with_latency(database: Database) -> None:

@@ -6,10 +6,10 @@ when it is personal data such as an email), what happened (outcome, error text, 
 latency) and how many PII values were redacted, not the values themselves.
 
 A record is written to the stream at once (so the log pipeline has it even if the pod dies) and
-queued; `flush` links queued records to the chain and stores them in one transaction, from a
-background task every `flush_interval`, sooner when `batch_size` records wait, and on `close`.
-Replicas sharing one PostgreSQL continue one chain: when another replica has appended meanwhile
-(the seq is taken), the batch is re-linked after the new head and stored again. A batch that
+queued; `flush` stores queued records in one transaction, from a background task every
+`flush_interval`, sooner when `batch_size` records wait, and on `close`. Replicas sharing one
+PostgreSQL continue one chain: the store links each batch after the head it reads while holding the
+trail's write lock, so replicas append one after another and never race for a seq. A batch that
 cannot be stored stays queued (nothing is dropped) and `healthy` turns False until a flush works.
 """
 
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 100
 #: Longest a record waits in memory before it is stored.
 DEFAULT_FLUSH_INTERVAL = 1.0
-#: Times a batch is re-linked after another replica took its seq, before the flush gives up for now.
+#: Times a flush tries to store a batch (a dropped connection, a deadlock) before it gives up for now.
 APPEND_ATTEMPTS = 3
+#: Longest pause (seconds, drawn at random) before trying again.
+APPEND_BACKOFF = 0.05
 
 
 def utc_now() -> datetime:
@@ -65,7 +68,6 @@ class AuditTrail:
         self._flush_interval = flush_interval
         self._clock = clock
         self._pending: list[dict[str, Any]] = []
-        self._head: tuple[int, str] = (0, GENESIS)
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -83,10 +85,9 @@ class AuditTrail:
         return len(self._pending)
 
     async def start(self) -> None:
-        """Continue the stored chain and start the background flusher."""
+        """Start the background flusher (each flush continues the stored chain after its head)."""
         if not self.enabled:
             return
-        await self._refresh_head()
         self._task = asyncio.create_task(self._flush_loop(), name=f"audit-flush-{self._agent}")
 
     async def record(
@@ -134,7 +135,6 @@ class AuditTrail:
                 batch = self._pending[: self._batch_size]
                 rows = await self._append(batch)
                 del self._pending[: len(batch)]
-                self._head = (rows[-1].seq, rows[-1].hash)
                 self.healthy, self.last_error = True, ""
                 self._write_line(
                     {"kind": "audit_checkpoint", "agent": self._agent, "seq": rows[-1].seq, "hash": rows[-1].hash}
@@ -154,31 +154,30 @@ class AuditTrail:
 
     async def _append(self, batch: list[dict[str, Any]]) -> list[AuditRow]:
         for attempt in range(APPEND_ATTEMPTS):
-            rows = self._link(batch)
+            linked: list[AuditRow] = []
+
+            def link_batch(head: AuditRow | None, linked: list[AuditRow] = linked) -> list[AuditRow]:
+                linked[:] = _link(batch, head)
+                return linked
+
             try:
-                await self._store.append_audit(rows)
-                return rows
+                return await self._store.append_audit(link_batch)
             except Exception:
                 if attempt == APPEND_ATTEMPTS - 1:
                     raise
-                await self._refresh_head()  # another replica may have appended: re-link after its head
-                if self._head == (rows[-1].seq, rows[-1].hash):
-                    return rows  # the failure came after the commit: the batch is stored
+                await asyncio.sleep(random.uniform(0, APPEND_BACKOFF))  # jitter
+                if linked and await self._stored(linked[-1]):
+                    return linked  # the failure came after the commit: the batch is stored
         raise AssertionError("unreachable")
 
-    def _link(self, batch: list[dict[str, Any]]) -> list[AuditRow]:
-        seq, prev_hash = self._head
-        rows = []
-        for record in batch:
-            seq += 1
-            row = link(seq=seq, prev_hash=prev_hash, record=record)
-            rows.append(row)
-            prev_hash = row.hash
-        return rows
-
-    async def _refresh_head(self) -> None:
-        last = await self._store.last_audit()
-        self._head = (0, GENESIS) if last is None else (last.seq, last.hash)
+    async def _stored(self, last: AuditRow) -> bool:
+        """Whether the row at `last.seq` is `last` (a commit whose answer was lost); False when that cannot be read."""
+        try:
+            async for row in self._store.iter_audit(after_seq=last.seq - 1):
+                return row.hash == last.hash
+        except Exception:
+            return False
+        return False
 
     async def _flush_loop(self) -> None:
         while not self._stopping:
@@ -208,3 +207,15 @@ class AuditTrail:
             self.stream_errors += 1
             if self.stream_errors == 1:
                 log.error("audit: cannot write to the audit stream (%s); records still go to the store", exc)
+
+
+def _link(batch: list[dict[str, Any]], head: AuditRow | None) -> list[AuditRow]:
+    """The batch's rows, chained after `head` (the genesis hash for an empty trail)."""
+    seq, prev_hash = (0, GENESIS) if head is None else (head.seq, head.hash)
+    rows = []
+    for record in batch:
+        seq += 1
+        row = link(seq=seq, prev_hash=prev_hash, record=record)
+        rows.append(row)
+        prev_hash = row.hash
+    return rows

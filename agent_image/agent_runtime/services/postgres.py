@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from .protocols import AuditRow, ConversationLease, Json, ServiceHealth
+from .protocols import AuditLinker, AuditRow, ConversationLease, Json, ServiceHealth
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_results (
@@ -49,6 +49,9 @@ CREATE INDEX IF NOT EXISTS conversations_updated_at ON conversations (updated_at
 PAGE = 500
 #: Serialises CREATE TABLE across replicas starting at once (IF NOT EXISTS alone races on the catalog).
 SCHEMA_LOCK_ID = 0x4147454E5452
+#: Serialises audit appends across replicas, so each links its batch after the head it reads under the lock.
+AUDIT_LOCK_ID = 0x4147454E5441
+LAST_AUDIT = "SELECT seq, prev_hash, hash, record FROM audit_log ORDER BY seq DESC LIMIT 1"
 
 
 class PostgresDatabase:
@@ -111,17 +114,21 @@ class PostgresDatabase:
         text = await self.pool.fetchval("SELECT result::text FROM run_results WHERE run_id = $1", run_id)
         return None if text is None else dict(json.loads(text))
 
-    async def append_audit(self, rows: list[AuditRow]) -> None:
-        """Insert all rows in one transaction; a duplicate seq (another writer) fails the whole batch."""
-        values = [(row.seq, row.prev_hash, row.hash, json.dumps(row.record)) for row in rows]
+    async def append_audit(self, link: AuditLinker) -> list[AuditRow]:
+        """Under a transaction-scoped advisory lock: read the head, insert `link(head)`; a duplicate seq fails all."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_ID)
+            head = await conn.fetchrow(LAST_AUDIT)
+            rows = link(None if head is None else _row(head))
+            values = [(row.seq, row.prev_hash, row.hash, json.dumps(row.record)) for row in rows]
             await conn.executemany(
                 "INSERT INTO audit_log (seq, prev_hash, hash, record) VALUES ($1, $2, $3, $4)", values
             )
+        return rows
 
     async def last_audit(self) -> AuditRow | None:
         """The row with the highest seq, or None."""
-        row = await self.pool.fetchrow("SELECT seq, prev_hash, hash, record FROM audit_log ORDER BY seq DESC LIMIT 1")
+        row = await self.pool.fetchrow(LAST_AUDIT)
         return None if row is None else _row(row)
 
     async def iter_audit(self, *, after_seq: int = 0) -> AsyncIterator[AuditRow]:

@@ -6,7 +6,7 @@ in-process one (SQLite, a TTL dict); agents reach them through `RunContext.deps`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -51,11 +51,19 @@ class AuditRow:
     record: Mapping[str, Any]
 
 
+#: Links a batch of audit records after the stored head (None for an empty trail) into the rows to store.
+AuditLinker: TypeAlias = Callable[[AuditRow | None], list[AuditRow]]
+
+
 class AuditStore(Protocol):
     """Append-only storage of the audit chain (the database implements it)."""
 
-    async def append_audit(self, rows: list[AuditRow]) -> None:
-        """Store rows in one transaction; seq is unique, so a second writer of the same seq fails."""
+    async def append_audit(self, link: AuditLinker) -> list[AuditRow]:
+        """In one transaction, holding the trail's write lock: read the head, store and return `link(head)`.
+
+        Replicas sharing the database append one after another, each after the head it read under the
+        lock, so they never race for a seq; seq is unique all the same, and a batch with a taken one fails whole.
+        """
 
     async def last_audit(self) -> AuditRow | None:
         """The row with the highest seq, or None for an empty trail."""

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import aiosqlite
 
-from .protocols import AuditRow, ConversationLease, Json, ServiceHealth
+from .protocols import AuditLinker, AuditRow, ConversationLease, Json, ServiceHealth
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_results (
@@ -60,6 +60,8 @@ class SqliteDatabase:
         self._conn: aiosqlite.Connection | None = None
         self._queue: list[tuple[str, str, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._audit_lock = asyncio.Lock()
+        """One audit transaction at a time on the one connection (a second BEGIN inside the first would fail)."""
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -126,18 +128,21 @@ class SqliteDatabase:
             row = await cursor.fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    async def append_audit(self, rows: list[AuditRow]) -> None:
-        """Insert all rows in one transaction; a duplicate seq rolls back the whole batch."""
-        values = [(row.seq, row.prev_hash, row.hash, json.dumps(row.record)) for row in rows]
-        await self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            await self.conn.executemany(
-                "INSERT INTO audit_log (seq, prev_hash, hash, record) VALUES (?, ?, ?, ?)", values
-            )
-        except BaseException:
-            await self.conn.execute("ROLLBACK")
-            raise
-        await self.conn.execute("COMMIT")
+    async def append_audit(self, link: AuditLinker) -> list[AuditRow]:
+        """Holding the write lock (BEGIN IMMEDIATE): read the head, insert `link(head)`; a taken seq rolls back all."""
+        async with self._audit_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = link(await self.last_audit())
+                values = [(row.seq, row.prev_hash, row.hash, json.dumps(row.record)) for row in rows]
+                await self.conn.executemany(
+                    "INSERT INTO audit_log (seq, prev_hash, hash, record) VALUES (?, ?, ?, ?)", values
+                )
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+            return rows
 
     async def last_audit(self) -> AuditRow | None:
         """The row with the highest seq, or None."""

@@ -13,7 +13,7 @@ import httpx
 from ..services.breaker import CircuitBreaker
 from ..services.http import ExternalApi
 from ..services.memory_cache import MemoryCache
-from ..services.protocols import AuditRow, ConversationLease, Json, ServiceHealth
+from ..services.protocols import AuditLinker, AuditRow, ConversationLease, Json, ServiceHealth
 from ..services.views import APP_CACHE_PREFIX
 
 __all__ = ["Call", "MemoryDatabase", "RecordingCache", "Reply", "ScriptedExternalApi"]
@@ -102,8 +102,9 @@ class MemoryDatabase(_Recorder):
         found = self.results.get(run_id)
         return None if found is None else copy.deepcopy(found)
 
-    async def append_audit(self, rows: list[AuditRow]) -> None:
-        """Append rows atomically; a seq already stored (or repeated in the batch) fails the whole batch."""
+    async def append_audit(self, link: AuditLinker) -> list[AuditRow]:
+        """Append `link(head)` atomically; a seq already stored (or repeated in the batch) fails the whole batch."""
+        rows = link(self.audit_rows[-1] if self.audit_rows else None)
         self._record("append_audit", rows=rows)
         taken = {row.seq for row in self.audit_rows}
         seqs = [row.seq for row in rows]
@@ -111,6 +112,7 @@ class MemoryDatabase(_Recorder):
             raise ValueError(f"audit seq already stored: {sorted(taken.intersection(seqs)) or seqs}")
         stored = [AuditRow(row.seq, row.prev_hash, row.hash, _stored(dict(row.record))) for row in rows]
         self.audit_rows = sorted([*self.audit_rows, *stored], key=lambda row: row.seq)
+        return rows
 
     async def last_audit(self) -> AuditRow | None:
         """The row with the highest seq, or None."""

@@ -13,7 +13,7 @@ import pytest
 from agent_runtime.security.audit import AuditTrail, verify_chain
 from agent_runtime.security.chain import GENESIS, chain_hash
 from agent_runtime.security.pii import Anonymizer
-from agent_runtime.services.protocols import AuditRow
+from agent_runtime.services.protocols import AuditLinker, AuditRow
 from agentry_api.v1alpha1 import PrivacySpec
 
 
@@ -25,14 +25,16 @@ class FakeAuditStore:
         self.fail = False
         self.appends = 0
 
-    async def append_audit(self, rows: list[AuditRow]) -> None:
+    async def append_audit(self, link: AuditLinker) -> list[AuditRow]:
         self.appends += 1
         if self.fail:
             raise ConnectionError("database unreachable")
+        rows = link(max(self.rows, key=lambda row: row.seq, default=None))
         taken = {row.seq for row in self.rows}
         if any(row.seq in taken for row in rows):
             raise ValueError("duplicate seq")
         self.rows.extend(rows)
+        return rows
 
     async def last_audit(self) -> AuditRow | None:
         if self.fail:
@@ -308,3 +310,35 @@ async def test_a_long_backlog_is_stored_in_batches() -> None:
     checkpoints = [json.loads(line) for line in stream.getvalue().splitlines() if "audit_checkpoint" in line]
     assert [checkpoint["seq"] for checkpoint in checkpoints] == [4, 8, 10]
     assert verify_chain(store.rows).ok
+
+
+@pytest.mark.services
+async def test_replicas_flushing_at_once_into_one_postgresql_store_every_record(postgres_url: str) -> None:
+    """Four replicas (a rollout's old and new pods) record and flush into one chain at once, then stop."""
+    from agent_runtime.services.postgres import PostgresDatabase
+
+    databases = [PostgresDatabase(url=postgres_url) for _ in range(4)]
+    for database in databases:
+        await database.start()
+    trails = [
+        AuditTrail(db, agent="team-a/support", stream=io.StringIO(), enabled=True, batch_size=5, flush_interval=0.005)
+        for db in databases
+    ]
+    try:
+        for audit in trails:
+            await audit.start()
+
+        async def serve(replica: int, audit: AuditTrail) -> None:
+            for index in range(60):
+                await audit.record(principal=f"r{replica}-{index}", outcome="ok")
+                await asyncio.sleep(0.001)
+
+        await asyncio.gather(*(serve(replica, audit) for replica, audit in enumerate(trails)))
+        await asyncio.gather(*(audit.close() for audit in trails))  # the final flushes race too
+        rows = [row async for row in databases[0].iter_audit()]
+    finally:
+        for database in databases:
+            await database.close()
+    assert len(rows) == 240
+    assert sorted(row.record["principal"] for row in rows) == sorted(f"r{r}-{i}" for r in range(4) for i in range(60))
+    assert verify_chain(rows).ok
