@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic_ai.messages import ModelMessage
@@ -51,6 +52,7 @@ from .approvals import Decisions, decide, pending_calls
 from .conversations import Turn
 from .errors import ApiError, from_agent_error
 from .execution import LiveRun, OnUsage, RunFailed, RunOutcome, ToolCall
+from .pricing import wire_amount
 from .runtime import Runtime
 from .schemas import ApprovalRequest, BatchItem, ErrorBody, RunItem, RunRequest, RunResponse, StoredResult
 from .security.auth import Principal
@@ -78,6 +80,8 @@ class RequestRecord:
     request_bytes: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    """What the tokens above cost at the agent's prices (0 without spec.agent.pricing)."""
     run_ids: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """The runs' tool calls as audited: name, redacted arguments, outcome, latency."""
@@ -215,7 +219,7 @@ class Envelope:
         await results.save(self.runtime.services, stored)  # 9
         if turn is not None:
             await self._finish_turn(turn, outcome, decisions)  # 9
-        return results.response_of(outcome)
+        return results.response_of(outcome, self.runtime.prices)
 
     def _check_pause(self, outcome: RunOutcome, turn: Turn | None, record: RequestRecord) -> None:
         """A run that paused for approval: noted for the audit trail; refused (409) when no conversation can wait."""
@@ -395,11 +399,16 @@ class Envelope:
 
         A failed or cancelled run pays for what it used too, and a long stream is charged as it goes.
         """
+        prices = self.runtime.prices
 
         async def charge(input_tokens: int, output_tokens: int) -> None:
             self.runtime.metrics.add_tokens(input_tokens=input_tokens, output_tokens=output_tokens)
             record.input_tokens += input_tokens
             record.output_tokens += output_tokens
+            if prices is not None:
+                cost = prices.cost(input_tokens=input_tokens, output_tokens=output_tokens)
+                self.runtime.metrics.add_cost(float(cost), currency=prices.currency)
+                record.cost += cost
             await self.runtime.guard.add_tokens(principal, input_tokens + output_tokens)
 
         return charge
@@ -411,7 +420,7 @@ class Envelope:
         anonymizer = self.runtime.anonymizer
         prompt = anonymizer.redact_text(request.prompt)
         context, context_counts = anonymizer.redact_json(request.context)
-        response = results.response_of(outcome)
+        response = results.response_of(outcome, self.runtime.prices)
         output, output_counts = anonymizer.redact_json(response.output)
         pending, pending_counts = anonymizer.redact_json(
             [p.model_dump(mode="json", by_alias=True) for p in response.pending_approvals]
@@ -456,6 +465,7 @@ class Envelope:
             latency_ms=latency_ms,
             tokens_in=record.input_tokens,
             tokens_out=record.output_tokens,
+            cost=self._cost(record),
             redactions=dict(record.redactions),
             endpoint=record.endpoint,
             status=status,
@@ -465,6 +475,11 @@ class Envelope:
             **_approvals(record),
             **_refusal(error),
         )
+
+    def _cost(self, record: RequestRecord) -> dict[str, Any] | None:
+        """The audit record's `cost`: what the request's tokens cost, or null without a price table."""
+        prices = self.runtime.prices
+        return None if prices is None else {"amount": wire_amount(record.cost), "currency": prices.currency}
 
     def _count(self, record: RequestRecord, *, status: int, error: ApiError | None, latency_ms: float) -> None:
         """Step 11: the request in the metrics and its access-log line."""
@@ -557,7 +572,8 @@ class StreamRun:
         if self._turn is not None:
             await envelope._finish_turn(self._turn, outcome, None)  # 9
         self._completed = True
-        return results.response_of(outcome).model_copy(update={"conversation_id": self.conversation_id})
+        response = results.response_of(outcome, envelope.runtime.prices)
+        return response.model_copy(update={"conversation_id": self.conversation_id})
 
     def _failure(self, exc: Exception) -> ApiError:
         """The run's error as the caller gets it, counted like a non-streamed run's."""

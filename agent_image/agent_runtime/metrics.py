@@ -40,6 +40,12 @@ class RuntimeMetrics:
             ["direction"],
             registry=self.registry,
         )
+        self.cost = Counter(
+            "agentry_cost",
+            "What the model tokens used cost at spec.agent.pricing, by currency (agents with a price table only).",
+            ["currency"],
+            registry=self.registry,
+        )
         self.tool_calls = Counter(
             "agentry_tool_calls",
             "Tool calls by the agent's runs, by tool and outcome (ok or error).",
@@ -97,6 +103,10 @@ class RuntimeMetrics:
         """Count the tokens of one run."""
         self.tokens.labels(direction="input").inc(input_tokens)
         self.tokens.labels(direction="output").inc(output_tokens)
+
+    def add_cost(self, amount: float, *, currency: str) -> None:
+        """Count what one model response's tokens cost (agents with spec.agent.pricing only)."""
+        self.cost.labels(currency=currency).inc(amount)
 
     def observe_tool_call(self, *, tool: str, ok: bool, seconds: float) -> None:
         """Count one tool call; tool names are the agent's own (a name the model invents never gets called)."""

@@ -12,7 +12,8 @@ from typing import Any
 
 from .errors import ApiError
 from .execution import RunOutcome
-from .schemas import PendingApproval, RunResponse, StoredResult, Usage
+from .pricing import PriceTable
+from .schemas import Cost, PendingApproval, RunResponse, StoredResult, Usage
 from .services.container import Services
 
 log = logging.getLogger(__name__)
@@ -21,13 +22,15 @@ log = logging.getLogger(__name__)
 RESULT_KEY = "result:"
 
 
-def response_of(outcome: RunOutcome) -> RunResponse:
-    """The wire answer of a run (the caller gets its own output unredacted)."""
+def response_of(outcome: RunOutcome, prices: PriceTable | None) -> RunResponse:
+    """The wire answer of a run (the caller gets its own output unredacted), its cost at `prices`."""
     pending = [PendingApproval(call_id=p.call_id, tool=p.tool, args=p.args) for p in outcome.pending]
+    tokens = {"input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens}
+    cost = None if prices is None else Cost(amount=prices.amount(**tokens), currency=prices.currency)
     return RunResponse(
         run_id=outcome.run_id,
         output=None if pending else outcome.output,
-        usage=Usage(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens, requests=outcome.requests),
+        usage=Usage(**tokens, requests=outcome.requests, cost=cost),
         latency_ms=round(outcome.latency_ms, 3),
         status="awaiting_approval" if pending else "completed",
         pending_approvals=pending,

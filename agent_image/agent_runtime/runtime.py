@@ -27,6 +27,7 @@ from .execution import AgentRunner
 from .heartbeat import Heartbeat
 from .mcp import McpToolsets
 from .metrics import RuntimeMetrics
+from .pricing import PriceTable
 from .security.audit import AuditTrail
 from .security.auth import Authenticator, build_authenticator
 from .security.guard import Guard
@@ -85,6 +86,8 @@ class Runtime:
         self.services = services
         self.container = ServiceContainer(services, check_timeout=self.settings.dependency_check_timeout)
         self.metrics = RuntimeMetrics(agent=f"{config.namespace}/{config.name}")
+        self.prices = PriceTable.from_spec(config.spec.agent.pricing)
+        """spec.agent.pricing, or None: runs then report tokens, not cost."""
         concurrency = config.spec.concurrency
         self.admission = Admission(
             max_concurrent=concurrency.max_concurrent_requests, max_queued=concurrency.max_queued_requests

@@ -41,12 +41,20 @@ class BatchRequest(Wire):
     items: list[RunItem] = Field(min_length=1, description="Runs to execute, answered in the same order.")
 
 
+class Cost(Wire):
+    """What a run's tokens cost at the agent's prices (spec.agent.pricing)."""
+
+    amount: float = Field(description="In `currency`, rounded to a billionth of it.")
+    currency: str = Field(description="ISO 4217 code, as in spec.agent.pricing.")
+
+
 class Usage(Wire):
-    """Tokens and model requests one run used."""
+    """Tokens and model requests one run used, and their cost when the agent has a price table."""
 
     input_tokens: int
     output_tokens: int
     requests: int
+    cost: Cost | None = Field(None, description="Null when the agent has no spec.agent.pricing.")
 
 
 class PendingApproval(Wire):

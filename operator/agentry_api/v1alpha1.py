@@ -244,6 +244,17 @@ def _toolset_names_unique(agent: AgentSpec) -> bool:
     return len(set(names)) == len(names)
 
 
+class PricingSpec(ApiModel):
+    """What the agent's model charges, so that each run's cost is known (in its result, audit record and metrics)."""
+
+    input_per_million_tokens: float = Field(ge=0, le=1_000_000)
+    """Price of one million input (prompt) tokens, in `currency`."""
+    output_per_million_tokens: float = Field(ge=0, le=1_000_000)
+    """Price of one million output (completion) tokens, in `currency`."""
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    """ISO 4217 code of the prices' currency."""
+
+
 class AgentSpec(ApiModel):
     """The PydanticAI agent: declarative (model, instructions, output schema) or the user's own code.
 
@@ -319,6 +330,8 @@ class AgentSpec(ApiModel):
     """Times a failing call of an Agentry toolset's tool (built-in, MCP) is retried by the model."""
     output_retries: int = Field(2, ge=0, le=10)
     """Times the model is asked again when its output does not match outputSchema."""
+    pricing: PricingSpec | None = None
+    """The model's prices per million tokens; omit when cost is not tracked (runs then report tokens only)."""
 
     @property
     def provider(self) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -69,3 +71,45 @@ async def test_every_request_is_audited_including_refused_ones(runtime_backend: 
     assert records[1]["principal"] == "-"
     assert "alice@example.com" not in json.dumps(records)
     assert verify_chain(await stored_rows(runtime, runtime_backend)).ok
+
+
+PRICES = {"inputPerMillionTokens": 3.0, "outputPerMillionTokens": 15.0, "currency": "EUR"}
+
+
+def expected_cost(usage: dict[str, Any]) -> float:
+    exact = (Decimal(usage["inputTokens"]) * 3 + Decimal(usage["outputTokens"]) * 15) / 1_000_000
+    return float(exact.quantize(Decimal("0.000000001")))
+
+
+async def test_with_a_price_table_each_run_reports_its_cost_everywhere(runtime_backend: Backend) -> None:
+    """The answer, the stored result, the stream's final event, the audit record and the metrics agree."""
+    runtime = runtime_backend.runtime({"agent": {"pricing": PRICES}})
+    with serving(runtime) as url:
+        answer = httpx.post(f"{url}/v1/run", json={"prompt": "what does it cost?"}, headers=auth()).json()
+        stored = httpx.get(f"{url}/v1/results/{answer['runId']}", headers=auth()).json()
+        with httpx.stream("POST", f"{url}/v1/run/stream", json={"prompt": "and streamed?"}, headers=auth()) as r:
+            lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+        final = json.loads(lines[-1].removeprefix("data: "))
+        metrics = httpx.get(f"{url}/metrics").text
+    records = await stored_audit(runtime, runtime_backend)
+    usage = answer["usage"]
+    assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0
+    assert usage["cost"] == {"amount": expected_cost(usage), "currency": "EUR"}
+    assert stored["usage"]["cost"] == usage["cost"]
+    assert final["usage"]["cost"] == {"amount": expected_cost(final["usage"]), "currency": "EUR"}
+    assert [r["cost"] for r in records] == [usage["cost"], {"amount": 0.0, "currency": "EUR"}, final["usage"]["cost"]]
+    total = [line for line in metrics.splitlines() if line.startswith('agentry_cost_total{currency="EUR"}')]
+    assert total and float(total[0].split()[-1]) == pytest.approx(
+        usage["cost"]["amount"] + final["usage"]["cost"]["amount"]
+    )
+
+
+async def test_without_a_price_table_cost_is_null_and_not_exported(runtime_backend: Backend) -> None:
+    runtime = runtime_backend.runtime()
+    with serving(runtime) as url:
+        answer = httpx.post(f"{url}/v1/run", json={"prompt": "free?"}, headers=auth()).json()
+        metrics = httpx.get(f"{url}/metrics").text
+    records = await stored_audit(runtime, runtime_backend)
+    assert answer["usage"]["cost"] is None
+    assert records[0]["cost"] is None
+    assert "agentry_cost_total{" not in metrics
