@@ -1,0 +1,47 @@
+"""The runtime's series stay few: labels come from bounded sets, never a principal, conversation or run id."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from .harness import Backend, auth, serving
+
+#: Every label the runtime exports, each from a set fixed by the code or the spec (tools, breakers, currencies).
+BOUNDED_LABELS = {"endpoint", "status", "le", "direction", "currency", "tool", "outcome", "kind", "limit", "name"}
+#: The one info series' label: the agent itself.
+INFO_LABELS = {"agent"}
+
+
+async def test_a_scrape_after_many_callers_names_none_of_them(runtime_backend: Backend) -> None:
+    subjects = [f"user-{n}@example.com" for n in range(5)]
+    runtime = runtime_backend.runtime({"agent": {"pricing": {"inputPerMillionTokens": 1, "outputPerMillionTokens": 2}}})
+    ids: set[str] = set()
+    with serving(runtime) as url:
+        for subject in subjects:
+            answer = httpx.post(f"{url}/v1/run", json={"prompt": "hi"}, headers=auth(subject=subject)).json()
+            ids |= {answer["runId"], answer["conversationId"]}
+            again = {"prompt": "and?", "conversationId": answer["conversationId"]}
+            ids.add(httpx.post(f"{url}/v1/run", json=again, headers=auth(subject=subject)).json()["runId"])
+        probe = uuid.uuid4().hex  # unknown paths and ids must not become label values either
+        httpx.get(f"{url}/v1/results/{probe}", headers=auth())
+        httpx.get(f"{url}/v1/conversations/{probe}", headers=auth())
+        httpx.get(f"{url}/no/such/{probe}")
+        text = httpx.get(f"{url}/metrics").text
+    families = list(text_string_to_metric_families(text))
+    labels = {
+        name for family in families if family.name != "agentry_agent_info" for s in family.samples for name in s.labels
+    }
+    info = {
+        name for family in families if family.name == "agentry_agent_info" for s in family.samples for name in s.labels
+    }
+    assert labels <= BOUNDED_LABELS, labels - BOUNDED_LABELS
+    assert info == INFO_LABELS
+    for secret in [*subjects, *ids, probe, "alice"]:
+        assert secret not in text
+    endpoints = {s.labels["endpoint"] for f in families for s in f.samples if "endpoint" in s.labels}
+    assert all(re.fullmatch(r"[a-z_]+", endpoint) for endpoint in endpoints), endpoints
+    assert len([s for f in families for s in f.samples]) < 400  # the whole scrape stays small
