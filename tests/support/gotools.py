@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,10 @@ from agentry_dev.cluster.versions import cache_root
 
 ACTIONLINT_VERSION = "v1.7.12"
 """The workflow linter `.ci/test` runs; a release the Go module proxy serves."""
+JAEGER_VERSION = "v1.75.0"
+"""Jaeger v2's all-in-one (an OpenTelemetry Collector with storage and the query API) the tracing tests run."""
+PROMTOOL_VERSION = "v0.316.0"
+"""Prometheus 3.x's Go module version, whose promtool checks and unit-tests rule files."""
 
 
 class GoToolBuildError(RuntimeError):
@@ -28,14 +33,20 @@ class GoToolBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class GoTool:
-    """One executable: a module folder of this repository built with its go.sum, or `go install pkg@version`."""
+    """One executable: a module folder of this repository, `go install pkg@version`, or a package of a module.
+
+    A module folder is built with its go.sum; a downloaded `module@version` is built as the main module.
+    """
 
     name: str
     package: str
-    """`.` inside `source`, or `module/cmd@version` for `go install`."""
+    """`.` inside `source`, `module/cmd@version` for `go install`, or `./cmd/...` inside `module`."""
     key: str
     """Part of the cache folder's name (a version, or a digest of the sources), so a bump or an edit rebuilds."""
     source: Path | None = None
+    module: str | None = None
+    """`module@version`, fetched with `go mod download` and built in its folder, so its own go.mod and go.sum apply:
+    `go install pkg@version` refuses a module whose go.mod has replace directives (Jaeger's has one)."""
 
     def path(self, *, root: Path) -> Path:
         """Where the built binary is cached under `root`."""
@@ -53,7 +64,18 @@ ACTIONLINT = GoTool(
     package=f"github.com/rhysd/actionlint/cmd/actionlint@{ACTIONLINT_VERSION}",
     key=ACTIONLINT_VERSION,
 )
-TOOLS = {"actionlint": ACTIONLINT}
+JAEGER = GoTool(
+    name="jaeger",
+    package="./cmd/jaeger",
+    key=JAEGER_VERSION,
+    module=f"github.com/jaegertracing/jaeger@{JAEGER_VERSION}",
+)
+PROMTOOL = GoTool(
+    name="promtool",
+    package=f"github.com/prometheus/prometheus/cmd/promtool@{PROMTOOL_VERSION}",
+    key=PROMTOOL_VERSION,
+)
+TOOLS = {"actionlint": ACTIONLINT, "jaeger": JAEGER, "promtool": PROMTOOL}
 """The tools `python -m tests.support.gotools NAME` knows (the kstatus helper is built by its own tests)."""
 
 
@@ -86,17 +108,31 @@ def _go_build(tool: GoTool, target: Path) -> None:
     if path is None:
         raise GoToolBuildError(f"`go` is not on PATH (nor in {GO_FALLBACK}); {tool.name} is built from Go (>= 1.26)")
     env = {**os.environ, "PATH": path, "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false -mod=readonly"}
+    env["GOWORK"] = "off"
     flags = ["-trimpath", "-ldflags", "-s -w"]
     # Built into a scratch folder next to the target and renamed, so a half-linked binary never looks cached.
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as scratch:
-        if tool.source is None:
+        source = tool.source if tool.module is None else _download(tool.module, cwd=Path(scratch), env=env)
+        if source is None:
             argv, cwd, env = ["go", "install", *flags, tool.package], Path(scratch), {**env, "GOBIN": scratch}
         else:
-            argv, cwd = ["go", "build", *flags, "-o", str(Path(scratch) / tool.name), tool.package], tool.source
-        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode != 0:
-            raise GoToolBuildError(f"{' '.join(argv)} in {cwd} exited {done.returncode}:\n{done.stderr[-3000:]}")
+            argv, cwd = ["go", "build", *flags, "-o", str(Path(scratch) / tool.name), tool.package], source
+        _go(argv, cwd=cwd, env=env, timeout=1800)
         (Path(scratch) / tool.name).rename(target)
+
+
+def _download(module: str, *, cwd: Path, env: dict[str, str]) -> Path:
+    """The read-only folder of `module@version` in Go's module cache, downloaded (checked against the sum database)."""
+    done = _go(["go", "mod", "download", "-json", module], cwd=cwd, env=env, timeout=600)
+    return Path(json.loads(done.stdout)["Dir"])
+
+
+def _go(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout)[-3000:]
+        raise GoToolBuildError(f"{' '.join(argv)} in {cwd} exited {done.returncode}:\n{output}")
+    return done
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("tool", choices=sorted(TOOLS))
     tool = TOOLS[parser.parse_args(argv).tool]
     if not tool.path(root=cache_root()).exists():
-        print(f"building {tool.name} {tool.key} from its Go module (about a minute the first time)", file=sys.stderr)
+        print(f"building {tool.name} {tool.key} from its Go module (minutes the first time)", file=sys.stderr)
     started = time.monotonic()
     try:
         target = build(tool)
