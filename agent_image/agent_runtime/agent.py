@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import jsonschema
 from pydantic_ai import Agent, ModelRetry, RunContext, StructuredDict
-from pydantic_ai.models import Model, infer_model
+from pydantic_ai.models import Model, create_async_httpx2_client, infer_model
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.output import ToolOutput
@@ -53,17 +54,28 @@ def declarative_agent(spec: AgentSpec) -> AgentApp[AgentryDeps]:
     return AgentApp(agent=agent)
 
 
-def run_options(*, spec: AgentSpec, api_key: str | None, model: Model | None = None) -> RunOptions:
-    """The per-run options; `model` replaces the one the spec names (tests script the model's turns)."""
+def run_options(
+    *,
+    spec: AgentSpec,
+    api_key: str | None,
+    model: Model | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> RunOptions:
+    """The per-run options; `model` replaces the one the spec names (tests script the model's turns).
+
+    `transport` carries an endpoint model's requests (traced, when tracing is on).
+    """
     return RunOptions(
-        model=model or build_model(spec=spec, api_key=api_key),
+        model=model or build_model(spec=spec, api_key=api_key, transport=transport),
         model_settings=model_settings(spec),
         usage_limits=usage_limits(spec),
         output_type=schema_output(spec.output_schema, retries=spec.output_retries) if spec.output_schema else None,
     )
 
 
-def build_model(*, spec: AgentSpec, api_key: str | None) -> Model | None:
+def build_model(
+    *, spec: AgentSpec, api_key: str | None, transport: httpx2.AsyncBaseTransport | None = None
+) -> Model | None:
     """TestModel for `test`; an OpenAI-compatible model at `endpoint`; else pydantic-ai's model for the string.
 
     The model is made now, so an unknown provider (UserError) stops the start rather than the first run. The
@@ -74,12 +86,16 @@ def build_model(*, spec: AgentSpec, api_key: str | None) -> Model | None:
     if spec.model == "test":
         return TestModel(call_tools=[])
     if spec.endpoint is not None:
-        return _endpoint_model(model=spec.model, endpoint=spec.endpoint, api_key=api_key)
+        return _endpoint_model(model=spec.model, endpoint=spec.endpoint, api_key=api_key, transport=transport)
     return infer_model(spec.model)
 
 
-def _endpoint_model(*, model: str, endpoint: EndpointSpec, api_key: str | None) -> Model:
-    provider = OpenAIProvider(base_url=endpoint.base_url, api_key=api_key)
+def _endpoint_model(
+    *, model: str, endpoint: EndpointSpec, api_key: str | None, transport: httpx2.AsyncBaseTransport | None
+) -> Model:
+    # pydantic-ai's own client (its timeouts and user agent), on a transport of ours when there is one.
+    client = None if transport is None else create_async_httpx2_client(transport=transport)
+    provider = OpenAIProvider(base_url=endpoint.base_url, api_key=api_key, http_client=client)
     kind, name = model.split(":", 1)
     if kind == "openai-responses":
         return OpenAIResponsesModel(name, provider=provider)

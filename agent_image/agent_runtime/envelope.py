@@ -14,7 +14,8 @@ Then the endpoint's own work (routes.py: read and validate the body), which for 
    404 when it has none with that id, 409 while another turn holds it; released whatever happens below.
 6. admission: a slot, waiting in a bounded queue; 429 with Retry-After when the queue is full.
 7. run: the agent within the request timeout, which covers the wait in 6 (504), its output validated
-   against the schema with retries (execution.py); the run's tokens are then charged to the caller.
+   against the schema with retries (execution.py); each model response's tokens are charged to the
+   caller as it arrives, and priced (pricing.py) when the agent has a price table.
 8. redact: PII out of the prompt, the context, the output and the arguments of each tool call.
 9. store: the redacted result into the database, 503 when it fails (results.py); a conversation's
    history with the turn's (redacted) messages, trimmed to spec.conversations, which releases its lease.
@@ -24,6 +25,8 @@ Whatever happened (success, refusal, a bug), the caller gets a JSON answer, and 
 10. audit: exactly one hash-chained record, with the tool calls of its runs (also of a run that failed)
     and the conversation id of a turn.
 11. metrics: the request counted by endpoint and status, an error by kind; one access-log line.
+12. trace: the request's span (tracing.py), opened before 1 with the caller's traceparent and ended here;
+    2-3 and 4 are its child spans, and the run's own spans (pydantic-ai's) and calls out nest inside it.
 
 /metrics, when spec.security.metrics.requireAuth asks for a token, goes through 2 and 3 only (`scrape`):
 a scrape is neither rate-limited, audited nor counted, since one record per scrape would drown the trail.
@@ -42,6 +45,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span
 from pydantic_ai.messages import ModelMessage
 from pydantic_ai.run import AgentRunResultEvent
 from starlette.requests import Request
@@ -94,6 +99,8 @@ class RequestRecord:
     """The decisions a person took on pending calls (tool, call id, approved)."""
     bearer_token: str | None = field(default=None, repr=False)
     """The caller's token, for toolsets that act as the caller; never audited nor logged."""
+    span: Span | None = field(default=None, repr=False)
+    """The request's trace span (a no-op one when nothing is traced), ended with the request."""
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request arrived."""
@@ -125,26 +132,44 @@ class Envelope:
         `error_response` renders an error in another protocol's shape (OpenAI's); Agentry's otherwise.
         """
         record = RequestRecord(endpoint=endpoint)
-        error: ApiError | None = None
+        tracing = self.runtime.tracing
+        record.span, trace_context = tracing.start_request(
+            method=request.method, path=_route(request), headers=request.headers, endpoint=endpoint
+        )
+        attached = otel_context.attach(trace_context)
         try:
-            self.runtime.admission.check_open()  # 1
-            principal = self._authenticate_and_authorize(request, permission)  # 2, 3
-            record.bearer_token = _bearer(request.headers.get("authorization"))
-            record.principal = self.runtime.anonymizer.redact_text(principal.subject).text
-            await self.runtime.guard.hit_request(principal)  # 4
-            response = await work(principal, record)  # 5-9 for each run
-        except ApiError as exc:
-            error = exc
-        except Exception:
-            access_log.exception("unexpected error", extra={"fields": {"endpoint": endpoint}})
-            error = ApiError(500, "internal", "internal error (see the runtime's log)")
-        if error is not None:
+            response, error = await self._work(request, record, permission=permission, work=work)
+        finally:
+            otel_context.detach(attached)
+        if error is not None or response is None:
+            error = error or ApiError(500, "internal", "internal error (see the runtime's log)")
             response = error.response() if error_response is None else error_response(error)
         elif isinstance(response, StreamResponse):
+            response.trace_context = trace_context  # the stream's events are made in the request's trace
             response.on_end = lambda stream_error: self._end(record, status=200, error=stream_error)
             return response
         await self._end(record, status=response.status_code, error=error)
         return response
+
+    async def _work(
+        self, request: Request, record: RequestRecord, *, permission: Permission, work: Work
+    ) -> tuple[Response | None, ApiError | None]:
+        """Steps 1-4, then `work`: its response, or the error to answer instead."""
+        tracer = self.runtime.tracing.tracer
+        try:
+            self.runtime.admission.check_open()  # 1
+            with tracer.start_as_current_span("agentry.authorize"):
+                principal = self._authenticate_and_authorize(request, permission)  # 2, 3
+            record.bearer_token = _bearer(request.headers.get("authorization"))
+            record.principal = self.runtime.anonymizer.redact_text(principal.subject).text
+            with tracer.start_as_current_span("agentry.rate_limit"):
+                await self.runtime.guard.hit_request(principal)  # 4
+            return await work(principal, record), None  # 5-9 for each run
+        except ApiError as exc:
+            return None, exc
+        except Exception:
+            access_log.exception("unexpected error", extra={"fields": {"endpoint": record.endpoint}})
+            return None, ApiError(500, "internal", "internal error (see the runtime's log)")
 
     async def _end(self, record: RequestRecord, *, status: int, error: ApiError | None) -> None:
         """Steps 10 and 11, once per request: when it was answered, or when its stream ended."""
@@ -153,6 +178,10 @@ class Envelope:
         latency_ms = record.elapsed_ms()
         await self._audit(record, status=status, error=error, latency_ms=latency_ms)  # 10
         self._count(record, status=status, error=error, latency_ms=latency_ms)  # 11
+        if record.span is not None:
+            record.span.set_attribute("agentry.tokens.input", record.input_tokens)
+            record.span.set_attribute("agentry.tokens.output", record.output_tokens)
+            self.runtime.tracing.end_request(record.span, status=status, error=None if error is None else error.kind)
 
     def scrape(self, request: Request, *, permission: Permission, serve: Callable[[], Response]) -> Response:
         """Steps 2 and 3 only, then `serve`: for /metrics when it requires a token."""
@@ -657,3 +686,10 @@ def _refusal(error: ApiError | None) -> dict[str, str]:
     if error is None or error.status not in _AUDITED_REASONS:
         return {}
     return {"reason": error.message}
+
+
+def _route(request: Request) -> str:
+    """The matched route's template (`/v1/results/{run_id}`), never the path with its ids, for the span's name."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else request.url.path

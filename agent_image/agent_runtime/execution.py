@@ -22,7 +22,9 @@ from pydantic_ai import ApprovalRequired, CallDeferred, DeferredToolRequests, De
 from pydantic_ai.agent import AgentRunResult
 from pydantic_ai.agent.abstract import AgentRunEvents
 from pydantic_ai.capabilities import AbstractCapability
+from pydantic_ai.capabilities.instrumentation import Instrumentation
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
+from pydantic_ai.models.instrumented import InstrumentationSettings
 from pydantic_ai.tools import ToolDefinition
 
 from . import sdk
@@ -191,6 +193,8 @@ class AgentRunner:
     options: RunOptions
     toolsets: AgentToolsets
     timeout: float
+    instrumentation: InstrumentationSettings | None = None
+    """pydantic-ai's tracing of each run (GenAI spans), when the runtime traces."""
     _entered: bool = field(default=False, init=False)
 
     async def start(self) -> None:
@@ -243,7 +247,7 @@ class AgentRunner:
                         **self._run_arguments(
                             prompt, context, run_id=run_id, caller=caller, history=history, toolsets=toolsets
                         ),
-                        capabilities=_capabilities(recorder, on_usage),
+                        capabilities=self._capabilities(recorder, on_usage),
                         deferred_tool_results=decisions,
                     )
                 latency_ms = (time.perf_counter() - started) * 1000
@@ -283,10 +287,19 @@ class AgentRunner:
                 prompt, context, run_id=run_id, caller=caller, history=history, toolsets=toolsets
             )
             events = self.app.agent.run_stream_events(
-                **arguments, capabilities=_capabilities(recorder, on_usage), timeout=max(timeout, 0.001)
+                **arguments, capabilities=self._capabilities(recorder, on_usage), timeout=max(timeout, 0.001)
             )
             async with events as handle:
                 yield LiveRun(run_id=run_id, events=handle, recorder=recorder, started=time.perf_counter())
+
+    def _capabilities(self, recorder: ToolCallRecorder, on_usage: OnUsage | None) -> list[AbstractCapability[Any]]:
+        """The run's own capabilities: the tool-call recorder, the usage meter, the instrumentation."""
+        capabilities: list[AbstractCapability[Any]] = [recorder]
+        if on_usage is not None:
+            capabilities.append(UsageMeter(on_usage))
+        if self.instrumentation is not None:
+            capabilities.append(Instrumentation(settings=self.instrumentation))
+        return capabilities
 
     def _run_arguments(
         self,
@@ -324,7 +337,3 @@ class AgentRunner:
         if self.app.deps is not None:
             return self.app.deps(deps)
         return None if self.app.agent.deps_type is type(None) else deps
-
-
-def _capabilities(recorder: ToolCallRecorder, on_usage: OnUsage | None) -> list[AbstractCapability[Any]]:
-    return [recorder] if on_usage is None else [recorder, UsageMeter(on_usage)]

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import httpx2
+from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model
 
@@ -41,6 +43,7 @@ from .services.views import agent_services
 from .settings import RuntimeSettings
 from .stats import RecentRequests
 from .toolsets import AgentToolsets
+from .tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +78,13 @@ class Runtime:
         model: Model | None = None,
         entrypoint: object | None = None,
         audit_stream: TextIO | None = None,
+        span_exporter: SpanExporter | None = None,
     ) -> None:
         """A runtime for `config`, its services not started yet.
 
         `model` replaces the spec's (tests script the model's turns); `entrypoint` is the user's agent (Agent,
         AgentApp or factory) already imported, as the testing kit passes it, instead of spec.agent.code's import.
+        `span_exporter` receives the spans instead of an OTLP collector (tests read them in memory).
         """
         self.config = config
         self.settings = settings or RuntimeSettings()
@@ -102,17 +107,28 @@ class Runtime:
             services=services,
             mcp=McpToolsets.from_config(config, check_timeout=self.settings.dependency_check_timeout),
         )
-        self.runner = AgentRunner(
-            app=_app(config=config, services=self.agent_services, entrypoint=entrypoint),
-            services=self.agent_services,
-            options=_options(config=config, model=model),
-            toolsets=self.toolsets,
-            timeout=concurrency.request_timeout_seconds,
-        )
         self.keys = Keys.of(config)
         self.authenticator = _authenticator(config=config, key=self.keys.auth)
         security = config.spec.security
         self.anonymizer = _anonymizer(config=config, key=self.keys.pii)
+        self.tracing = Tracing.from_spec(
+            config.spec.observability.tracing,
+            service=config.name,
+            namespace=config.namespace,
+            headers=config.secret("spec.observability.tracing.headersSecretRef"),
+            anonymizer=self.anonymizer,
+            exporter=span_exporter,
+        )
+        if services.external_api is not None:
+            services.external_api.wrap_transport(self.tracing.transport)
+        self.runner = AgentRunner(
+            app=_app(config=config, services=self.agent_services, entrypoint=entrypoint),
+            services=self.agent_services,
+            options=_options(config=config, model=model, transport=self.tracing.model_transport()),
+            toolsets=self.toolsets,
+            timeout=concurrency.request_timeout_seconds,
+            instrumentation=self.tracing.instrumentation,
+        )
         self.audit = AuditTrail(
             services.database,
             agent=f"{config.namespace}/{config.name}",
@@ -191,7 +207,8 @@ class Runtime:
         limiter = ServiceHealth(name="rateLimiter", state="ok", detail="")
         if self._guard is not None and not self._guard.limiter.healthy:
             limiter = ServiceHealth(name="rateLimiter", state="degraded", detail="shared limits down, per-pod fallback")
-        return [audit, limiter]
+        tracing = self.tracing.health()
+        return [audit, limiter] if tracing is None else [audit, limiter, tracing]
 
     async def start(self) -> None:
         """Start the services, then the audit trail and the rate limiter; remember why when that fails."""
@@ -234,6 +251,8 @@ class Runtime:
         finally:
             self._guard = None
             await self.container.close()
+            await self.tracing.aclose()
+            await asyncio.to_thread(self.tracing.shutdown)  # bounded: a dead collector cannot hold the stop up
 
     async def _close_audit(self) -> None:
         """Close the audit trail, but never let a stuck flusher task hang the shutdown.
@@ -286,11 +305,14 @@ def _app(*, config: RuntimeConfig, services: sdk.Services, entrypoint: object | 
         raise ConfigError([str(exc)]) from None
 
 
-def _options(*, config: RuntimeConfig, model: Model | None) -> RunOptions:
+def _options(*, config: RuntimeConfig, model: Model | None, transport: httpx2.AsyncBaseTransport | None) -> RunOptions:
     """The per-run options, or ConfigError when the model's provider cannot be set up."""
     try:
         return run_options(
-            spec=config.spec.agent, api_key=config.secret("spec.agent.endpoint.apiKeySecretRef"), model=model
+            spec=config.spec.agent,
+            api_key=config.secret("spec.agent.endpoint.apiKeySecretRef"),
+            model=model,
+            transport=transport,
         )
     except UserError as exc:
         raise ConfigError([f"spec.agent.model: {exc}"]) from None

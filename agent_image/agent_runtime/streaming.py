@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
+from opentelemetry import context as otel_context
 from pydantic import BaseModel
 from pydantic_ai.messages import (
     AgentStreamEvent,
@@ -109,10 +110,13 @@ class StreamResponse(Response):
         self.stream = stream
         self.keepalive = keepalive
         self.on_end: Callable[[ApiError | None], Awaitable[None]] | None = None
+        self.trace_context: otel_context.Context | None = None
+        """The request's trace (set by the envelope), current while the events are made."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send the chunks while watching for a disconnect; then close the run, shielded from cancellation."""
         disconnected = False
+        attached = None if self.trace_context is None else otel_context.attach(self.trace_context)
         try:
             async with anyio.create_task_group() as group:
 
@@ -134,6 +138,8 @@ class StreamResponse(Response):
                 error = await self._close(disconnected=disconnected)
                 if self.on_end is not None:
                     await self.on_end(error)
+            if attached is not None:
+                otel_context.detach(attached)
 
     async def _send_all(self, send: Send) -> None:
         """The chunks as they come, and an SSE comment after `keepalive` quiet seconds (a long tool call, say).

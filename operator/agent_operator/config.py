@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
@@ -71,6 +72,9 @@ class OperatorConfig:
     network_policy: bool = False
     """Render a NetworkPolicy per agent that admits traffic to its port only from its own namespace and the
     operator's; off by default because a cluster without a policy-enforcing CNI ignores it silently."""
+    otlp_endpoint: str = ""
+    """The OpenTelemetry collector (OTLP/HTTP base URL) agents send traces to when their
+    spec.observability.tracing names none; empty: only agents with their own endpoint are traced."""
     operator_namespace: str = ""
     """Namespace the operator runs in (from AGENTRY_OPERATOR_NAMESPACE, else POD_NAMESPACE); used by the
     NetworkPolicy so the health poller can reach the pods."""
@@ -140,6 +144,12 @@ def _endpoint(raw: str) -> str:
     return raw
 
 
+def _otlp_endpoint(raw: str) -> str:
+    if raw and not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", raw):
+        raise ValueError("must be an http:// or https:// URL (the collector's OTLP/HTTP base), or empty")
+    return raw.rstrip("/")
+
+
 def _image(raw: str) -> str:
     if not raw or any(char.isspace() for char in raw):
         raise ValueError("must be an image reference without spaces")
@@ -149,6 +159,7 @@ def _image(raw: str) -> str:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "namespaces": _namespaces,
     "runtime_image": _image,
+    "otlp_endpoint": _otlp_endpoint,
     "log_format": _choice("json", "text"),
     "log_level": _choice("debug", "info", "warning", "error"),
     "liveness_endpoint": _endpoint,

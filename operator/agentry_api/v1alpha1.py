@@ -664,6 +664,37 @@ class SecuritySpec(ApiModel):
 # --- health, pods ------------------------------------------------------------------------------
 
 
+class TracingSpec(ApiModel):
+    """OpenTelemetry traces of every request, sent over OTLP/HTTP to a collector.
+
+    The runtime also honours the standard `OTEL_*` variables (which win over these fields), so it traces the
+    same way outside Kubernetes. Exporting runs in the background: a slow or dead collector never delays nor
+    fails a request, and shows in `/health` as a degraded `tracing` dependency.
+    """
+
+    enabled: bool = True
+    """False turns tracing off, even when the operator has a default collector."""
+    endpoint: HttpURL | None = None
+    """The collector's OTLP/HTTP base URL (spans go to `<endpoint>/v1/traces`), e.g.
+    http://otel-collector.observability:4318; omitted: the operator's default (chart value `tracing.endpoint`),
+    and no tracing when there is none."""
+    headers_secret_ref: SecretKeyRef | None = None
+    """A Secret key holding headers for the collector (an API key), as `name=value` pairs separated by commas,
+    the format of OTEL_EXPORTER_OTLP_HEADERS."""
+    sampling_ratio: float = Field(1.0, ge=0, le=1)
+    """Share of new traces recorded; a caller's traceparent decides for the requests it traces (parent-based)."""
+    capture_content: bool = False
+    """Record prompts, outputs and tool arguments in the spans, through the same PII redaction as the audit
+    trail; off: spans carry names, sizes, tokens and timings only."""
+
+
+class ObservabilitySpec(ApiModel):
+    """Traces (metrics are always exported at /metrics)."""
+
+    tracing: TracingSpec = Field(default_factory=TracingSpec)
+    """Where and how much to trace."""
+
+
 class HealthSpec(ApiModel):
     """How the operator judges the agent's pods, and when it restarts them."""
 
@@ -809,6 +840,8 @@ class AgentDeploymentSpec(ApiModel):
     """Authentication, authorisation, rate limits, privacy and audit; required (security.auth must be chosen)."""
     health: HealthSpec = Field(default_factory=HealthSpec)
     """Health polling and restart policy."""
+    observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
+    """OpenTelemetry tracing of requests, model and tool calls."""
     pod: PodSpec = Field(default_factory=PodSpec)
     """Pod settings: image, resources, scheduling, metadata."""
 
@@ -832,6 +865,7 @@ class AgentDeploymentSpec(ApiModel):
             ("spec.security.auth.secretRef", security.auth.secret_ref),
             ("spec.security.auth.publicKeySecretRef", security.auth.public_key_secret_ref),
             ("spec.security.privacy.hmacKeySecretRef", security.privacy.hmac_key_secret_ref),
+            ("spec.observability.tracing.headersSecretRef", self.observability.tracing.headers_secret_ref),
         ]
         for index, toolset in enumerate(self.agent.toolsets or []):
             for number, header in enumerate(toolset.mcp.headers if toolset.mcp else []):

@@ -32,6 +32,7 @@ def test_every_field_is_read_from_its_variable() -> None:
             "AGENTRY_RETRY_MAX_SECONDS": "3",
             "AGENTRY_RESYNC_SECONDS": "30",
             "AGENTRY_NETWORK_POLICY": "true",
+            "AGENTRY_OTLP_ENDPOINT": "http://otel-collector.observability:4318/",
             "AGENTRY_OPERATOR_NAMESPACE": "agentry-system",
         }
     )
@@ -49,6 +50,7 @@ def test_every_field_is_read_from_its_variable() -> None:
         retry_max_seconds=3.0,
         resync_seconds=30.0,
         network_policy=True,
+        otlp_endpoint="http://otel-collector.observability:4318",
         operator_namespace="agentry-system",
     )
 
@@ -70,6 +72,7 @@ def test_pod_namespace_is_the_fallback_for_the_operator_namespace() -> None:
         ("AGENTRY_LIVENESS_ENDPOINT", "0.0.0.0:8080"),
         ("AGENTRY_RUNTIME_IMAGE", "an image"),
         ("AGENTRY_EVENT_LEVEL", "loud"),
+        ("AGENTRY_OTLP_ENDPOINT", "otel-collector:4318"),
     ],
 )
 def test_an_invalid_value_fails_naming_the_variable(variable: str, value: str) -> None:

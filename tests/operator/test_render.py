@@ -520,3 +520,32 @@ def test_a_failed_start_reaches_the_container_status_through_the_termination_mes
     container = _container(render_deployment(agent(), CONFIG))
     assert container["terminationMessagePath"] == "/dev/termination-log" == wiring.TERMINATION_LOG_PATH
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+COLLECTOR = "http://otel-collector.observability:4318"
+
+
+def _env(deployment: dict[str, Any]) -> dict[str, Any]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {item["name"]: item.get("value") for item in container["env"]}
+
+
+@pytest.mark.parametrize(
+    ("tracing", "default", "expected"),
+    [
+        ({}, "", {}),  # no collector anywhere: not traced, no variable
+        ({}, COLLECTOR, {"OTEL_EXPORTER_OTLP_ENDPOINT": COLLECTOR}),  # the operator's default
+        ({"endpoint": "http://mine:4318"}, COLLECTOR, {}),  # the spec's own (in its config), not overridden
+        ({"enabled": False}, COLLECTOR, {}),  # opted out
+    ],
+)
+def test_the_operators_default_collector_reaches_agents_that_name_none(
+    tracing: dict[str, Any], default: str, expected: dict[str, str]
+) -> None:
+    config = OperatorConfig(otlp_endpoint=default)
+    env = _env(render_deployment(agent(observability={"tracing": tracing}), config))
+    assert {k: v for k, v in env.items() if k == "OTEL_EXPORTER_OTLP_ENDPOINT"} == expected
+    traced = bool(expected) or "endpoint" in tracing
+    assert ("OTEL_RESOURCE_ATTRIBUTES" in env) is traced
+    if traced:
+        assert env["OTEL_RESOURCE_ATTRIBUTES"] == "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)"

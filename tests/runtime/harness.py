@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic_ai.models import Model
 
 from agent_runtime.app import build_app
@@ -108,11 +109,22 @@ class Backend:
         model: Model | None = None,
         settings: RuntimeSettings | None = None,
         agent: Mapping[str, Any] | None = None,
+        span_exporter: SpanExporter | None = None,
     ) -> Runtime:
-        """A runtime (not started) with services chosen from the spec; `agent` replaces the spec's agent section."""
+        """A runtime (not started) with services chosen from the spec; `agent` replaces the spec's agent section.
+
+        `span_exporter` receives its spans (tracing on without a collector).
+        """
         config = self.config(overrides, agent=agent)
         services = build_services(config=config, data_dir=self.data_dir)
-        return Runtime(config=config, services=services, model=model, settings=settings, audit_stream=io.StringIO())
+        return Runtime(
+            config=config,
+            services=services,
+            model=model,
+            settings=settings,
+            audit_stream=io.StringIO(),
+            span_exporter=span_exporter,
+        )
 
 
 def token(*roles: str, subject: str = "alice@example.com", **kwargs: Any) -> str:

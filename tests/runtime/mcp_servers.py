@@ -10,7 +10,7 @@ from typing import Literal
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
-from fastmcp.server.dependencies import get_http_headers
+from fastmcp.server.dependencies import fastmcp_request_ctx, get_http_headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,12 +27,14 @@ class Seen:
 
     calls: list[str] = field(default_factory=list)
     authorization: list[str | None] = field(default_factory=list)
+    traceparents: list[str | None] = field(default_factory=list)
+    """The `traceparent` in the `_meta` of each `traceparent` call (MCP's trace context)."""
 
 
 def mcp_app(
     seen: Seen, *, transport: Literal["http", "sse"] = "http", api_key: str | None = None, hang_seconds: float = 5.0
 ) -> ASGIApp:
-    """The server's ASGI app at /mcp, with the tools `add`, `whoami`, `hang`, `find_ticket` and `delete_everything`.
+    """The server's ASGI app at /mcp; tools `add`, `whoami`, `hang`, `traceparent`, `find_ticket`, `delete_everything`.
 
     With `api_key`, every request without `X-Api-Key: <api_key>` is answered 401, before MCP sees it.
     """
@@ -58,6 +60,15 @@ def mcp_app(
         seen.calls.append("hang")
         await asyncio.sleep(hang_seconds)
         return "late"
+
+    @server.tool
+    def traceparent() -> str:
+        """The trace context this call came with (`_meta.traceparent`, as MCP passes it on)."""
+        request = fastmcp_request_ctx.get()
+        sent = None if request is None or request.meta is None else request.meta.get("traceparent")
+        seen.calls.append("traceparent")
+        seen.traceparents.append(sent)
+        return str(sent)
 
     @server.tool
     def find_ticket(ticket_id: str) -> str:

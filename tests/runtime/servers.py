@@ -59,7 +59,10 @@ def chat_completions_app(
 
     async def completions(request: Request) -> Response:
         body = await request.json()
-        requests.append({"authorization": request.headers.get("authorization"), "body": body})
+        headers = request.headers
+        requests.append(
+            {"authorization": headers.get("authorization"), "traceparent": headers.get("traceparent"), "body": body}
+        )
         await asyncio.sleep(delay)
         answer = f"echo: {body['messages'][-1]['content']}"
         usage = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}

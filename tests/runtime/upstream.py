@@ -18,6 +18,8 @@ class Script:
     failures: int = 0
     delay: float = 0.0
     calls: list[str] = field(default_factory=list)
+    traceparents: list[str | None] = field(default_factory=list)
+    """The `traceparent` header of each call (None when it had none)."""
 
 
 def upstream_app(script: Script) -> Starlette:
@@ -25,6 +27,7 @@ def upstream_app(script: Script) -> Starlette:
 
     async def anything(request: Request) -> JSONResponse:
         script.calls.append(request.url.path)
+        script.traceparents.append(request.headers.get("traceparent"))
         await asyncio.sleep(script.delay)
         if script.failures > 0:
             script.failures -= 1

@@ -62,6 +62,12 @@ class ExternalApi:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
+    def wrap_transport(
+        self, wrap: Callable[[httpx.AsyncBaseTransport | None], httpx.AsyncBaseTransport | None]
+    ) -> None:
+        """Put `wrap` around the transport (the runtime's tracing); before start."""
+        self._transport = wrap(self._transport)
+
     async def start(self) -> None:
         """Open the connection pool; no request is made, the API may legitimately be down at start-up."""
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}

@@ -33,6 +33,9 @@ the variable, when a value is invalid.
   value: {{ $op.resyncSeconds | toString | quote }}
 - name: AGENTRY_NETWORK_POLICY
   value: {{ $op.networkPolicy | toString | quote }}
+# The collector agents trace to when their spec names none; empty: only agents with their own endpoint.
+- name: AGENTRY_OTLP_ENDPOINT
+  value: {{ .Values.tracing.endpoint | quote }}
 # Prometheus metrics (path /metrics); empty turns them off.
 - name: AGENTRY_METRICS_ENDPOINT
   value: {{ ternary (printf "http://0.0.0.0:%d/metrics" (int .Values.metrics.port)) "" .Values.metrics.enabled | quote }}

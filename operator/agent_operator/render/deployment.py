@@ -65,6 +65,22 @@ def render_deployment(agent: AgentDeployment, config: OperatorConfig) -> dict[st
     }
 
 
+def _tracing_env(agent: AgentDeployment, config: OperatorConfig) -> list[dict[str, Any]]:
+    """The collector and the pod's identity for the runtime's traces, in OpenTelemetry's own variables.
+
+    The operator's default collector only for an agent that names none (the spec's own endpoint is in its
+    config); nothing when tracing is off or no collector is known.
+    """
+    tracing = agent.spec.observability.tracing
+    if not tracing.enabled or (tracing.endpoint is None and not config.otlp_endpoint):
+        return []
+    env = (
+        [] if tracing.endpoint is not None else [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": config.otlp_endpoint}]
+    )
+    pod = "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)"
+    return [*env, {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": pod}]
+
+
 def _pod_template(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]:
     pod = agent.spec.pod
     spec: dict[str, Any] = {
@@ -110,6 +126,7 @@ def _container(agent: AgentDeployment, config: OperatorConfig) -> dict[str, Any]
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            *_tracing_env(agent, config),
         ],
         "resources": _resources(agent),
         # Endpoints drop a terminating pod asynchronously: keep serving a moment before SIGTERM closes the port.
