@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
 from pydantic_ai import ApprovalRequired, CallDeferred, DeferredToolRequests, DeferredToolResults
 from pydantic_ai.agent import AgentRunResult
 from pydantic_ai.agent.abstract import AgentRunEvents
@@ -297,7 +298,9 @@ class AgentRunner:
         capabilities: list[AbstractCapability[Any]] = [recorder]
         if on_usage is not None:
             capabilities.append(UsageMeter(on_usage))
-        if self.instrumentation is not None:
+        # Only in a sampled trace: pydantic-ai's instrumentation costs about 2 ms of CPU per run even when its
+        # spans are not recorded (tests/bench/trace_bench.py), and a run in an unsampled trace records none.
+        if self.instrumentation is not None and trace.get_current_span().is_recording():
             capabilities.append(Instrumentation(settings=self.instrumentation))
         return capabilities
 

@@ -287,3 +287,19 @@ async def test_an_mcp_server_gets_the_trace_in_the_calls_meta(runtime_backend: B
     assert sent is not None and sent.split("-")[1] == TRACE_ID
     tool = [s for s in spans if (s.attributes or {}).get("gen_ai.tool.name") == "traceparent"]
     assert tool and by_name(spans, "POST /v1/run") in ancestors(tool[0], spans)
+
+
+async def test_sampling_is_parent_based_and_an_unsampled_request_records_nothing(runtime_backend: Backend) -> None:
+    exporter = InMemorySpanExporter()
+    never = {"observability": {"tracing": {"samplingRatio": 0}}}
+    runtime = runtime_backend.runtime(never, span_exporter=exporter)
+    with serving(runtime) as url:
+        alone = httpx.post(f"{url}/v1/run", json={"prompt": "x"}, headers=auth())
+        unsampled = f"00-{TRACE_ID}-{CALLER_SPAN}-00"
+        declined = httpx.post(f"{url}/v1/run", json={"prompt": "x"}, headers={**auth(), "traceparent": unsampled})
+        assert finished(runtime, exporter) == []  # ratio 0, and a caller that does not sample: nothing
+        sampled = httpx.post(f"{url}/v1/run", json={"prompt": "x"}, headers=traced())
+        spans = finished(runtime, exporter)
+    assert alone.status_code == declined.status_code == sampled.status_code == 200
+    assert {format(s.context.trace_id, "032x") for s in spans if s.context} == {TRACE_ID}  # the caller's decision
+    assert any((s.attributes or {}).get("gen_ai.operation.name") == "chat" for s in spans)
