@@ -6,7 +6,9 @@ real Jaeger (built from its Go module, tests/support/jaeger.py). The load comes 
 `--concurrency` clients posting /v1/run, `--requests` per round, the three runtimes in turn within each of
 `--rounds` rounds (so drift on the machine hits all three alike), every loop bounded. The result is each
 runtime's median requests per second and the traced/untraced ratios, measured in this one run, with the number
-of spans Jaeger stored as a check that the traced runtimes really exported.
+of spans Jaeger stored as a check that the traced runtimes really exported. Each runtime's CPU per request (and
+Jaeger's) says where the cost goes; last, the same TestModel run in this process with and without pydantic-ai's
+Instrumentation capability (spans made and dropped) gives the part of it that is pydantic-ai's own.
 
     .venv/bin/python tests/bench/trace_bench.py results.json [--requests 300] [--rounds 5] [--concurrency 8]
 """
@@ -23,11 +25,18 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from pydantic_ai import Agent
+from pydantic_ai.capabilities.instrumentation import Instrumentation
+from pydantic_ai.models.instrumented import InstrumentationSettings
+from pydantic_ai.models.test import TestModel
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -82,14 +91,65 @@ async def client_warmup(http: httpx.AsyncClient, headers: dict[str, str]) -> Non
         (await http.post("/v1/run", json={"prompt": "warm up"}, headers=headers)).raise_for_status()
 
 
-async def measure(urls: dict[str, str], *, requests: int, rounds: int, concurrency: int) -> dict[str, list[float]]:
-    """Each runtime's requests per second in every round, the runtimes taken in turn."""
-    samples: dict[str, list[float]] = {name: [] for name in urls}
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def measure(
+    runtimes: dict[str, RuntimeProcess], *, jaeger_pid: int, requests: int, rounds: int, concurrency: int
+) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float]]:
+    """Each runtime's requests per second in every round (the runtimes taken in turn), and CPU per request.
+
+    CPU per request is the runtime process's own (ms), and Jaeger's while that runtime was loaded (ms), since
+    on this machine the collector shares the cores with the runtime it receives from.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in runtimes}
+    runtime_cpu = dict.fromkeys(runtimes, 0.0)
+    jaeger_cpu = dict.fromkeys(runtimes, 0.0)
     for round_number in range(rounds):
-        order = list(urls) if round_number % 2 == 0 else list(reversed(urls))
+        order = list(runtimes) if round_number % 2 == 0 else list(reversed(runtimes))
         for name in order:
-            samples[name].append(await load(urls[name], requests=requests, concurrency=concurrency))
-    return samples
+            pid = runtimes[name].process.pid
+            before, jaeger_before = cpu_seconds(pid), cpu_seconds(jaeger_pid)
+            samples[name].append(await load(runtimes[name].url, requests=requests, concurrency=concurrency))
+            runtime_cpu[name] += cpu_seconds(pid) - before
+            jaeger_cpu[name] += cpu_seconds(jaeger_pid) - jaeger_before
+    served = (requests + 5) * rounds  # with each load's warm-up requests
+    per_request = {name: round(1000 * cpu / served, 3) for name, cpu in runtime_cpu.items()}
+    jaeger_per_request = {name: round(1000 * cpu / served, 3) for name, cpu in jaeger_cpu.items()}
+    return samples, per_request, jaeger_per_request
+
+
+class Dropped(SpanExporter):
+    """An exporter that sends nothing, so only the making of spans is measured."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Drop the batch."""
+        return SpanExportResult.SUCCESS
+
+
+async def instrumentation_cost(runs: int = 1500, repeats: int = 3) -> dict[str, float]:
+    """CPU microseconds of one TestModel run in this process, with and without pydantic-ai's Instrumentation.
+
+    Part of the traced runtime's cost that is pydantic-ai's own: the same agent run, spans recorded and dropped.
+    """
+    agent: Agent[None, str] = Agent(TestModel(call_tools=[]), output_type=str)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Dropped()))
+    settings = InstrumentationSettings(tracer_provider=provider, include_content=False, include_binary_content=False)
+    variants: dict[str, list[Any]] = {"plain": [], "instrumented": [Instrumentation(settings=settings)]}
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, capabilities in variants.items():
+            for _ in range(50):
+                await agent.run("What is Agentry?", capabilities=capabilities)
+            started = time.process_time()
+            for _ in range(runs):
+                await agent.run("What is Agentry?", capabilities=capabilities)
+            samples[name].append((time.process_time() - started) / runs * 1e6)
+    return {name: round(statistics.median(values), 1) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -108,13 +168,20 @@ def main() -> None:
             runtime(backend, {"endpoint": endpoint, "samplingRatio": 1.0}, "all") as traced_all,
             runtime(backend, {"endpoint": endpoint, "samplingRatio": 0.1}, "tenth") as traced_tenth,
         ):
-            urls = {"off": off.url, "sampled100": traced_all.url, "sampled10": traced_tenth.url}
-            samples = asyncio.run(
-                measure(urls, requests=args.requests, rounds=args.rounds, concurrency=args.concurrency)
+            runtimes = {"off": off, "sampled100": traced_all, "sampled10": traced_tenth}
+            samples, cpu, jaeger_cpu = asyncio.run(
+                measure(
+                    runtimes,
+                    jaeger_pid=jaeger.pid,
+                    requests=args.requests,
+                    rounds=args.rounds,
+                    concurrency=args.concurrency,
+                )
             )
             time.sleep(6)  # the batch processors' schedule (5 s) runs out: what was sampled has been sent
             spans = {name: sum(len(t["spans"]) for t in jaeger.traces(name)) for name in ("all", "tenth")}
     median = {name: statistics.median(values) for name, values in samples.items()}
+    pydantic_ai_cost = asyncio.run(instrumentation_cost())
     results = {
         "benchmark": "trace_bench",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -125,6 +192,10 @@ def main() -> None:
             "sampled100": round(median["sampled100"] / median["off"], 3),
             "sampled10": round(median["sampled10"] / median["off"], 3),
         },
+        "runtimeCpuMsPerRequest": cpu,
+        "jaegerCpuMsPerRequest": jaeger_cpu,
+        "cpuRatioToOff": {name: round(cpu[name] / cpu["off"], 3) for name in ("sampled100", "sampled10")},
+        "pydanticAiRunCpuUs": pydantic_ai_cost,
         "goal": "sampled100 ratio >= 0.90 (at most 10% cost at 100% sampling)",
         "spansStoredByJaeger": spans,
         "note": "Jaeger's query API returns at most 1000 traces per service, so sampled100's count is a floor",

@@ -89,6 +89,8 @@ class JaegerServer:
 
     ports: JaegerPorts
     log: Path
+    pid: int
+    """The Jaeger process (benchmarks read its CPU time)."""
 
     @property
     def otlp_http_endpoint(self) -> str:
@@ -160,7 +162,7 @@ def running_jaeger(binary: Path | None = None) -> Iterator[JaegerServer]:
         process = subprocess.Popen(
             [str(binary), "--config", str(config_file)], cwd=root, stdout=log_file, stderr=subprocess.STDOUT
         )
-    server = JaegerServer(ports=ports, log=log)
+    server = JaegerServer(ports=ports, log=log, pid=process.pid)
     try:
         _wait_for_jaeger(server, process)
         yield server
