@@ -39,6 +39,7 @@ from .services.breaker import CircuitBreaker
 from .services.container import ServiceContainer, Services
 from .services.protocols import ServiceHealth
 from .services.redis_cache import RedisCache
+from .services.traced import Traceable
 from .services.views import agent_services
 from .settings import RuntimeSettings
 from .stats import RecentRequests
@@ -121,6 +122,9 @@ class Runtime:
         )
         if services.external_api is not None:
             services.external_api.wrap_transport(self.tracing.transport)
+        for service in (services.database, services.cache):
+            if isinstance(service, Traceable):
+                service.tracer = self.tracing.tracer
         self.runner = AgentRunner(
             app=_app(config=config, services=self.agent_services, entrypoint=entrypoint),
             services=self.agent_services,

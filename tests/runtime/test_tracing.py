@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from agent_runtime.runtime import Runtime
 from agent_runtime.security.pii import Anonymizer
 from agent_runtime.tracing import Tracing, parse_headers
 from agentry_api.v1alpha1 import PrivacySpec, TracingSpec
-from tests.support.jaeger import running_jaeger
+from tests.support.jaeger import JaegerServer, running_jaeger
 
 from .harness import Backend, auth, base_spec, serving
 from .mcp_servers import Seen, mcp_app
@@ -45,6 +46,16 @@ def attribute_text(spans: list[ReadableSpan]) -> str:
     values = [str(v) for s in spans for v in (s.attributes or {}).values()]
     values += [str(v) for s in spans for e in s.events for v in (e.attributes or {}).values()]
     return "\n".join(values)
+
+
+async def eventually_spans(runtime: Runtime, exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    """The finished spans once one is called `name` (bounded: 5 s)."""
+    async with asyncio.timeout(5):
+        while True:
+            spans = finished(runtime, exporter)
+            if any(s.name == name for s in spans):
+                return spans
+            await asyncio.sleep(0.02)
 
 
 def by_name(spans: list[ReadableSpan], name: str) -> ReadableSpan:
@@ -120,7 +131,8 @@ async def test_a_stream_is_traced_until_its_last_event(runtime_backend: Backend)
     with serving(runtime) as url:
         with httpx.stream("POST", f"{url}/v1/run/stream", json={"prompt": "count"}, headers=traced()) as response:
             lines = [line for line in response.iter_lines() if line.startswith("data: ")]
-        spans = finished(runtime, exporter)
+        # The request's span ends just after the last byte, which the client may read first.
+        spans = await eventually_spans(runtime, exporter, "POST /v1/run/stream")
     assert lines
     server = by_name(spans, "POST /v1/run/stream")
     model_calls = [s for s in spans if (s.attributes or {}).get("gen_ai.operation.name") == "chat"]
@@ -229,6 +241,17 @@ def test_collector_headers_use_otlps_format() -> None:
     assert parse_headers("api-key=s3cret, X-Tenant = team-a,,broken") == {"api-key": "s3cret", "x-tenant": "team-a"}
 
 
+def whole_trace(jaeger: JaegerServer, names: set[str], timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Jaeger's traces of the agent once TRACE_ID holds spans of all `names` (batches arrive one by one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        traces = jaeger.traces("agent")
+        stored = {s["operationName"] for t in traces if t["traceID"] == TRACE_ID for s in t["spans"]}
+        if names <= stored or time.monotonic() > deadline:
+            return traces
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 async def test_a_real_collector_receives_the_trace_tree_over_otlp(
     runtime_backend: Backend, monkeypatch: pytest.MonkeyPatch
@@ -245,7 +268,7 @@ async def test_a_real_collector_receives_the_trace_tree_over_otlp(
         runtime = runtime_backend.runtime(spec, model=model)
         with serving(runtime) as url:
             answer = httpx.post(f"{url}/v1/run", json={"prompt": "order 7?"}, headers=traced())
-            traces = await asyncio.to_thread(jaeger.wait_for_spans, "agent", 6, 30.0)
+            traces = await asyncio.to_thread(whole_trace, jaeger, {"POST /v1/run", "GET"})
             health = httpx.get(f"{url}/health").json()
     assert answer.status_code == 200, answer.text
     [trace] = [t for t in traces if t["traceID"] == TRACE_ID]
@@ -303,3 +326,24 @@ async def test_sampling_is_parent_based_and_an_unsampled_request_records_nothing
     assert alone.status_code == declined.status_code == sampled.status_code == 200
     assert {format(s.context.trace_id, "032x") for s in spans if s.context} == {TRACE_ID}  # the caller's decision
     assert any((s.attributes or {}).get("gen_ai.operation.name") == "chat" for s in spans)
+
+
+async def test_database_and_cache_calls_are_spans_of_the_request_they_serve(runtime_backend: Backend) -> None:
+    exporter = InMemorySpanExporter()
+    runtime = runtime_backend.runtime(TRACING_ON, span_exporter=exporter)
+    database = "postgresql" if runtime_backend.postgres_url else "sqlite"
+    with serving(runtime) as url:
+        answer = httpx.post(f"{url}/v1/run", json={"prompt": "x"}, headers=traced()).json()
+        httpx.get(f"{url}/v1/results/{answer['runId']}", headers=traced())
+        spans = finished(runtime, exporter)
+        await asyncio.sleep(1.5)  # the audit trail's background flush: no trace of its own
+        background = [s for s in finished(runtime, exporter) if s not in spans]
+    run, lookup = by_name(spans, "POST /v1/run"), by_name(spans, "GET /v1/results/{run_id}")
+    saved = by_name(spans, f"save_result {database}")
+    assert saved.kind is SpanKind.CLIENT and run in ancestors(saved, spans)
+    assert saved.attributes is not None and saved.attributes["db.system.name"] == database
+    assert run in ancestors(by_name(spans, f"save_conversation {database}"), spans)
+    if runtime_backend.redis_url:  # the second read of a result is the cache's
+        assert lookup in ancestors(by_name(spans, "get redis"), spans)
+    assert lookup in ancestors(by_name(spans, f"get_result {database}"), spans)
+    assert background == []

@@ -11,6 +11,7 @@ from typing import Any, cast
 import asyncpg
 
 from .protocols import AuditLinker, AuditRow, ConversationLease, Json, ServiceHealth
+from .traced import Traceable, traced
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_results (
@@ -54,8 +55,10 @@ AUDIT_LOCK_ID = 0x4147454E5441
 LAST_AUDIT = "SELECT seq, prev_hash, hash, record FROM audit_log ORDER BY seq DESC LIMIT 1"
 
 
-class PostgresDatabase:
+class PostgresDatabase(Traceable):
     """A connection pool of `pool_size`; every method takes one connection for one statement."""
+
+    system = "postgresql"
 
     name = "database"
 
@@ -100,6 +103,7 @@ class PostgresDatabase:
         latency = (time.perf_counter() - started) * 1000
         return ServiceHealth(name=self.name, state="ok", detail="postgresql", latency_ms=latency)
 
+    @traced("save_result")
     async def save_result(self, run_id: str, result: Mapping[str, Any]) -> None:
         """Insert or replace the result stored under run_id."""
         await self.pool.execute(
@@ -109,6 +113,7 @@ class PostgresDatabase:
             json.dumps(result),
         )
 
+    @traced("get_result")
     async def get_result(self, run_id: str) -> Mapping[str, Any] | None:
         """The stored result, or None."""
         text = await self.pool.fetchval("SELECT result::text FROM run_results WHERE run_id = $1", run_id)
@@ -142,6 +147,7 @@ class PostgresDatabase:
                 return
             after_seq = rows[-1].seq
 
+    @traced("put")
     async def put(self, collection: str, key: str, value: Json) -> None:
         """Insert or replace the record."""
         await self.pool.execute(
@@ -152,18 +158,21 @@ class PostgresDatabase:
             json.dumps(value),
         )
 
+    @traced("get")
     async def get(self, collection: str, key: str) -> Json:
         """The record's value, or None."""
         query = "SELECT value::text FROM agent_records WHERE collection = $1 AND key = $2"
         text = await self.pool.fetchval(query, collection, key)
         return None if text is None else cast(Json, json.loads(text))
 
+    @traced("delete")
     async def delete(self, collection: str, key: str) -> bool:
         """Delete the record; False when there was none."""
         query = "DELETE FROM agent_records WHERE collection = $1 AND key = $2"
         status = await self.pool.execute(query, collection, key)
         return str(status) != "DELETE 0"
 
+    @traced("list")
     async def list(self, collection: str, *, prefix: str = "", limit: int = 100) -> list[tuple[str, Json]]:
         """Records whose key starts with `prefix`, in key order."""
         query = (
@@ -173,6 +182,7 @@ class PostgresDatabase:
         rows = await self.pool.fetch(query, collection, prefix, limit)
         return [(str(row[0]), cast(Json, json.loads(row[1]))) for row in rows]
 
+    @traced("lease_conversation")
     async def lease_conversation(
         self, conversation_id: str, owner: str, *, now: float, lease_until: float, fresh_after: float
     ) -> ConversationLease:
@@ -193,6 +203,7 @@ class PostgresDatabase:
             return ConversationLease(state="missing")
         return ConversationLease(state="busy")
 
+    @traced("save_conversation")
     async def save_conversation(self, conversation_id: str, owner: str, messages: str, *, now: float) -> None:
         """Insert or update the owner's row, releasing the lease; another owner's row is left alone."""
         await self.pool.execute(
@@ -205,17 +216,20 @@ class PostgresDatabase:
             now,
         )
 
+    @traced("release_conversation")
     async def release_conversation(self, conversation_id: str, owner: str) -> None:
         """Clear the lease."""
         query = "UPDATE conversations SET lease_until = NULL WHERE id = $1 AND owner = $2"
         await self.pool.execute(query, conversation_id, owner)
 
+    @traced("get_conversation")
     async def get_conversation(self, conversation_id: str, owner: str, *, fresh_after: float) -> str | None:
         """The history, or None."""
         query = "SELECT messages FROM conversations WHERE id = $1 AND owner = $2 AND updated_at >= $3"
         text = await self.pool.fetchval(query, conversation_id, owner, fresh_after)
         return None if text is None else str(text)
 
+    @traced("delete_conversation")
     async def delete_conversation(self, conversation_id: str, owner: str) -> bool:
         """Delete the row; False when there was none."""
         status = await self.pool.execute(

@@ -8,10 +8,13 @@ import time
 import redis.asyncio as aioredis
 
 from .protocols import ServiceHealth
+from .traced import Traceable, traced
 
 
-class RedisCache:
+class RedisCache(Traceable):
     """Keys live under `prefix` so agents sharing one Redis never see each other's entries."""
+
+    system = "redis"
 
     name = "cache"
 
@@ -56,16 +59,19 @@ class RedisCache:
         latency = (time.perf_counter() - started) * 1000
         return ServiceHealth(name=self.name, state="ok", detail="redis", latency_ms=latency)
 
+    @traced("get")
     async def get(self, key: str) -> str | None:
         """The value, or None when absent or expired (Redis expires keys itself)."""
         value = await self.client.get(self.prefix + key)
         return None if value is None else str(value)
 
+    @traced("set")
     async def set(self, key: str, value: str, *, ttl_seconds: float | None = None) -> None:
         """Store value with a TTL in milliseconds, so fractional TTLs are honoured."""
         ttl = self.default_ttl_seconds if ttl_seconds is None else ttl_seconds
         await self.client.set(self.prefix + key, value, px=max(1, int(ttl * 1000)))
 
+    @traced("invalidate")
     async def invalidate(self, pattern: str) -> int:
         """Delete matching keys found by SCAN (never KEYS, which blocks Redis); return how many."""
         deleted = 0

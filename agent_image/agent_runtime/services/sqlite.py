@@ -12,6 +12,7 @@ from typing import Any, cast
 import aiosqlite
 
 from .protocols import AuditLinker, AuditRow, ConversationLease, Json, ServiceHealth
+from .traced import Traceable, traced
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_results (
@@ -49,8 +50,10 @@ GROUP_COMMIT_ROWS = 200
 PAGE = 500
 
 
-class SqliteDatabase:
+class SqliteDatabase(Traceable):
     """One connection in WAL mode; aiosqlite runs it on its own thread, which serialises writes."""
+
+    system = "sqlite"
 
     name = "database"
 
@@ -98,6 +101,7 @@ class SqliteDatabase:
         latency = (time.perf_counter() - started) * 1000
         return ServiceHealth(name=self.name, state="ok", detail=f"sqlite {self.path.name}", latency_ms=latency)
 
+    @traced("save_result")
     async def save_result(self, run_id: str, result: Mapping[str, Any]) -> None:
         """Insert or replace the result stored under run_id; returns once it is committed.
 
@@ -122,6 +126,7 @@ class SqliteDatabase:
             else:
                 _settle(batch, None)
 
+    @traced("get_result")
     async def get_result(self, run_id: str) -> Mapping[str, Any] | None:
         """The stored result, or None."""
         async with self.conn.execute("SELECT result FROM run_results WHERE run_id = ?", (run_id,)) as cursor:
@@ -163,6 +168,7 @@ class SqliteDatabase:
                 return
             after_seq = rows[-1].seq
 
+    @traced("put")
     async def put(self, collection: str, key: str, value: Json) -> None:
         """Insert or replace the record."""
         await self.conn.execute(
@@ -171,6 +177,7 @@ class SqliteDatabase:
             (collection, key, json.dumps(value)),
         )
 
+    @traced("get")
     async def get(self, collection: str, key: str) -> Json:
         """The record's value, or None."""
         query = "SELECT value FROM agent_records WHERE collection = ? AND key = ?"
@@ -178,12 +185,14 @@ class SqliteDatabase:
             row = await cursor.fetchone()
         return None if row is None else cast(Json, json.loads(row[0]))
 
+    @traced("delete")
     async def delete(self, collection: str, key: str) -> bool:
         """Delete the record; False when there was none."""
         query = "DELETE FROM agent_records WHERE collection = ? AND key = ?"
         async with self.conn.execute(query, (collection, key)) as cursor:
             return cursor.rowcount > 0
 
+    @traced("list")
     async def list(self, collection: str, *, prefix: str = "", limit: int = 100) -> list[tuple[str, Json]]:
         """Records whose key starts with `prefix`, in key order."""
         query = (
@@ -194,6 +203,7 @@ class SqliteDatabase:
             rows = await cursor.fetchall()
         return [(str(row[0]), cast(Json, json.loads(row[1]))) for row in rows]
 
+    @traced("lease_conversation")
     async def lease_conversation(
         self, conversation_id: str, owner: str, *, now: float, lease_until: float, fresh_after: float
     ) -> ConversationLease:
@@ -217,6 +227,7 @@ class SqliteDatabase:
             return ConversationLease(state="missing")
         return ConversationLease(state="busy")
 
+    @traced("save_conversation")
     async def save_conversation(self, conversation_id: str, owner: str, messages: str, *, now: float) -> None:
         """Insert or update the owner's row, releasing the lease; another owner's row is left alone."""
         await self.conn.execute(
@@ -226,11 +237,13 @@ class SqliteDatabase:
             (conversation_id, owner, messages, now),
         )
 
+    @traced("release_conversation")
     async def release_conversation(self, conversation_id: str, owner: str) -> None:
         """Clear the lease."""
         query = "UPDATE conversations SET lease_until = NULL WHERE id = ? AND owner = ?"
         await self.conn.execute(query, (conversation_id, owner))
 
+    @traced("get_conversation")
     async def get_conversation(self, conversation_id: str, owner: str, *, fresh_after: float) -> str | None:
         """The history, or None."""
         query = "SELECT messages FROM conversations WHERE id = ? AND owner = ? AND updated_at >= ?"
@@ -238,6 +251,7 @@ class SqliteDatabase:
             row = await cursor.fetchone()
         return None if row is None else str(row[0])
 
+    @traced("delete_conversation")
     async def delete_conversation(self, conversation_id: str, owner: str) -> bool:
         """Delete the row; False when there was none."""
         query = "DELETE FROM conversations WHERE id = ? AND owner = ?"
