@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from typing import Any, cast
 
@@ -28,6 +29,7 @@ from .health.supervisor import HealthSupervisor
 from .kinds import CHILD_KINDS
 from .reconcile import Reconciler, parse_agent
 from .render.labels import MANAGED_BY, MANAGED_BY_VALUE
+from .tracing import SCOPE, tracer_provider
 
 #: (group, version, plural) of every child kind the operator watches for drift, with its own label selector.
 CHILD_RESOURCES: tuple[tuple[str, str, str], ...] = tuple((c.group, c.version, c.plural) for c in CHILD_KINDS)
@@ -53,7 +55,9 @@ async def start(memo: Any, **_: Any) -> None:
     config = _config(memo)
     memo.kube = KubeApi(config=config)
     memo.metrics = OperatorMetrics()
-    memo.reconciler = Reconciler(kube=memo.kube, config=config, outcomes=memo.metrics.observe_reconcile)
+    memo.tracer_provider = tracer_provider(os.environ)
+    tracer = None if memo.tracer_provider is None else memo.tracer_provider.get_tracer(SCOPE)
+    memo.reconciler = Reconciler(kube=memo.kube, config=config, outcomes=memo.metrics.observe_reconcile, tracer=tracer)
     memo.metrics.watch_agents(memo.reconciler.statuses)
     memo.resync = asyncio.create_task(memo.reconciler.resync_forever(), name="agentry-resync")
     memo.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=config.health_poll_concurrency))
@@ -81,6 +85,8 @@ async def stop(memo: Any, **_: Any) -> None:
         await memo.metrics_server.cleanup()
     await memo.http.close()
     await memo.kube.close()
+    if memo.tracer_provider is not None:  # the last spans out, bounded, off the event loop
+        await asyncio.to_thread(memo.tracer_provider.shutdown)
 
 
 @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL, id="reconcile")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
 from pydantic import ValidationError
 
 from agentry_api import v1alpha1 as api
@@ -122,8 +123,10 @@ class Reconciler:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         outcomes: Callable[[str | None], None] = lambda reason: None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._kube, self._config, self._outcomes = kube, config, outcomes
+        self._tracer: Tracer = tracer or NoOpTracer()
         self._now, self._monotonic = now, monotonic
         self._agents: dict[tuple[str, str], AgentState] = {}
         self._health: dict[tuple[str, str], HealthVerdict] = {}
@@ -146,14 +149,27 @@ class Reconciler:
             self._outcomes(INVALID_SPEC)
             return Problem(reason=INVALID_SPEC, message="; ".join(error_lines(exc)))
         state = self._state(agent, uid=str(meta.get("uid", "")))
-        async with state.lock:
-            state.agent = agent
-            try:
-                problem = await self._reconcile_locked(state, body)
-            except Exception:
-                self._schedule(state, failed=True)
-                self._outcomes(RECONCILE_ERROR)
-                raise
+        attributes: dict[str, str | int] = {
+            "agentry.agent": f"{agent.metadata.namespace}/{agent.metadata.name}",
+            "k8s.namespace.name": agent.metadata.namespace,
+            "agentry.generation": int(meta.get("generation") or 0),
+        }
+        # One span per reconcile (a root: nothing upstream traces a watch event), so a slow rollout can be followed.
+        with self._tracer.start_as_current_span("reconcile", attributes=attributes) as span:
+            async with state.lock:
+                state.agent = agent
+                try:
+                    problem = await self._reconcile_locked(state, body)
+                except Exception as exc:
+                    self._schedule(state, failed=True)
+                    self._outcomes(RECONCILE_ERROR)
+                    span.set_attribute("agentry.outcome", RECONCILE_ERROR)
+                    span.set_status(StatusCode.ERROR, type(exc).__name__)
+                    raise
+            span.set_attribute("agentry.children", sorted(f"{key[1]}/{key[2]}" for key in state.applied))
+            span.set_attribute("agentry.outcome", problem.reason if problem else "Reconciled")
+            if problem is not None:
+                span.set_status(StatusCode.ERROR, problem.reason)
         self._schedule(state, failed=problem is not None)
         self._outcomes(problem.reason if problem else None)  # metrics: failed reconciles by reason
         return problem
@@ -257,7 +273,8 @@ class Reconciler:
             problem = await self._check_ownership(state, children)
         if problem is None:
             try:
-                deployment = await self._apply(state, children)
+                with self._tracer.start_as_current_span("apply", attributes={"agentry.children.count": len(children)}):
+                    deployment = await self._apply(state, children)
             except ApplyError as exc:
                 problem = Problem(reason=APPLY_FAILED, message=str(exc))
         if deployment is None:

@@ -43,6 +43,7 @@ MATRIX: dict[str, dict[str, Any]] = {
             }
         },
         "priorityClassName": "system-cluster-critical",
+        "tracing": {"endpoint": "http://otel-collector.observability:4318"},
     },
     "long-names": {"nameOverride": "n" * 63, "watchNamespaces": ["w" * 63]},
 }
@@ -104,6 +105,7 @@ def test_default_image_and_environment(renderings: dict[str, list[dict[str, Any]
     assert env["AGENTRY_NAMESPACES"] == ""
     assert env["AGENTRY_RUNTIME_IMAGE"] == "ghcr.io/agentry/agent-runtime:0.1.0"
     assert env["AGENTRY_LOG_FORMAT"] == "json"
+    assert env["AGENTRY_OTLP_ENDPOINT"] == "" and "OTEL_EXPORTER_OTLP_ENDPOINT" not in env  # no tracing by default
 
 
 def test_custom_values_arrive(renderings: dict[str, list[dict[str, Any]]]) -> None:
@@ -114,6 +116,8 @@ def test_custom_values_arrive(renderings: dict[str, list[dict[str, Any]]]) -> No
     env = _env(docs)
     assert env["AGENTRY_RUNTIME_IMAGE"] == "registry.example.com/runtime@sha256:" + "a" * 64
     assert (env["AGENTRY_LOG_FORMAT"], env["EXTRA"]) == ("text", "1")
+    collector = "http://otel-collector.observability:4318"  # the agents' default, and the operator's own traces
+    assert env["AGENTRY_OTLP_ENDPOINT"] == env["OTEL_EXPORTER_OTLP_ENDPOINT"] == collector
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "ops"
     assert pod["tolerations"] == MATRIX["custom"]["tolerations"]

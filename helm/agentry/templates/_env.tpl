@@ -36,6 +36,11 @@ the variable, when a value is invalid.
 # The collector agents trace to when their spec names none; empty: only agents with their own endpoint.
 - name: AGENTRY_OTLP_ENDPOINT
   value: {{ .Values.tracing.endpoint | quote }}
+{{- if .Values.tracing.endpoint }}
+# The operator's own spans (one per reconcile) go to the same collector.
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .Values.tracing.endpoint | quote }}
+{{- end }}
 # Prometheus metrics (path /metrics); empty turns them off.
 - name: AGENTRY_METRICS_ENDPOINT
   value: {{ ternary (printf "http://0.0.0.0:%d/metrics" (int .Values.metrics.port)) "" .Values.metrics.enabled | quote }}
