@@ -83,6 +83,26 @@ class RuntimeMetrics:
         )
         self.info = Gauge("agentry_agent_info", "The agent this runtime serves.", list(labels), registry=self.registry)
         self.info.labels(**labels).set(1)
+        # The agent's own targets (spec.health), for alerts that compare each agent against its own.
+        self.target_error_ratio = Gauge(
+            "agentry_target_error_ratio",
+            "spec.health.maxErrorRatePercent as a ratio: above it a pod counts as degraded.",
+            list(labels),
+            registry=self.registry,
+        )
+        self.target_p95 = Gauge(
+            "agentry_target_p95_latency_seconds",
+            "spec.health.maxP95LatencyMs in seconds (exported only when the spec sets it).",
+            list(labels),
+            registry=self.registry,
+        )
+        self._labels = labels
+
+    def set_targets(self, *, error_ratio: float, p95_seconds: float | None) -> None:
+        """Export the agent's health targets."""
+        self.target_error_ratio.labels(**self._labels).set(error_ratio)
+        if p95_seconds is not None:
+            self.target_p95.labels(**self._labels).set(p95_seconds)
 
     def bind(self, *, in_flight: Callable[[], float], queued: Callable[[], float]) -> None:
         """Read the in-flight and queued gauges from the admission counters at scrape time."""

@@ -92,6 +92,11 @@ class Runtime:
         self.services = services
         self.container = ServiceContainer(services, check_timeout=self.settings.dependency_check_timeout)
         self.metrics = RuntimeMetrics(agent=f"{config.namespace}/{config.name}")
+        health = config.spec.health
+        self.metrics.set_targets(
+            error_ratio=health.max_error_rate_percent / 100,
+            p95_seconds=None if health.max_p95_latency_ms is None else health.max_p95_latency_ms / 1000,
+        )
         self.prices = PriceTable.from_spec(config.spec.agent.pricing)
         """spec.agent.pricing, or None: runs then report tokens, not cost."""
         concurrency = config.spec.concurrency

@@ -12,8 +12,8 @@ from .harness import Backend, auth, serving
 
 #: Every label the runtime exports, each from a set fixed by the code or the spec (tools, breakers, currencies).
 BOUNDED_LABELS = {"endpoint", "status", "le", "direction", "currency", "tool", "outcome", "kind", "limit", "name"}
-#: The one info series' label: the agent itself.
-INFO_LABELS = {"agent"}
+#: The agent's own series (its info and its targets) carry its name, one value per runtime.
+AGENT_SERIES = {"agentry_agent_info", "agentry_target_error_ratio", "agentry_target_p95_latency_seconds"}
 
 
 async def test_a_scrape_after_many_callers_names_none_of_them(runtime_backend: Backend) -> None:
@@ -33,13 +33,11 @@ async def test_a_scrape_after_many_callers_names_none_of_them(runtime_backend: B
         text = httpx.get(f"{url}/metrics").text
     families = list(text_string_to_metric_families(text))
     labels = {
-        name for family in families if family.name != "agentry_agent_info" for s in family.samples for name in s.labels
+        name for family in families if family.name not in AGENT_SERIES for s in family.samples for name in s.labels
     }
-    info = {
-        name for family in families if family.name == "agentry_agent_info" for s in family.samples for name in s.labels
-    }
+    info = {name for family in families if family.name in AGENT_SERIES for s in family.samples for name in s.labels}
     assert labels <= BOUNDED_LABELS, labels - BOUNDED_LABELS
-    assert info == INFO_LABELS
+    assert info == {"agent"}
     for secret in [*subjects, *ids, probe, "alice"]:
         assert secret not in text
     endpoints = {s.labels["endpoint"] for f in families for s in f.samples if "endpoint" in s.labels}

@@ -94,11 +94,14 @@ class AgentConditions(Collector):
         self._statuses = statuses
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """One gauge family; every status of every condition type seen is exported, zeros included."""
+        """Agents by condition and status (every status of every type seen, zeros included); Degraded ones by reason."""
         counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        degraded: collections.Counter[str] = collections.Counter()
         for status in self._statuses():
             for condition in status.get("conditions") or ():
                 counts[(str(condition["type"]), str(condition["status"]))] += 1
+                if condition["type"] == "Degraded" and condition["status"] == "True":
+                    degraded[str(condition.get("reason") or "")] += 1
         family = GaugeMetricFamily(
             "agentry_operator_agents", "Agents by condition type and status.", labels=["condition", "status"]
         )
@@ -106,6 +109,15 @@ class AgentConditions(Collector):
             for value in self.STATUSES:
                 family.add_metric([kind, value], counts[(kind, value)])
         yield family
+        # Reasons are the operator's own CamelCase words (status.py), a bounded set: RestartBudgetExhausted, ...
+        reasons = GaugeMetricFamily(
+            "agentry_operator_degraded_agents",
+            "Agents with Degraded=True, by the condition's reason.",
+            labels=["reason"],
+        )
+        for reason in sorted(degraded):
+            reasons.add_metric([reason], degraded[reason])
+        yield reasons
 
 
 async def serve_metrics(
