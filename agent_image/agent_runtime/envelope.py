@@ -26,7 +26,7 @@ Whatever happened (success, refusal, a bug), the caller gets a JSON answer, and 
     and the conversation id of a turn.
 11. metrics: the request counted by endpoint and status, an error by kind; one access-log line.
 12. trace: the request's span (tracing.py), opened before 1 with the caller's traceparent and ended here;
-    2-3 and 4 are its child spans, and the run's own spans (pydantic-ai's) and calls out nest inside it.
+    2-3, 4 and 6 are its child spans, and the run's own spans (pydantic-ai's) and calls out nest inside it.
 
 /metrics, when spec.security.metrics.requireAuth asks for a token, goes through 2 and 3 only (`scrape`):
 a scrape is neither rate-limited, audited nor counted, since one record per scrape would drown the trail.
@@ -236,7 +236,7 @@ class Envelope:
 
         With `decisions`, the run is the turn's paused one, resumed with a person's approvals (no prompt).
         """
-        slot = self.runtime.admission.slot(bypass_queue_limit=in_batch)  # 6, entered within the timeout of 7
+        slot = self.runtime.tracing.waited(self.runtime.admission.slot(bypass_queue_limit=in_batch))  # 6, in 7's time
         if turn is not None:
             history = turn.history
         outcome = await self._execute(
@@ -351,7 +351,7 @@ class Envelope:
                 history = turn.history
             try:
                 async with asyncio.timeout_at(deadline):
-                    await stack.enter_async_context(runtime.admission.slot())  # 6
+                    await stack.enter_async_context(runtime.tracing.waited(runtime.admission.slot()))  # 6
             except TimeoutError:
                 raise from_agent_error(TimeoutError(), timeout_seconds=timeout) from None
             live = await stack.enter_async_context(

@@ -20,6 +20,8 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any
 
 import httpx
@@ -219,6 +221,10 @@ class Tracing:
             span.set_status(StatusCode.ERROR, error)
         span.end()
 
+    def waited(self, slot: AbstractAsyncContextManager[None]) -> AbstractAsyncContextManager[None]:
+        """The admission slot, its wait for a free run slot (step 6) an `agentry.admission` span."""
+        return _WaitedSlot(slot, tracer=self.tracer) if self.enabled else slot
+
     def transport(self, inner: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncBaseTransport | None:
         """A transport for an outgoing client: traced when tracing is on; `inner` (None: httpx's own) otherwise."""
         if not self.enabled:
@@ -277,6 +283,23 @@ def parse_headers(text: str) -> dict[str, str]:
         if sep and name.strip():
             headers[name.strip().lower()] = value.strip()
     return headers
+
+
+class _WaitedSlot(AbstractAsyncContextManager[None]):
+    """Entering `slot` (queueing for a run slot) within a span that ends once the slot is held."""
+
+    def __init__(self, slot: AbstractAsyncContextManager[None], *, tracer: Tracer) -> None:
+        self._slot = slot
+        self._tracer = tracer
+
+    async def __aenter__(self) -> None:
+        with self._tracer.start_as_current_span("agentry.admission"):
+            await self._slot.__aenter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> bool | None:
+        return await self._slot.__aexit__(kind, error, traceback)
 
 
 async def _send_traced(tracer: Tracer, request: Any, send: Callable[[Any], Awaitable[Any]]) -> Any:

@@ -85,7 +85,7 @@ async def test_a_request_is_one_trace_that_continues_the_callers(runtime_backend
     assert server.attributes is not None
     assert server.attributes["http.response.status_code"] == 200
     assert server.attributes["agentry.endpoint"] == "run"
-    for step in ("agentry.authorize", "agentry.rate_limit"):
+    for step in ("agentry.authorize", "agentry.rate_limit", "agentry.admission"):
         assert by_name(spans, step).parent == server.context
     # pydantic-ai's own spans (GenAI conventions), inside the request's
     model_calls = [s for s in spans if (s.attributes or {}).get("gen_ai.operation.name") == "chat"]
@@ -135,6 +135,7 @@ async def test_a_stream_is_traced_until_its_last_event(runtime_backend: Backend)
         spans = await eventually_spans(runtime, exporter, "POST /v1/run/stream")
     assert lines
     server = by_name(spans, "POST /v1/run/stream")
+    assert by_name(spans, "agentry.admission").parent == server.context
     model_calls = [s for s in spans if (s.attributes or {}).get("gen_ai.operation.name") == "chat"]
     assert model_calls and all(server in ancestors(call, spans) for call in model_calls)
     assert server.end_time is not None and all(
