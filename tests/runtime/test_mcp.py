@@ -93,7 +93,7 @@ async def test_tools_are_listed_and_called_through_an_agent(tmp_path: Path, tran
             assert await run_agent(toolsets, calls("add", {"a": 1, "b": 1})[0]) == 2
         finally:
             await toolsets.close()
-    assert offered[0] == ["add", "delete_everything", "find_ticket", "hang", "whoami"]
+    assert offered[0] == ["add", "delete_everything", "find_ticket", "hang", "traceparent", "whoami"]
     assert seen.calls == ["add", "add"]
 
 
