@@ -138,13 +138,16 @@ class Envelope:
         )
         attached = otel_context.attach(trace_context)
         try:
-            response, error = await self._work(request, record, permission=permission, work=work)
+            outcome = await self._work(request, record, permission=permission, work=work)
         finally:
             otel_context.detach(attached)
-        if error is not None or response is None:
-            error = error or ApiError(500, "internal", "internal error (see the runtime's log)")
+        error: ApiError | None = None
+        if isinstance(outcome, ApiError):
+            error = outcome
             response = error.response() if error_response is None else error_response(error)
-        elif isinstance(response, StreamResponse):
+        else:
+            response = outcome
+        if isinstance(response, StreamResponse):
             response.trace_context = trace_context  # the stream's events are made in the request's trace
             response.on_end = lambda stream_error: self._end(record, status=200, error=stream_error)
             return response
@@ -153,7 +156,7 @@ class Envelope:
 
     async def _work(
         self, request: Request, record: RequestRecord, *, permission: Permission, work: Work
-    ) -> tuple[Response | None, ApiError | None]:
+    ) -> Response | ApiError:
         """Steps 1-4, then `work`: its response, or the error to answer instead."""
         tracer = self.runtime.tracing.tracer
         try:
@@ -164,12 +167,12 @@ class Envelope:
             record.principal = self.runtime.anonymizer.redact_text(principal.subject).text
             with tracer.start_as_current_span("agentry.rate_limit"):
                 await self.runtime.guard.hit_request(principal)  # 4
-            return await work(principal, record), None  # 5-9 for each run
+            return await work(principal, record)  # 5-9 for each run
         except ApiError as exc:
-            return None, exc
+            return exc
         except Exception:
             access_log.exception("unexpected error", extra={"fields": {"endpoint": record.endpoint}})
-            return None, ApiError(500, "internal", "internal error (see the runtime's log)")
+            return ApiError(500, "internal", "internal error (see the runtime's log)")
 
     async def _end(self, record: RequestRecord, *, status: int, error: ApiError | None) -> None:
         """Steps 10 and 11, once per request: when it was answered, or when its stream ended."""

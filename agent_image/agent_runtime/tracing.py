@@ -201,7 +201,12 @@ class Tracing:
     def start_request(
         self, *, method: str, path: str, headers: Mapping[str, str], endpoint: str
     ) -> tuple[Span, otel_context.Context]:
-        """The request's SERVER span, continuing the caller's traceparent, and the context to run it in."""
+        """The request's SERVER span, continuing the caller's traceparent, and the context to run it in.
+
+        Untraced, the span is the invalid one and the context the current one: no header is parsed.
+        """
+        if not self.enabled:
+            return trace.INVALID_SPAN, otel_context.get_current()
         parent = propagate.extract(headers)
         span = self.tracer.start_span(
             f"{method} {path}",
