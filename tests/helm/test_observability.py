@@ -123,10 +123,13 @@ async def test_every_series_the_dashboard_queries_is_in_a_real_scrape(tmp_path: 
 def test_the_dashboard_and_the_alerts_render_only_when_enabled(tmp_path: Path) -> None:
     off = objects(render({}, tmp_path))
     assert not [d for d in off if d["kind"] in {"PrometheusRule"} or d["metadata"]["name"].endswith("-dashboards")]
-    values = {"dashboards": {"enabled": True}, "alerts": {"enabled": True, "labels": {"release": "prometheus"}}}
+    dashboards = {"enabled": True, "namespace": "monitoring", "annotations": {"grafana_folder": "Agentry"}}
+    values = {"dashboards": dashboards, "alerts": {"enabled": True, "labels": {"release": "prometheus"}}}
     docs = objects(render(values, tmp_path))
     configmap = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboards"))
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Agentry"}
     assert json.loads(configmap["data"]["agentry.json"]) == json.loads(DASHBOARD.read_text())
     rule = one(docs, "PrometheusRule")
     assert rule["metadata"]["labels"]["release"] == "prometheus"

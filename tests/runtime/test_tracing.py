@@ -13,11 +13,16 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from agent_runtime.runtime import Runtime
 from agent_runtime.security.pii import Anonymizer
 from agent_runtime.tracing import Tracing, parse_headers
-from agentry_api.v1alpha1 import PrivacySpec, TracingSpec
+from agentry_api.v1alpha1 import PrivacySpec, SecretKeyRef, TracingSpec
+from agentry_api.wiring import secret_env_name
 from tests.support.jaeger import JaegerServer, running_jaeger
 
 from .harness import Backend, auth, base_spec, serving
@@ -348,3 +353,28 @@ async def test_database_and_cache_calls_are_spans_of_the_request_they_serve(runt
         assert lookup in ancestors(by_name(spans, "get redis"), spans)
     assert lookup in ancestors(by_name(spans, f"get_result {database}"), spans)
     assert background == []
+
+
+async def test_the_headers_secret_reaches_the_collector(
+    runtime_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spec.observability.tracing.headersSecretRef's value is sent with every export (a collector's API key)."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    received: list[dict[str, str]] = []
+
+    async def traces(request: Request) -> Response:
+        received.append(dict(request.headers))
+        return Response(status_code=200)
+
+    collector = Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])
+    with serve_in_thread(collector) as collector_url:
+        ref = {"name": "collector", "key": "headers"}
+        spec = {"observability": {"tracing": {"endpoint": collector_url, "headersSecretRef": ref}}}
+        runtime_backend.environ[secret_env_name(SecretKeyRef.model_validate(ref))] = "api-key=s3cret,x-tenant=team-a"
+        runtime = runtime_backend.runtime(spec)
+        with serving(runtime) as url:
+            assert httpx.post(f"{url}/v1/run", json={"prompt": "x"}, headers=auth()).status_code == 200
+            async with asyncio.timeout(10):
+                while not received:
+                    await asyncio.sleep(0.05)
+    assert received[0]["api-key"] == "s3cret" and received[0]["x-tenant"] == "team-a"
