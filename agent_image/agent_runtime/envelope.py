@@ -9,13 +9,14 @@ For every request, in this order (DESIGN.md, "The request envelope"):
 
 Then the endpoint's own work (routes.py: read and validate the body), which for each agent run asks for:
 
-5. token budget: 429 when the caller already spent its tokens for this minute.
+5. token rate and budgets: 429 when the caller already spent its tokens for this minute (`rate_limited`),
+   or a budget of the caller or the agent for this day or month is spent (`budget_exceeded`, budgets.py).
    conversation (conversations.py): a new id, or the lease and history of the caller's conversation:
    404 when it has none with that id, 409 while another turn holds it; released whatever happens below.
 6. admission: a slot, waiting in a bounded queue; 429 with Retry-After when the queue is full.
 7. run: the agent within the request timeout, which covers the wait in 6 (504), its output validated
-   against the schema with retries (execution.py); each model response's tokens are charged to the
-   caller as it arrives, and priced (pricing.py) when the agent has a price table.
+   against the schema with retries (execution.py); each model response's tokens are priced (pricing.py)
+   when the agent has a price table, and charged to the caller's token rate and to the budgets as it arrives.
 8. redact: PII out of the prompt, the context, the output and the arguments of each tool call.
 9. store: the redacted result into the database, 503 when it fails (results.py); a conversation's
    history with the turn's (redacted) messages, trimmed to spec.conversations, which releases its lease.
@@ -61,12 +62,14 @@ from .pricing import wire_amount
 from .runtime import Runtime
 from .schemas import ApprovalRequest, BatchItem, ErrorBody, RunItem, RunRequest, RunResponse, StoredResult
 from .security.auth import Principal
+from .security.budgets import SCOPE_FIELDS
 from .security.permissions import Permission
 from .streaming import CLIENT_CLOSED, Completed, Failed, RunEvent, StreamResponse, text_of
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("agentry.access")
 
+ZERO = Decimal(0)
 #: Principal recorded for a request refused before the caller proved who it is.
 UNAUTHENTICATED = "-"
 
@@ -87,6 +90,8 @@ class RequestRecord:
     output_tokens: int = 0
     cost: Decimal = Decimal(0)
     """What the tokens above cost at the agent's prices (0 without spec.agent.pricing)."""
+    budget_crossings: list[dict[str, str]] = field(default_factory=list)
+    """The budgets this request's charges took past warnAtPercent or to their end (budget and level)."""
     run_ids: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """The runs' tool calls as audited: name, redacted arguments, outcome, latency."""
@@ -210,7 +215,7 @@ class Envelope:
         itself (a stateless protocol such as OpenAI's chat completions); it is never stored, and a run with
         one is no conversation's turn either.
         """
-        await self.runtime.guard.check_tokens(principal)  # 5
+        await self.runtime.guard.check_run(principal)  # 5
         if history:
             return await self._run_once(principal, request, record, history=history)
         if in_batch or not isinstance(request, RunRequest):
@@ -283,7 +288,7 @@ class Envelope:
         404 for a conversation that is not the caller's, 409 when it waits for no decision, 422 when the
         decisions do not answer exactly its pending calls (each unknown or missing call id named).
         """
-        await self.runtime.guard.check_tokens(principal)  # 5
+        await self.runtime.guard.check_run(principal)  # 5
         conversations = self.runtime.conversations
         turn = await conversations.begin(principal.subject, conversation_id)  # 5
         record.conversation_id = turn.conversation_id
@@ -341,7 +346,7 @@ class Envelope:
         timeout covers the wait for the slot and the whole run (504 before the first byte, an error event after).
         """
         runtime = self.runtime
-        await runtime.guard.check_tokens(principal)  # 5
+        await runtime.guard.check_run(principal)  # 5
         timeout = runtime.runner.timeout
         deadline = asyncio.get_running_loop().time() + timeout
         stack = AsyncExitStack()
@@ -427,7 +432,7 @@ class Envelope:
         self.runtime.admission.observe_latency(latency_ms)
 
     def _meter(self, principal: Principal, record: RequestRecord) -> OnUsage:
-        """Step 7's charge, per model response as it arrives: in the metrics, the record and the caller's budget.
+        """Step 7's charge, per model response as it arrives: in the metrics, the record, the rate and the budgets.
 
         A failed or cancelled run pays for what it used too, and a long stream is charged as it goes.
         """
@@ -437,11 +442,15 @@ class Envelope:
             self.runtime.metrics.add_tokens(input_tokens=input_tokens, output_tokens=output_tokens)
             record.input_tokens += input_tokens
             record.output_tokens += output_tokens
+            cost = ZERO
             if prices is not None:
                 cost = prices.cost(input_tokens=input_tokens, output_tokens=output_tokens)
                 self.runtime.metrics.add_cost(float(cost), currency=prices.currency)
                 record.cost += cost
-            await self.runtime.guard.add_tokens(principal, input_tokens + output_tokens)
+            crossed = await self.runtime.guard.charge(principal, tokens=input_tokens + output_tokens, cost=cost)
+            record.budget_crossings.extend(
+                {"budget": f"{SCOPE_FIELDS[c.limit.scope]}.{c.limit.kind}", "level": c.level} for c in crossed
+            )
 
         return charge
 
@@ -505,6 +514,7 @@ class Envelope:
             tool_calls=record.tool_calls,
             **_conversation(record),
             **_approvals(record),
+            **_budgets(record),
             **_refusal(error),
         )
 
@@ -682,6 +692,11 @@ def _approvals(record: RequestRecord) -> dict[str, Any]:
     if record.approvals:
         fields["approvals"] = record.approvals
     return fields
+
+
+def _budgets(record: RequestRecord) -> dict[str, Any]:
+    """The budget levels the request's charges crossed, for the audit trail (the record names who spent it)."""
+    return {"budgets": record.budget_crossings} if record.budget_crossings else {}
 
 
 def _refusal(error: ApiError | None) -> dict[str, str]:

@@ -6,6 +6,7 @@ library metrics nobody asked for out of the scrape.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -63,6 +64,39 @@ class RuntimeMetrics:
         self.rate_limited = Counter(
             "agentry_rate_limited", "Requests refused by a per-principal rate limit.", ["limit"], registry=self.registry
         )
+        # Budgets: by scope and kind, never by principal (a caller's crossing is a count, not a series per caller).
+        self.budget_refused = Counter(
+            "agentry_budget_refused",
+            "Runs refused because a budget of spec.security.budgets was spent, by scope (principal or agent) and kind.",
+            ["scope", "kind"],
+            registry=self.registry,
+        )
+        self.budget_crossings = Counter(
+            "agentry_budget_crossings",
+            "Budgets a charge took past warnAtPercent (level warn) or to their end (exhausted), counted once "
+            "by the replica whose charge crossed.",
+            ["scope", "kind", "level"],
+            registry=self.registry,
+        )
+        self.budget_spent = Gauge(
+            "agentry_budget_spent",
+            "The agent's spend this budget period as this pod last saw it (shared by the replicas with Redis): "
+            "tokens, and cost in spec.agent.pricing's currency.",
+            ["agent", "kind"],
+            registry=self.registry,
+        )
+        self.budget_limit = Gauge(
+            "agentry_budget_limit",
+            "A budget of spec.security.budgets per period (tokens, or cost in the pricing's currency).",
+            ["agent", "scope", "kind"],
+            registry=self.registry,
+        )
+        self.budget_warn_ratio = Gauge(
+            "agentry_budget_warn_ratio",
+            "spec.security.budgets.warnAtPercent as a ratio (exported only with budgets).",
+            ["agent"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge("agentry_in_flight_requests", "Agent runs executing now.", registry=self.registry)
         self.queued = Gauge("agentry_queued_requests", "Requests waiting for a run slot.", registry=self.registry)
         # Totals without labels: a label per principal or conversation would be a series per user.
@@ -103,6 +137,23 @@ class RuntimeMetrics:
         self.target_error_ratio.labels(**self._labels).set(error_ratio)
         if p95_seconds is not None:
             self.target_p95.labels(**self._labels).set(p95_seconds)
+
+    def set_budgets(
+        self,
+        *,
+        limits: Iterable[tuple[str, str, float]],
+        warn_ratio: float | None,
+        spent: Callable[[str], float],
+        kinds: Iterable[str],
+    ) -> None:
+        """Export the agent's budgets (scope, kind, amount), and its spend of `kinds`, read at scrape time."""
+        agent = self._labels["agent"]
+        for scope, kind, amount in limits:
+            self.budget_limit.labels(agent=agent, scope=scope, kind=kind).set(amount)
+        if warn_ratio is not None:
+            self.budget_warn_ratio.labels(agent=agent).set(warn_ratio)
+        for kind in kinds:
+            self.budget_spent.labels(agent=agent, kind=kind).set_function(functools.partial(spent, kind))
 
     def bind(self, *, in_flight: Callable[[], float], queued: Callable[[], float]) -> None:
         """Read the in-flight and queued gauges from the admission counters at scrape time."""

@@ -187,7 +187,11 @@ class OpenAIErrorResponse(OpenAIWire):
 #: OpenAI's error `type` for a status; other 4xx are `invalid_request_error`, 5xx `server_error`.
 _TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 #: OpenAI's `code` where it has its own word for one of Agentry's kinds.
-_CODES = {"rate_limited": "rate_limit_exceeded", "unauthenticated": "invalid_api_key"}
+_CODES = {
+    "rate_limited": "rate_limit_exceeded",
+    "budget_exceeded": "insufficient_quota",
+    "unauthenticated": "invalid_api_key",
+}
 
 
 def openai_error(error: ApiError) -> tuple[int, OpenAIErrorBody]:

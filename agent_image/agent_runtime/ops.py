@@ -9,6 +9,7 @@ audited (one record per scrape would drown the trail).
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import psutil
@@ -27,7 +28,7 @@ from .security.permissions import Permission
 
 async def health_report(runtime: Runtime) -> HealthReport:
     """The full report: dependency checks now, statistics of the recent window."""
-    checks = await runtime.dependency_checks()
+    checks, spend = await asyncio.gather(runtime.dependency_checks(), runtime.spend())
     recent = runtime.stats.snapshot()
     breakers = runtime.breakers()
     status, reasons = judge(
@@ -56,6 +57,7 @@ async def health_report(runtime: Runtime) -> HealthReport:
         circuit_breakers=[Breaker(name=b.name, state=b.state, failures=b.failures) for b in breakers],
         open_streams=admission.open_streams,
         active_conversations=runtime.conversation_count.value,
+        spend=spend,
     )
 
 

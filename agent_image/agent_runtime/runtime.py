@@ -9,6 +9,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -17,6 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model
 
+from agentry_api.health import Spend
 from agentry_api.outputschema import output_schema_problem
 
 from . import sdk, usercode
@@ -32,6 +34,7 @@ from .metrics import RuntimeMetrics
 from .pricing import PriceTable
 from .security.audit import AuditTrail
 from .security.auth import Authenticator, build_authenticator
+from .security.budgets import NANOS, Budgets, build_budgets
 from .security.guard import Guard
 from .security.pii import Anonymizer
 from .security.ratelimit import build_rate_limiter
@@ -164,6 +167,8 @@ class Runtime:
         self.heartbeat = Heartbeat(interval=self.settings.heartbeat_interval)
         self.started_at = time.monotonic()
         self._guard: Guard | None = None
+        self.budget_clock: Callable[[], float] | None = None
+        """Wall-clock time for the budgets' periods, set before start (tests move it); time.time otherwise."""
         self.start_failure: str | None = None
         """Why start() failed (one service's message, never a Secret's value), for the termination message."""
 
@@ -207,8 +212,12 @@ class Runtime:
             return ServiceHealth(name=name, state="degraded", detail=f"{type(exc).__name__}: {exc}")
         return ServiceHealth(name=name, state="ok", latency_ms=(time.perf_counter() - started) * 1000)
 
+    async def spend(self) -> Spend | None:
+        """The agent's spend this budget period, for /health (None before start)."""
+        return None if self._guard is None else await self._guard.budgets.report()
+
     def envelope_health(self) -> list[ServiceHealth]:
-        """The audit trail and the rate limiter as dependencies: both degrade without failing requests."""
+        """The audit trail, the rate limiter and the budgets as dependencies: they degrade without failing requests."""
         audit = ServiceHealth(name="audit", state="ok", detail="enabled" if self.audit.enabled else "disabled")
         if not self.audit.healthy:
             detail = f"{self.audit.pending} records queued, not stored: {self.audit.last_error}"
@@ -216,8 +225,17 @@ class Runtime:
         limiter = ServiceHealth(name="rateLimiter", state="ok", detail="")
         if self._guard is not None and not self._guard.limiter.healthy:
             limiter = ServiceHealth(name="rateLimiter", state="degraded", detail="shared limits down, per-pod fallback")
+        found = [audit, limiter, *self._budgets_health()]
         tracing = self.tracing.health()
-        return [audit, limiter] if tracing is None else [audit, limiter, tracing]
+        return found if tracing is None else [*found, tracing]
+
+    def _budgets_health(self) -> list[ServiceHealth]:
+        """The budget ledger, when it is shared (Redis): degraded while spend is counted in this pod only."""
+        if self._guard is None or not self._guard.budgets.ledger.shared:
+            return []
+        if self._guard.budgets.ledger.healthy:
+            return [ServiceHealth(name="budgets", state="ok", detail="shared ledger")]
+        return [ServiceHealth(name="budgets", state="degraded", detail="shared ledger down, spend kept in this pod")]
 
     async def start(self) -> None:
         """Start the services, then the audit trail and the rate limiter; remember why when that fails."""
@@ -281,16 +299,34 @@ class Runtime:
     def _build_guard(self) -> Guard:
         security = self.config.spec.security
         cache = self.services.cache
-        limiter = build_rate_limiter(
-            security.rate_limit,
-            redis=cache.client if isinstance(cache, RedisCache) else None,
-            prefix=f"agentry:{self.config.namespace}:{self.config.name}:ratelimit:",
+        redis = cache.client if isinstance(cache, RedisCache) else None
+        prefix = f"agentry:{self.config.namespace}:{self.config.name}"
+        limiter = build_rate_limiter(security.rate_limit, redis=redis, prefix=f"{prefix}:ratelimit:")
+        budgets = build_budgets(
+            security.budgets, prices=self.prices, redis=redis, prefix=f"{prefix}:budget", key=self.keys.pii
         )
+        if self.budget_clock is not None:
+            budgets.clock = self.budget_clock
+        self._export_budgets(budgets)
         return Guard(
             authenticator=self.authenticator,
             allowed_roles=tuple(security.authorization.allowed_roles),
             limiter=limiter,
+            budgets=budgets,
             metrics=self.metrics,
+        )
+
+    def _export_budgets(self, budgets: Budgets) -> None:
+        """The budgets and the agent's spend in the metrics (cost in currency units, as the spec gives it)."""
+        policy = budgets.policy
+        self.metrics.set_budgets(
+            limits=[
+                (limit.scope, limit.kind, limit.amount / NANOS if limit.kind == "cost" else limit.amount)
+                for limit in policy.limits
+            ],
+            warn_ratio=policy.warn_at_percent / 100 if policy.limits else None,
+            spent=lambda kind: budgets.spent_now().tokens if kind == "tokens" else budgets.spent_now().nanos / NANOS,
+            kinds=("tokens",) if self.prices is None else ("tokens", "cost"),
         )
 
 

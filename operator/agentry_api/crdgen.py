@@ -82,6 +82,20 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.activeConversations",
         "description": "Unexpired conversations at the last health poll",
     },
+    {
+        "name": "Tokens",
+        "type": "integer",
+        "priority": 1,
+        "jsonPath": ".status.spend.tokens",
+        "description": "Model tokens spent in the current budget period (today, UTC, unless budgets are monthly)",
+    },
+    {
+        "name": "Budget",
+        "type": "number",
+        "priority": 1,
+        "jsonPath": ".status.spend.budgetPercent",
+        "description": "Highest percentage of the agent's own budgets spent this period",
+    },
 ]
 
 

@@ -63,6 +63,30 @@ class Memory(Report):
     rss_bytes: int
 
 
+class Spend(Report):
+    """What the agent spent in the current budget period (spec.security.budgets.period, daily without budgets).
+
+    With a Redis cache the ledger is shared and every replica reports the same totals (`shared`); without one
+    each pod reports its own. `budgetPercent` is the highest share of spec.security.budgets.perAgent reached
+    (null without an agent budget).
+    """
+
+    period: str
+    """The period's name: `2026-12-02` (daily) or `2026-12` (monthly), in UTC."""
+    resets_at: str
+    """When the next period starts (RFC 3339, UTC)."""
+    tokens: int
+    """Model tokens (in plus out) spent in the period."""
+    cost: float | None
+    """Their cost in `currency`; null for an agent without spec.agent.pricing."""
+    currency: str | None
+    """ISO 4217 code of `cost`."""
+    shared: bool
+    """The totals are the agent's across replicas (Redis), not this pod's alone."""
+    budget_percent: float | None
+    """The highest percentage of the agent's own budgets (tokens, cost) spent; null without one."""
+
+
 class HealthReport(Report):
     """The runtime's own view of its health, polled by the operator.
 
@@ -88,6 +112,8 @@ class HealthReport(Report):
     circuit_breakers: list[Breaker]
     open_streams: int = 0
     """Streamed responses (Server-Sent Events) this pod is sending now."""
+    spend: Spend | None = None
+    """The agent's spend in the current budget period (issue 16; absent from older runtimes)."""
     active_conversations: int = 0
     """Unexpired conversations in the agent's database, counted every few seconds, not per poll. With
     PostgreSQL every replica counts the same shared table; with SQLite each counts its own."""

@@ -589,6 +589,60 @@ class RateLimitSpec(ApiModel):
     """Model tokens (in plus out) one principal may spend per minute."""
 
 
+class BudgetPeriod(StrEnum):
+    """How long a budget lasts before it starts again: a UTC calendar day or month."""
+
+    DAILY = "daily"
+    MONTHLY = "monthly"
+
+
+class BudgetLimits(ApiModel):
+    """What may be spent in one budget period: model tokens, cost, or both (the first reached counts)."""
+
+    tokens: int | None = Field(None, ge=1, le=1_000_000_000_000)
+    """Model tokens (in plus out) per period."""
+    cost: float | None = Field(None, gt=0, le=1_000_000_000)
+    """Cost per period, in spec.agent.pricing's currency (so it needs spec.agent.pricing)."""
+
+
+def _limits_set(limits: BudgetLimits | None) -> bool:
+    return limits is None or limits.tokens is not None or limits.cost is not None
+
+
+class BudgetsSpec(ApiModel):
+    """Token and cost budgets per UTC day or month, shared by the replicas through Redis when a cache is set.
+
+    A run is refused (429 `budget_exceeded`, naming the budget and when it resets) once what was spent in the
+    period reached a budget; a run that was let in finishes, so spend stops within one run of the budget.
+    Without a cache each pod keeps its own ledger (the budget then holds per pod, as the rate limits do).
+    """
+
+    rules = (
+        Rule(
+            cel="!has(self.perPrincipal) || has(self.perPrincipal.tokens) || has(self.perPrincipal.cost)",
+            message="spec.security.budgets.perPrincipal needs tokens, cost or both",
+            check=lambda budgets: _limits_set(budgets.per_principal),
+            field_path=".perPrincipal",
+        ),
+        Rule(
+            cel="!has(self.perAgent) || has(self.perAgent.tokens) || has(self.perAgent.cost)",
+            message="spec.security.budgets.perAgent needs tokens, cost or both",
+            check=lambda budgets: _limits_set(budgets.per_agent),
+            field_path=".perAgent",
+        ),
+    )
+
+    period: BudgetPeriod = BudgetPeriod.DAILY
+    """`daily` (resets at 00:00 UTC) or `monthly` (resets on the 1st, 00:00 UTC)."""
+    per_principal: BudgetLimits | None = None
+    """What each caller (JWT subject) may spend per period."""
+    per_agent: BudgetLimits | None = None
+    """What all callers of this agent together may spend per period."""
+    warn_at_percent: int = Field(80, ge=1, le=100)
+    """Spend, in percent of a budget, at which a warning is raised (an Event for the agent's budget,
+    a metric and a log line for a caller's)."""
+
+
 class RedactionMode(StrEnum):
     """What replaces a piece of PII before anything is stored or logged."""
 
@@ -649,6 +703,8 @@ class SecuritySpec(ApiModel):
     """Which roles may call the agent."""
     rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)
     """Per-principal request and token limits."""
+    budgets: BudgetsSpec | None = None
+    """Daily or monthly token and cost budgets per caller and per agent; none by default."""
     privacy: PrivacySpec = Field(default_factory=PrivacySpec)
     """PII anonymisation."""
     audit: AuditSpec = Field(default_factory=AuditSpec)
@@ -785,6 +841,13 @@ def _forwarding_has_tokens(spec: AgentDeploymentSpec) -> bool:
     return not forwards or spec.security.auth.mode != AuthMode.NONE
 
 
+def _cost_budget_has_prices(spec: AgentDeploymentSpec) -> bool:
+    budgets = spec.security.budgets
+    if budgets is None or spec.agent.pricing is not None:
+        return True
+    return all(limits is None or limits.cost is None for limits in (budgets.per_principal, budgets.per_agent))
+
+
 def _code_has_image(spec: AgentDeploymentSpec) -> bool:
     return spec.agent.code is None or spec.pod.image is not None
 
@@ -814,6 +877,15 @@ class AgentDeploymentSpec(ApiModel):
             "callers send no token to forward",
             check=_forwarding_has_tokens,
             field_path=".agent.toolsets",
+        ),
+        Rule(
+            cel="has(self.agent.pricing) || !has(self.security.budgets) || "
+            "((!has(self.security.budgets.perPrincipal) || !has(self.security.budgets.perPrincipal.cost)) && "
+            "(!has(self.security.budgets.perAgent) || !has(self.security.budgets.perAgent.cost)))",
+            message="spec.security.budgets: a cost budget (perPrincipal.cost or perAgent.cost) needs "
+            "spec.agent.pricing, without which a run's cost is unknown",
+            check=_cost_budget_has_prices,
+            field_path=".security.budgets",
         ),
     )
 
@@ -924,6 +996,23 @@ class Endpoints(ApiModel):
     """The AG-UI run endpoint, `<url>/v1/ag-ui`."""
 
 
+class SpendStatus(ApiModel):
+    """The agent's spend in the current budget period, from its pods' /health (agentry_api.health.Spend)."""
+
+    period: str = Field(max_length=16)
+    """`2026-12-02` (daily, the default) or `2026-12` (spec.security.budgets.period monthly), in UTC."""
+    resets_at: datetime
+    """When the next period starts."""
+    tokens: int = Field(ge=0)
+    """Model tokens (in plus out) spent in the period."""
+    cost: float | None = None
+    """Their cost in `currency` (agents with spec.agent.pricing)."""
+    currency: str | None = None
+    """ISO 4217 code of `cost`."""
+    budget_percent: float | None = None
+    """The highest percentage of spec.security.budgets.perAgent spent (tokens or cost); absent without one."""
+
+
 class AgentDeploymentStatus(ApiModel):
     """The observed state of the agent, written by the operator."""
 
@@ -966,6 +1055,10 @@ class AgentDeploymentStatus(ApiModel):
     """Streamed responses the agent's pods were sending at the last health poll, summed over the pods.
 
     Written with the other health fields, so at most a minute old while the health daemon runs."""
+    spend: SpendStatus | None = None
+    """The agent's spend this period (tokens, cost, share of its budget) at the last health poll: shared by the
+    replicas with a Redis cache, the sum of the pods' own ledgers without one. Written with the other health
+    fields, so at most a minute old."""
     active_conversations: int = 0
     """Unexpired conversations in the agent's database at the last health poll.
 

@@ -263,4 +263,28 @@ BAD_MANIFESTS: tuple[BadManifest, ...] = (
         "spec.agent.toolsets[0].mcp",
         "no Authorization header when forwardBearerToken is true",
     ),
+    BadManifest(
+        "cost-budget-without-pricing",
+        {"spec.security.budgets": {"perAgent": {"cost": 10}}},
+        "spec.security.budgets",
+        "a cost budget (perPrincipal.cost or perAgent.cost) needs spec.agent.pricing",
+    ),
+    BadManifest(
+        "empty-principal-budget",
+        {"spec.security.budgets": {"perPrincipal": {}}},
+        "spec.security.budgets.perPrincipal",
+        "needs tokens, cost or both",
+    ),
+    BadManifest(
+        "budget-period-unknown",
+        {"spec.security.budgets": {"period": "weekly", "perAgent": {"tokens": 10}}},
+        "spec.security.budgets.period",
+        "supported values",
+    ),
+    BadManifest(
+        "budget-zero-tokens",
+        {"spec.security.budgets": {"perAgent": {"tokens": 0}}},
+        "spec.security.budgets.perAgent.tokens",
+        "greater than or equal to 1",
+    ),
 )

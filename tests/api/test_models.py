@@ -152,6 +152,14 @@ RULE_CASES: dict[str, list[dict[str, Any]]] = {
         {"mode": "hmac"},
         {"mode": "hmac", "hmacKeySecretRef": {"name": "a", "key": "b"}},
     ],
+    "BudgetsSpec": [
+        {},
+        {"perPrincipal": {"tokens": 1000}},
+        {"perAgent": {"cost": 5.0}},
+        {"perPrincipal": {}},
+        {"perAgent": {}},
+        {"perPrincipal": {"tokens": 10}, "perAgent": {}},
+    ],
     "AgentDeploymentSpec": [
         _spec(replicas=3),
         _spec(replicas=3, autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 2}),
@@ -172,6 +180,13 @@ RULE_CASES: dict[str, list[dict[str, Any]]] = {
                 "toolsets": [{"name": "t", "mcp": {"url": "http://m/mcp", "forwardBearerToken": True}}],
             },
             security={"auth": {"mode": "jwt", "secretRef": {"name": "a", "key": "b"}}},
+        ),
+        _spec(security={"auth": {"mode": "none"}, "budgets": {"perAgent": {"tokens": 100}}}),
+        _spec(security={"auth": {"mode": "none"}, "budgets": {"perAgent": {"cost": 1.5}}}),
+        _spec(security={"auth": {"mode": "none"}, "budgets": {"perPrincipal": {"tokens": 5, "cost": 1.5}}}),
+        _spec(
+            agent={"model": "test", "pricing": {"inputPerMillionTokens": 1, "outputPerMillionTokens": 2}},
+            security={"auth": {"mode": "none"}, "budgets": {"perPrincipal": {"cost": 1.5}, "perAgent": {"cost": 9}}},
         ),
     ],
 }

@@ -11,14 +11,25 @@ from prometheus_client.parser import text_string_to_metric_families
 from .harness import Backend, auth, serving
 
 #: Every label the runtime exports, each from a set fixed by the code or the spec (tools, breakers, currencies).
-BOUNDED_LABELS = {"endpoint", "status", "le", "direction", "currency", "tool", "outcome", "kind", "limit", "name"}
-#: The agent's own series (its info and its targets) carry its name, one value per runtime.
-AGENT_SERIES = {"agentry_agent_info", "agentry_target_error_ratio", "agentry_target_p95_latency_seconds"}
+BOUNDED_LABELS = {
+    *("endpoint", "status", "le", "direction", "currency", "tool", "outcome", "kind", "limit", "name"),
+    *("scope", "level"),
+}
+#: The agent's own series (its info, its targets, its budgets and spend) carry its name, one value per runtime.
+AGENT_SERIES = {
+    *("agentry_agent_info", "agentry_target_error_ratio", "agentry_target_p95_latency_seconds"),
+    *("agentry_budget_spent", "agentry_budget_limit", "agentry_budget_warn_ratio"),
+}
 
 
 async def test_a_scrape_after_many_callers_names_none_of_them(runtime_backend: Backend) -> None:
     subjects = [f"user-{n}@example.com" for n in range(5)]
-    runtime = runtime_backend.runtime({"agent": {"pricing": {"inputPerMillionTokens": 1, "outputPerMillionTokens": 2}}})
+    runtime = runtime_backend.runtime(
+        {
+            "agent": {"pricing": {"inputPerMillionTokens": 1, "outputPerMillionTokens": 2}},
+            "security": {"budgets": {"perPrincipal": {"tokens": 10**9}, "perAgent": {"cost": 1000}}},
+        }
+    )
     ids: set[str] = set()
     with serving(runtime) as url:
         for subject in subjects:
@@ -37,7 +48,7 @@ async def test_a_scrape_after_many_callers_names_none_of_them(runtime_backend: B
     }
     info = {name for family in families if family.name in AGENT_SERIES for s in family.samples for name in s.labels}
     assert labels <= BOUNDED_LABELS, labels - BOUNDED_LABELS
-    assert info == {"agent"}
+    assert "agent" in info and info <= {"agent", "kind", "scope"}
     for secret in [*subjects, *ids, probe, "alice"]:
         assert secret not in text
     endpoints = {s.labels["endpoint"] for f in families for s in f.samples if "endpoint" in s.labels}

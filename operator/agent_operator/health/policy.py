@@ -12,12 +12,12 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from pydantic import ValidationError
 
 from agentry_api.base import error_lines
-from agentry_api.health import HealthReport
+from agentry_api.health import HealthReport, Spend
 from agentry_api.v1alpha1 import AutoscalingProvider, AutoscalingSpec, HealthSpec
 
 from ..rollout import DeploymentView
@@ -53,6 +53,7 @@ class Poll:
     p95_ms: float | None = None
     open_streams: int = 0
     active_conversations: int = 0
+    spend: Spend | None = None
 
 
 def classify(body: Mapping[str, Any] | None, *, at: float, health: HealthSpec, error: str = "") -> Poll:
@@ -86,6 +87,7 @@ def classify(body: Mapping[str, Any] | None, *, at: float, health: HealthSpec, e
         p95_ms=p95,
         open_streams=max(0, report.open_streams),
         active_conversations=max(0, report.active_conversations),
+        spend=report.spend,
     )
 
 
@@ -274,6 +276,48 @@ def activity(polls: Iterable[Poll], *, shared_database: bool) -> ActivityDict:
         "openStreams": sum(poll.open_streams for poll in polls),
         "activeConversations": max(conversations, default=0) if shared_database else sum(conversations),
     }
+
+
+BudgetLevel = Literal["warn", "exhausted"]
+
+
+def agent_spend(polls: Iterable[Poll]) -> dict[str, Any] | None:
+    """status.spend from one round of polls, or None when no pod reported a spend.
+
+    Only the newest period counts (around midnight some pods may still report yesterday's). A shared ledger
+    (Redis) gives every pod the same totals, so the largest is taken (a pod's read may be a moment old); pods
+    without one keep their own ledgers, whose totals add up, and each holds the budget on its own, so the
+    highest share of a budget is the one reported.
+    """
+    spends = [poll.spend for poll in polls if poll.spend is not None]
+    if not spends:
+        return None
+    period = max(spend.period for spend in spends)
+    current = [spend for spend in spends if spend.period == period]
+    shared = all(spend.shared for spend in current)
+    costs = [spend.cost for spend in current if spend.cost is not None]
+    percents = [spend.budget_percent for spend in current if spend.budget_percent is not None]
+    status: dict[str, Any] = {
+        "period": period,
+        "resetsAt": current[0].resets_at,
+        "tokens": max(s.tokens for s in current) if shared else sum(s.tokens for s in current),
+    }
+    if costs:
+        status["cost"] = round(max(costs) if shared else sum(costs), 9)
+        status["currency"] = next(spend.currency for spend in current if spend.currency is not None)
+    if percents:
+        status["budgetPercent"] = max(percents)
+    return status
+
+
+def budget_level(spend: Mapping[str, Any] | None, *, warn_at_percent: int) -> BudgetLevel | None:
+    """How far the agent's own budget is spent: `exhausted` at 100%, `warn` at warnAtPercent, else None."""
+    percent = None if spend is None else spend.get("budgetPercent")
+    if percent is None:
+        return None
+    if percent >= 100:
+        return "exhausted"
+    return "warn" if percent >= warn_at_percent else None
 
 
 def _recommend(sample: LoadSample, *, current: int, scaling: AutoscalingSpec) -> tuple[int, str]:

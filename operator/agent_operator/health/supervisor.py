@@ -26,7 +26,16 @@ from ..timestamps import epoch, timestamp
 from .failures import container_failure
 from .metrics import OperatorMetrics
 from .monitor import AgentMemory, RoundReport, run_round
-from .policy import HealthVerdict, PodState, PodView, activity, runtime_failure
+from .policy import (
+    BudgetLevel,
+    HealthVerdict,
+    PodState,
+    PodView,
+    activity,
+    agent_spend,
+    budget_level,
+    runtime_failure,
+)
 from .poller import Poller
 
 logger = logging.getLogger(__name__)
@@ -80,6 +89,8 @@ class _Agent:
     last_status: dict[str, Any] = field(default_factory=dict)
     last_written: float = 0.0
     verdict: HealthVerdict | None = None
+    budget_warned: tuple[str, BudgetLevel] | None = None
+    """The period and level of the last budget Event, so each level is announced once per period."""
 
 
 @dataclass
@@ -156,6 +167,7 @@ class HealthSupervisor:
             state = self.agents[key] = _Agent(
                 agent=agent, uid=uid, replicas=replicas, restarts=int(status.get("restarts") or 0)
             )
+            state.budget_warned = _announced(agent, status.get("spend"))
         state.agent, state.replicas = agent, replicas
         if state.task is None or state.task.done():
             state.task = asyncio.create_task(self._run(key), name=f"health-{key[0]}/{key[1]}")
@@ -233,6 +245,7 @@ class HealthSupervisor:
                 reason="Scaled",
                 message=f"{report.replicas_before} -> {report.scale.replicas} replicas: {report.scale.reason}",
             )
+        await self._announce_budget(state, report)
         health = state.agent.spec.health
         meta = state.agent.metadata
         pods = list(self.index.get((meta.namespace, meta.name), {}).values())
@@ -247,6 +260,39 @@ class HealthSupervisor:
                 await self.events(ref, type=kind, reason=verdict.reason, message=verdict.message)
             state.verdict = verdict
             self.verdicts(state.agent.metadata.namespace, state.agent.metadata.name, verdict)
+
+    async def _announce_budget(self, state: _Agent, report: RoundReport) -> None:
+        """A Warning Event when the agent's own budget crosses warnAtPercent, and one when it is spent.
+
+        Once each per period: the level reached is remembered, and read back from status.spend after an
+        operator restart.
+        """
+        budgets = state.agent.spec.security.budgets
+        spend = agent_spend(report.polls.values())
+        if budgets is None or spend is None:
+            return
+        level = budget_level(spend, warn_at_percent=budgets.warn_at_percent)
+        if level is None:
+            return
+        seen = state.budget_warned
+        if seen is not None and seen[0] == spend["period"] and (seen[1] == level or seen[1] == "exhausted"):
+            return
+        state.budget_warned = (str(spend["period"]), level)
+        period = budgets.period.value
+        percent = spend["budgetPercent"]
+        if level == "exhausted":
+            reason = "BudgetExhausted"
+            message = (
+                f"spent {percent:g}% of its {period} budget (spec.security.budgets.perAgent) in {spend['period']}: "
+                f"runs are refused with 429 budget_exceeded until {spend['resetsAt']}"
+            )
+        else:
+            reason = "BudgetWarning"
+            message = (
+                f"spent {percent:g}% of its {period} budget (spec.security.budgets.perAgent) in {spend['period']}, "
+                f"past warnAtPercent {budgets.warn_at_percent}%; it resets at {spend['resetsAt']}"
+            )
+        await self.events(self._ref(state), type="Warning", reason=reason, message=message)
 
     async def _write_status(self, state: _Agent, report: RoundReport) -> None:
         health: dict[str, Any] = {
@@ -269,10 +315,24 @@ class HealthSupervisor:
         meta = state.agent.metadata
         # The counts ride along: they move with every stream, and a status write per poll of every agent would
         # load the API server; they are at most HEARTBEAT_SECONDS old.
-        counts = activity(report.polls.values(), shared_database=state.agent.spec.services.database is not None)
+        counts: dict[str, Any] = dict(
+            activity(report.polls.values(), shared_database=state.agent.spec.services.database is not None)
+        )
+        spend = agent_spend(report.polls.values())
+        if spend is not None:
+            counts["spend"] = spend
         checked = {"lastHealthCheck": timestamp(report.checked_at)}
-        await self.api.patch_status(namespace=meta.namespace, name=meta.name, status=health | dict(counts) | checked)
+        await self.api.patch_status(namespace=meta.namespace, name=meta.name, status=health | counts | checked)
         state.last_status, state.last_written = health, report.checked_at
+
+
+def _announced(agent: AgentDeployment, spend: Any) -> tuple[str, BudgetLevel] | None:
+    """The budget level status.spend shows already: announced by this operator before it restarted."""
+    budgets = agent.spec.security.budgets
+    if budgets is None or not isinstance(spend, Mapping) or not isinstance(spend.get("period"), str):
+        return None
+    level = budget_level(spend, warn_at_percent=budgets.warn_at_percent)
+    return None if level is None else (spend["period"], level)
 
 
 def _verdict(report: RoundReport, memory: AgentMemory, *, threshold: int, starting: set[str]) -> HealthVerdict:

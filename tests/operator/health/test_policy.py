@@ -12,6 +12,8 @@ from agent_operator.health.policy import (
     PodView,
     Poll,
     activity,
+    agent_spend,
+    budget_level,
     classify,
     failing_pods,
     plan_restarts,
@@ -19,6 +21,7 @@ from agent_operator.health.policy import (
     sample_load,
 )
 from agent_operator.rollout import DeploymentView
+from agentry_api.health import Spend
 from agentry_api.v1alpha1 import AutoscalingSpec, HealthSpec
 from tests.operator.health.reports import dependency, report_body
 
@@ -309,3 +312,72 @@ def test_streams_add_up_and_conversations_are_counted_once_in_a_shared_database(
 
 def test_no_answer_is_no_activity() -> None:
     assert activity([], shared_database=True) == {"openStreams": 0, "activeConversations": 0}
+
+
+# --- spend -------------------------------------------------------------------------------------
+
+
+def spend(
+    period: str = "2026-12-02", *, tokens: int, cost: float | None = None, shared: bool, percent: float | None = None
+) -> Spend:
+    return Spend(
+        period=period,
+        resets_at="2026-12-03T00:00:00Z" if period == "2026-12-02" else "2026-12-04T00:00:00Z",
+        tokens=tokens,
+        cost=cost,
+        currency=None if cost is None else "EUR",
+        shared=shared,
+        budget_percent=percent,
+    )
+
+
+def test_a_shared_ledger_is_counted_once_and_pods_ledgers_add_up() -> None:
+    shared = [
+        Poll(at=0, state=H, spend=spend(tokens=100, cost=0.5, shared=True, percent=50)),
+        Poll(at=0, state=H, spend=spend(tokens=90, cost=0.45, shared=True, percent=45)),
+        Poll(at=0, state=X),
+    ]
+    assert agent_spend(shared) == {
+        "period": "2026-12-02",
+        "resetsAt": "2026-12-03T00:00:00Z",
+        "tokens": 100,
+        "cost": 0.5,
+        "currency": "EUR",
+        "budgetPercent": 50,
+    }
+    own = [
+        Poll(at=0, state=H, spend=spend(tokens=100, cost=0.1, shared=False, percent=60)),
+        Poll(at=0, state=D, spend=spend(tokens=30, cost=0.2, shared=False, percent=70)),
+    ]
+    assert agent_spend(own) == {
+        "period": "2026-12-02",
+        "resetsAt": "2026-12-03T00:00:00Z",
+        "tokens": 130,
+        "cost": 0.3,
+        "currency": "EUR",
+        "budgetPercent": 70,
+    }
+
+
+def test_only_the_newest_period_counts_and_no_report_is_no_spend() -> None:
+    polls = [
+        Poll(at=0, state=H, spend=spend(tokens=900, shared=False)),
+        Poll(at=0, state=H, spend=spend("2026-12-03", tokens=5, shared=False)),
+    ]
+    assert agent_spend(polls) == {"period": "2026-12-03", "resetsAt": "2026-12-04T00:00:00Z", "tokens": 5}
+    assert agent_spend([Poll(at=0, state=H), Poll(at=0, state=X)]) is None
+
+
+@pytest.mark.parametrize(
+    ("percent", "level"),
+    [(None, None), (79.9, None), (80, "warn"), (99, "warn"), (100, "exhausted"), (250, "exhausted")],
+)
+def test_budget_levels(percent: float | None, level: str | None) -> None:
+    assert budget_level({"budgetPercent": percent}, warn_at_percent=80) == level
+    assert budget_level(None, warn_at_percent=80) is None
+
+
+def test_classify_keeps_the_spend_and_an_older_runtime_has_none() -> None:
+    body = _body(spend=spend(tokens=7, shared=True).model_dump(mode="json", by_alias=True))
+    assert classify(body, at=0, health=HEALTH).spend == spend(tokens=7, shared=True)
+    assert classify(_body(), at=0, health=HEALTH).spend is None

@@ -220,3 +220,93 @@ async def test_rounds_write_the_streams_and_conversations_of_every_pod_at_the_st
 
 async def _ignore_events(ref: EventRef, *, type: str, reason: str, message: str) -> None:
     """Events are not what this test is about."""
+
+
+BUDGETED = AgentDeployment.model_validate(
+    {
+        "metadata": {"name": "triage", "namespace": "team"},
+        "spec": {
+            "agent": {"model": "test"},
+            "security": {"auth": {"mode": "none"}, "budgets": {"perAgent": {"tokens": 1000}, "warnAtPercent": 75}},
+        },
+    }
+)
+
+
+def _spent(tokens: int, period: str = "2026-12-02") -> dict[str, Any]:
+    return {
+        "period": period,
+        "resetsAt": "2026-12-03T00:00:00Z",
+        "tokens": tokens,
+        "cost": None,
+        "currency": None,
+        "shared": True,
+        "budgetPercent": tokens / 10,
+    }
+
+
+async def test_the_agent_budget_is_announced_once_per_level_and_period_and_spend_reaches_the_status() -> None:
+    spent = {"now": _spent(500)}
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.json_response(report_body(spend=spent["now"]))
+
+    events: list[tuple[str, str, str]] = []
+
+    async def record(ref: EventRef, *, type: str, reason: str, message: str) -> None:
+        events.append((type, reason, message))
+
+    api = RecordingApi()
+    ticks = iter(range(1_767_230_000, 1_767_240_000, 10))
+    async with serving() as servers, aiohttp.ClientSession() as session:
+        port = await servers.start(answer)
+        supervisor = HealthSupervisor(
+            api=api,
+            poller=Poller(session=session, max_concurrent=4, clock=time.time),
+            events=record,
+            verdicts=lambda ns, name, verdict: None,
+            metrics=OperatorMetrics(),
+            clock=lambda: float(next(ticks)),
+            port=port,
+        )
+        supervisor.on_pod_event(event_type="ADDED", body=_pod("triage-1", "127.0.0.1"))
+        supervisor.agents[("team", "triage")] = state = _Agent(agent=BUDGETED, uid="u1", replicas=1, restarts=0)
+        for tokens in (500, 760, 800, 1000, 1200):
+            spent["now"] = _spent(tokens)
+            await supervisor._round(state)
+        spent["now"] = _spent(800, period="2026-12-03")
+        await supervisor._round(state)
+        restarted = HealthSupervisor(
+            api=api,
+            poller=supervisor.poller,
+            events=record,
+            verdicts=lambda ns, name, verdict: None,
+            metrics=OperatorMetrics(),
+            clock=lambda: float(next(ticks)),
+            port=port,
+        )
+        restarted.on_pod_event(event_type="ADDED", body=_pod("triage-1", "127.0.0.1"))
+        body = {
+            "metadata": {"uid": "u1"},
+            "status": {"spend": api.statuses[0]["spend"] | {"period": "2026-12-03", "budgetPercent": 80.0}},
+        }
+        restarted.ensure(body, BUDGETED)
+        restarted_state = restarted.agents[("team", "triage")]
+        assert restarted_state.task is not None
+        restarted_state.task.cancel()
+        await restarted._round(restarted_state)
+    budget_events = [(kind, reason) for kind, reason, _ in events if reason.startswith("Budget")]
+    assert budget_events == [
+        ("Warning", "BudgetWarning"),
+        ("Warning", "BudgetExhausted"),
+        ("Warning", "BudgetWarning"),  # a new day
+    ], "the restarted operator read the level from status.spend and posted nothing again"
+    assert "spent 76% of its daily budget (spec.security.budgets.perAgent) in 2026-12-02" in events[0][2]
+    assert "past warnAtPercent 75%" in events[0][2]
+    assert "refused with 429 budget_exceeded until 2026-12-03T00:00:00Z" in events[1][2]
+    assert api.statuses[0]["spend"] == {
+        "period": "2026-12-02",
+        "resetsAt": "2026-12-03T00:00:00Z",
+        "tokens": 500,
+        "budgetPercent": 50.0,
+    }

@@ -84,7 +84,7 @@ async def test_redis_back_after_retry_interval(redis_url: str, client: redis.asy
     clock = FakeClock()
     limiter = build_rate_limiter(RateLimitSpec(), redis=client, prefix="agentry:y", clock=clock)
     assert isinstance(limiter, RedisRateLimiter)
-    limiter._mark_down(ConnectionError("simulated"))
+    limiter._redis.mark_down(ConnectionError("simulated"))
     assert not limiter.healthy
     await limiter.hit_request("alice")
     assert await client.keys("agentry:y:*") == []
