@@ -223,7 +223,7 @@ _ERRORS = {
     "404": "No such model: the only one is the agent's name.",
     "413": "Body too large.",
     "422": "A usage limit of the agent was hit.",
-    "429": "Rate limit or queue full; see Retry-After.",
+    "429": "Rate limit, spent budget (insufficient_quota) or queue full; see Retry-After.",
     "502": "The model or an MCP server failed, or the model's output did not match the schema.",
     "503": "Draining or a dependency is down; see Retry-After.",
     "504": "The request timed out.",

@@ -49,7 +49,7 @@ _ERRORS = {
     "or a tool needs approval outside a conversation.",
     "413": "Body too large.",
     "422": "Body does not match the schema (the message names the field), or a usage limit was hit.",
-    "429": "Rate limit or queue full; see Retry-After.",
+    "429": "Rate limit, spent budget (budget_exceeded) or queue full; see Retry-After.",
     "502": "The model or an MCP server failed, or the model's output did not match the schema.",
     "503": "Draining or a dependency is down; see Retry-After.",
     "504": "The request timed out.",

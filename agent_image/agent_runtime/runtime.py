@@ -230,10 +230,13 @@ class Runtime:
         return found if tracing is None else [*found, tracing]
 
     def _budgets_health(self) -> list[ServiceHealth]:
-        """The budget ledger, when it is shared (Redis): degraded while spend is counted in this pod only."""
-        if self._guard is None or not self._guard.budgets.ledger.shared:
+        """The budget ledger: degraded while a shared one (Redis) is down and spend is counted in this pod only."""
+        if self._guard is None:
             return []
-        if self._guard.budgets.ledger.healthy:
+        ledger = self._guard.budgets.ledger
+        if not ledger.shared:
+            return [ServiceHealth(name="budgets", state="ok", detail="ledger per pod")]
+        if ledger.healthy:
             return [ServiceHealth(name="budgets", state="ok", detail="shared ledger")]
         return [ServiceHealth(name="budgets", state="degraded", detail="shared ledger down, spend kept in this pod")]
 

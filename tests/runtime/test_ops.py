@@ -55,7 +55,7 @@ async def test_health_metrics_and_openapi(runtime_backend: Backend) -> None:
     assert set(report["latencyMs"]) == {"p50", "p95", "p99"}
     assert report["recentRequests"] == 3
     assert report["memory"]["rssBytes"] > 0
-    assert {d["name"] for d in report["dependencies"]} == {"database", "cache", "audit", "rateLimiter"}
+    assert {d["name"] for d in report["dependencies"]} == {"database", "cache", "audit", "rateLimiter", "budgets"}
     assert healthz.status_code == readyz.status_code == 200
     text = metrics.text
     for series in (

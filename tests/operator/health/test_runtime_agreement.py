@@ -50,7 +50,7 @@ def test_the_runtime_answer_is_the_contract_model(runtime_url: str) -> None:
     report = HealthReport.model_validate(body)
     assert report.model_dump(mode="json", by_alias=True) == body, "every field the runtime sends is in the model"
     assert report.recent_requests == 2
-    assert {d.name for d in report.dependencies} == {"database", "cache", "audit", "rateLimiter"}
+    assert {d.name for d in report.dependencies} == {"database", "cache", "audit", "rateLimiter", "budgets"}
 
 
 @pytest.mark.parametrize("field", ["status", "inFlight", "latencyMs", "dependencies"])
