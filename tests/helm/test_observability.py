@@ -37,6 +37,8 @@ ALERTS = {
     "AgentryReconcileErrors",
     "AgentryAgentErrorRateHigh",
     "AgentryAgentLatencyHigh",
+    "AgentryBudgetWarning",
+    "AgentryBudgetExhausted",
 }
 
 
@@ -85,19 +87,20 @@ async def test_every_series_the_dashboard_queries_is_in_a_real_scrape(tmp_path: 
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] and dashboard["panels"]
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
-    # A runtime that priced, called a tool and answered: every series it can export has a sample.
+    # A runtime that priced, called a tool and answered: every series it can export has a sample. Its first run
+    # spends the agent's budget of one token (crossing warn and exhausted), the second is refused for it.
     script = Script()
     with serve_in_thread(upstream_app(script)) as api_url:
         spec = {
             "agent": {"pricing": {"inputPerMillionTokens": 1, "outputPerMillionTokens": 2}},
             "services": {"externalAPI": {"baseURL": api_url}},
             "health": {"maxP95LatencyMs": 2000},
-            "security": {"rateLimit": {"requestsPerMinute": 2}},
+            "security": {"rateLimit": {"requestsPerMinute": 2}, "budgets": {"perAgent": {"tokens": 1, "cost": 1}}},
         }
         model = streaming_tool_then_words("call_external_api", {"path": "/x"}, ["done"])
         runtime = Backend(data_dir=tmp_path).runtime(spec, model=model)
         with serving(runtime) as url:
-            for _ in range(3):  # the third is rate-limited
+            for _ in range(3):  # the second is refused for the budget, the third is rate-limited
                 httpx.post(f"{url}/v1/run", json={"prompt": "x"}, headers=auth())
             runtime_scrape = httpx.get(f"{url}/metrics").text
     # The operator's registry after a reconcile failure, a health round and agents with conditions.
