@@ -146,10 +146,16 @@ class RuntimeMetrics:
         spent: Callable[[str], float],
         kinds: Iterable[str],
     ) -> None:
-        """Export the agent's budgets (scope, kind, amount), and its spend of `kinds`, read at scrape time."""
+        """Export the agent's budgets (scope, kind, amount), and its spend of `kinds`, read at scrape time.
+
+        Each budget's refusal and crossing counters start at 0, so `increase()` sees the first one too.
+        """
         agent = self._labels["agent"]
         for scope, kind, amount in limits:
             self.budget_limit.labels(agent=agent, scope=scope, kind=kind).set(amount)
+            self.budget_refused.labels(scope=scope, kind=kind)
+            for level in ("warn", "exhausted"):
+                self.budget_crossings.labels(scope=scope, kind=kind, level=level)
         if warn_ratio is not None:
             self.budget_warn_ratio.labels(agent=agent).set(warn_ratio)
         for kind in kinds:

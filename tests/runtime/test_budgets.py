@@ -91,6 +91,20 @@ async def test_a_caller_over_its_budget_gets_429_naming_it_and_its_reset(
     assert {"budget": "perPrincipal.tokens", "level": "exhausted"} in crossings
 
 
+async def test_each_budget_counter_is_exported_at_zero_before_any_run(
+    runtime_backend: Backend, clock: FakeClock
+) -> None:
+    """So `increase()` over the first refusal or crossing sees it (a series born at 1 has no earlier sample)."""
+    runtime = budgeted(runtime_backend, {"perPrincipal": {"tokens": 100}, "perAgent": {"tokens": 1000}}, clock)
+    with serving(runtime) as url:
+        metrics = httpx.get(f"{url}/metrics").text
+    for scope in ("principal", "agent"):
+        assert f'agentry_budget_refused_total{{kind="tokens",scope="{scope}"}} 0.0' in metrics
+        for level in ("warn", "exhausted"):
+            assert f'agentry_budget_crossings_total{{kind="tokens",level="{level}",scope="{scope}"}} 0.0' in metrics
+    assert 'kind="cost"' not in metrics, "only the budgets the spec sets"
+
+
 async def test_the_agent_cost_budget_counts_every_caller_and_a_new_day_resets_it(
     runtime_backend: Backend, clock: FakeClock
 ) -> None:
