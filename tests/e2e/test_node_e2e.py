@@ -149,6 +149,39 @@ def test_an_agent_runs_the_runtime_image_with_the_rendered_pod_spec(node_cluster
     assert status_fields["endpoints"]["stream"].endswith("/v1/run/stream")
 
 
+def test_a_spent_budget_refuses_runs_and_shows_in_the_status_and_an_event(
+    node_cluster: NodeCluster, namespace: str
+) -> None:
+    budgets = {"perAgent": {"tokens": 120}, "warnAtPercent": 50}
+    security = {"auth": {"secretRef": {"name": "budgeted-jwt", "key": "key"}}, "budgets": budgets}
+    key = apply_agent(node_cluster, namespace, "budgeted", security=security, health={"pollIntervalSeconds": 2})
+    _wait_ready(node_cluster, namespace, "budgeted")
+    token = mint_token(key=key, subject="e2e-user", roles=["agent_operator"])
+    url = f"http://{_service_ip(node_cluster, namespace, 'budgeted')}:8080/v1/run"
+    statuses = [_run(url, token)[0] for _ in range(6)]
+    allowed = statuses.count(200)
+    assert allowed >= 1 and statuses == [200] * allowed + [429] * (6 - allowed), statuses
+
+    def spent() -> dict[str, Any] | None:
+        spend = node_cluster.json("agentdeployment", "budgeted", "-n", namespace).get("status", {}).get("spend")
+        return spend if spend and spend.get("budgetPercent", 0) >= 100 else None
+
+    spend = eventually(spent, timeout=90, what="status.spend to show the spent budget")
+    assert spend["tokens"] >= 120 and spend["resetsAt"].endswith("T00:00:00Z")
+    events = node_cluster.json(
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.kind=AgentDeployment,involvedObject.name=budgeted",
+    )["items"]
+    reasons = {event["reason"]: event for event in events}
+    assert reasons["BudgetExhausted"]["type"] == "Warning", sorted(reasons)
+    assert "refused with 429 budget_exceeded" in reasons["BudgetExhausted"]["message"]
+    wide = node_cluster.kube.kubectl("get", "agents", "budgeted", "-n", namespace, "-o", "wide").stdout
+    assert "TOKENS" in wide and str(spend["tokens"]) in wide, wide
+
+
 def test_the_service_answers_from_another_pod(node_cluster: NodeCluster, namespace: str) -> None:
     apply_agent(node_cluster, namespace, "hello")
     _wait_ready(node_cluster, namespace, "hello")
