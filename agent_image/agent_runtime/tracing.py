@@ -147,7 +147,10 @@ class Tracing:
             None
             if provider is None
             else InstrumentationSettings(
-                tracer_provider=provider, include_content=capture_content, include_binary_content=False
+                tracer_provider=provider,
+                include_content=capture_content,
+                include_binary_content=False,
+                include_model_request_parameters=False,
             )
         )
         """pydantic-ai's instrumentation of each run, or None when nothing is traced."""
