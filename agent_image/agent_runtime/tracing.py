@@ -38,10 +38,18 @@ from pydantic_ai.models.instrumented import InstrumentationSettings
 
 from agentry_api.v1alpha1 import TracingSpec
 
+from .otlp import encode_request
 from .security.pii import Anonymizer
 from .services.protocols import ServiceHealth
 
-__all__ = ["TracedHttpx2Transport", "TracedTransport", "Tracing", "WatchedExporter", "parse_headers"]
+__all__ = [
+    "FastOTLPExporter",
+    "TracedHttpx2Transport",
+    "TracedTransport",
+    "Tracing",
+    "WatchedExporter",
+    "parse_headers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +139,29 @@ def _redact_value(anonymizer: Anonymizer, value: Any) -> Any:
     if isinstance(value, tuple | list):
         return tuple(anonymizer.redact_text(v).text if isinstance(v, str) else v for v in value)
     return value
+
+
+class FastOTLPExporter(OTLPSpanExporter):
+    """The SDK's OTLP/HTTP exporter (endpoint, headers, TLS, compression, retries) with otlp.py's encoder.
+
+    Encoding is most of what a traced request costs the batch thread, which holds the GIL while it works; the
+    bytes are the SDK encoder's, made in less than half the time.
+    """
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Encode `spans` and send them, as the SDK's export does (too large a request is dropped, not sent)."""
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        with self._metrics.export_operation(len(spans)) as result:
+            data = encode_request(spans)
+            if 0 < self._max_request_size < len(data):
+                log.warning("tracing: a batch of %d bytes is over the exporter's limit, dropped", len(data))
+                return SpanExportResult.FAILURE
+            sent = self._client.export(data)
+            if not sent.success:
+                result.error = sent.error
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
 
 
 class Tracing:
@@ -280,7 +311,7 @@ def _otlp_exporter(
         and not environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
     ):
         options["headers"] = parse_headers(headers)
-    return OTLPSpanExporter(**options)
+    return FastOTLPExporter(**options)
 
 
 def parse_headers(text: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pydantic_ai.models
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -360,12 +361,17 @@ async def test_database_and_cache_calls_are_spans_of_the_request_they_serve(runt
 async def test_the_headers_secret_reaches_the_collector(
     runtime_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """spec.observability.tracing.headersSecretRef's value is sent with every export (a collector's API key)."""
+    """spec.observability.tracing.headersSecretRef's value is sent with every export (a collector's API key).
+
+    The body is an OTLP protobuf request (otlp.py's encoding) that protobuf's own parser reads.
+    """
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     received: list[dict[str, str]] = []
+    bodies: list[ExportTraceServiceRequest] = []
 
     async def traces(request: Request) -> Response:
         received.append(dict(request.headers))
+        bodies.append(ExportTraceServiceRequest.FromString(await request.body()))
         return Response(status_code=200)
 
     collector = Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])
@@ -377,6 +383,12 @@ async def test_the_headers_secret_reaches_the_collector(
         with serving(runtime) as url:
             assert httpx.post(f"{url}/v1/run", json={"prompt": "x"}, headers=auth()).status_code == 200
             async with asyncio.timeout(10):
-                while not received:
+                while "POST /v1/run" not in span_names(bodies):  # the request's span ends last
                     await asyncio.sleep(0.05)
     assert received[0]["api-key"] == "s3cret" and received[0]["x-tenant"] == "team-a"
+    assert received[0]["content-type"] == "application/x-protobuf"
+    assert {"agentry.authorize", "invoke_agent agent"} <= span_names(bodies)
+
+
+def span_names(requests: list[ExportTraceServiceRequest]) -> set[str]:
+    return {s.name for r in requests for rs in r.resource_spans for scope in rs.scope_spans for s in scope.spans}
