@@ -213,10 +213,19 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
 
 def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     """The ExportTraceServiceRequest of `spans`: ResourceSpans per resource, ScopeSpans per scope, in the order met."""
-    grouped: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
+    # By the resource's identity first: Resource.__hash__ serializes its attributes to JSON on every call. The
+    # provider gives all its spans one Resource object, and equal resources still end up in one group.
+    by_identity: dict[int, tuple[Resource, dict[InstrumentationScope | None, list[bytes]]]] = {}
     for span in spans:
-        scopes = grouped.setdefault(span.resource, {})
-        scopes.setdefault(span.instrumentation_scope or None, []).append(_field(_T2_BYTES, _span(span)))
+        entry = by_identity.get(id(span.resource))
+        if entry is None:
+            entry = by_identity[id(span.resource)] = (span.resource, {})
+        entry[1].setdefault(span.instrumentation_scope or None, []).append(_field(_T2_BYTES, _span(span)))
+    grouped: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
+    for resource, scopes in by_identity.values():
+        merged = grouped.setdefault(resource, {})
+        for scope, encoded in scopes.items():
+            merged.setdefault(scope, []).extend(encoded)
     request = []
     for resource, scopes in grouped.items():
         body = [_resource(resource)]
