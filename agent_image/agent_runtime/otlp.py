@@ -65,19 +65,27 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _tag(number: int, wire_type: int) -> bytes:
+    """A field's tag: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited, 5 fixed32)."""
+    return _varint(number << 3 | wire_type)
+
+
+VARINT, FIXED64, BYTES, FIXED32 = 0, 1, 2, 5
+# Tags by field number and wire type, made once; which message each belongs to is said where it is used.
+_T1_BYTES, _T2_BYTES, _T3_BYTES, _T4_BYTES = (_tag(n, BYTES) for n in (1, 2, 3, 4))
+_T5_BYTES, _T6_BYTES, _T7_BYTES, _T9_BYTES = (_tag(n, BYTES) for n in (5, 6, 7, 9))
+_T11_BYTES, _T13_BYTES, _T15_BYTES = (_tag(n, BYTES) for n in (11, 13, 15))
+_T2_VARINT, _T3_VARINT, _T4_VARINT, _T5_VARINT = (_tag(n, VARINT) for n in (2, 3, 4, 5))
+_T6_VARINT, _T10_VARINT, _T12_VARINT, _T14_VARINT = (_tag(n, VARINT) for n in (6, 10, 12, 14))
+_T1_FIXED64, _T4_FIXED64, _T7_FIXED64, _T8_FIXED64 = (_tag(n, FIXED64) for n in (1, 4, 7, 8))
+_T6_FIXED32, _T16_FIXED32 = _tag(6, FIXED32), _tag(16, FIXED32)
+#: A trace id's and a span id's field: tag, then their fixed length (16 and 8 bytes).
+_TRACE_ID, _SPAN_ID, _PARENT_SPAN_ID = _T1_BYTES + b"\x10", _T2_BYTES + b"\x08", _T4_BYTES + b"\x08"
+
+
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: its tag byte(s), the payload's length, the payload."""
     return tag + _varint(len(payload)) + payload
-
-
-# Tags, (field number << 3) | wire type, written once. Wire types: 0 varint, 1 fixed64, 2 bytes, 5 fixed32.
-_T1_BYTES, _T2_BYTES, _T3_BYTES, _T4_BYTES = b"\x0a", b"\x12", b"\x1a", b"\x22"
-_T5_BYTES, _T6_VARINT, _T7_FIXED64, _T8_FIXED64 = b"\x2a", b"\x30", b"\x39", b"\x41"
-_T9_BYTES, _T10_VARINT, _T11_BYTES, _T12_VARINT = b"\x4a", b"\x50", b"\x5a", b"\x60"
-_T13_BYTES, _T14_VARINT, _T15_BYTES, _T16_FIXED32 = b"\x6a", b"\x70", b"\x7a", b"\x85\x01"
-_T1_FIXED64, _T2_VARINT, _T3_VARINT, _T4_VARINT = b"\x09", b"\x10", b"\x18", b"\x20"
-_T4_FIXED64, _T6_BYTES, _T6_FIXED32, _T7_BYTES = b"\x21", b"\x32", b"\x35", b"\x3a"
-_T5_VARINT = b"\x28"
 
 
 def _string(tag: bytes, text: str) -> bytes:
@@ -90,7 +98,7 @@ def _value(value: Any) -> bytes:
     if value is None:
         return b""
     if isinstance(value, bool):
-        return _T2_VARINT + _ONE_BYTE[1] if value else _T2_VARINT + _ONE_BYTE[0]
+        return _T2_VARINT + _ONE_BYTE[1 if value else 0]
     if isinstance(value, str):
         return _field(_T1_BYTES, value.encode())
     if isinstance(value, int):
@@ -108,26 +116,29 @@ def _value(value: Any) -> bytes:
     raise TypeError(f"invalid type {type(value).__name__} of attribute value {value!r}")
 
 
-def _key(key: str) -> bytes:
-    """KeyValue.key, tag included, made once per key."""
-    encoded = _keys.get(key)
-    if encoded is None:
-        if len(_keys) >= CACHE_LIMIT:
-            _keys.clear()
-        encoded = _keys[key] = _string(_T1_BYTES, key)
+def _remember(cache: dict[Any, bytes], key: Any, encoded: bytes) -> bytes:
+    """Keep `encoded` under `key`, the cache starting over once it holds CACHE_LIMIT entries."""
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[key] = encoded
     return encoded
 
 
+def _key(key: str) -> bytes:
+    """KeyValue.key, tag included, made once per key."""
+    return _keys.get(key) or _remember(_keys, key, _string(_T1_BYTES, key))
+
+
 def _key_value(tag: bytes, key: str, value: Any) -> bytes:
-    if type(value) is str and len(value) <= CACHED_VALUE_LENGTH:
-        encoded = _strings.get((key, value))
-        if encoded is None:
-            if len(_strings) >= CACHE_LIMIT:
-                _strings.clear()
-            payload = _key(key) + _field(_T2_BYTES, _field(_T1_BYTES, value.encode()))
-            encoded = _strings[key, value] = _varint(len(payload)) + payload
-        return tag + encoded
-    return _field(tag, _key(key) + _field(_T2_BYTES, _value(value)))
+    """A KeyValue under `tag`; a short string value's is kept with its key's, since most of them repeat."""
+    cacheable = type(value) is str and len(value) <= CACHED_VALUE_LENGTH
+    if cacheable and (kept := _strings.get((key, value))) is not None:
+        return tag + kept
+    payload = _key(key) + _field(_T2_BYTES, _value(value))
+    encoded = _varint(len(payload)) + payload
+    if cacheable:
+        _remember(_strings, (key, value), encoded)
+    return tag + encoded
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
@@ -153,14 +164,14 @@ def _span(span: ReadableSpan) -> bytes:
     context = span.context
     assert context is not None  # every span the SDK finishes has one
     parts = [
-        _T1_BYTES + b"\x10" + context.trace_id.to_bytes(16, "big"),
-        _T2_BYTES + b"\x08" + context.span_id.to_bytes(8, "big"),
+        _TRACE_ID + context.trace_id.to_bytes(16, "big"),
+        _SPAN_ID + context.span_id.to_bytes(8, "big"),
     ]
     if context.trace_state:
         parts.append(_string(_T3_BYTES, ",".join(f"{key}={value}" for key, value in context.trace_state.items())))
     parent = span.parent
     if parent is not None:
-        parts.append(_T4_BYTES + b"\x08" + parent.span_id.to_bytes(8, "big"))
+        parts.append(_PARENT_SPAN_ID + parent.span_id.to_bytes(8, "big"))
     parts.append(_string(_T5_BYTES, span.name))
     kind = KINDS[span.kind]
     parts.append(_T6_VARINT + _ONE_BYTE[kind])
@@ -180,8 +191,8 @@ def _span(span: ReadableSpan) -> bytes:
     if span.dropped_events:
         parts.append(_T12_VARINT + _varint(span.dropped_events))
     for link in span.links:
-        body = _T1_BYTES + b"\x10" + link.context.trace_id.to_bytes(16, "big")
-        body += _T2_BYTES + b"\x08" + link.context.span_id.to_bytes(8, "big")
+        body = _TRACE_ID + link.context.trace_id.to_bytes(16, "big")
+        body += _SPAN_ID + link.context.span_id.to_bytes(8, "big")
         body += _attributes(_T4_BYTES, link.attributes)
         if link.dropped_attributes:
             body += _T5_VARINT + _varint(link.dropped_attributes)
@@ -213,19 +224,15 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
 
 def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     """The ExportTraceServiceRequest of `spans`: ResourceSpans per resource, ScopeSpans per scope, in the order met."""
-    # By the resource's identity first: Resource.__hash__ serializes its attributes to JSON on every call. The
-    # provider gives all its spans one Resource object, and equal resources still end up in one group.
-    by_identity: dict[int, tuple[Resource, dict[InstrumentationScope | None, list[bytes]]]] = {}
-    for span in spans:
-        entry = by_identity.get(id(span.resource))
-        if entry is None:
-            entry = by_identity[id(span.resource)] = (span.resource, {})
-        entry[1].setdefault(span.instrumentation_scope or None, []).append(_field(_T2_BYTES, _span(span)))
+    # Resource.__hash__ serializes its attributes to JSON on every call, so each resource object is hashed once
+    # (a provider gives all its spans the same one); equal resources still share one group, as in the SDK's.
     grouped: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
-    for resource, scopes in by_identity.values():
-        merged = grouped.setdefault(resource, {})
-        for scope, encoded in scopes.items():
-            merged.setdefault(scope, []).extend(encoded)
+    by_identity: dict[int, dict[InstrumentationScope | None, list[bytes]]] = {}
+    for span in spans:
+        scopes = by_identity.get(id(span.resource))
+        if scopes is None:
+            scopes = by_identity[id(span.resource)] = grouped.setdefault(span.resource, {})
+        scopes.setdefault(span.instrumentation_scope or None, []).append(_field(_T2_BYTES, _span(span)))
     request = []
     for resource, scopes in grouped.items():
         body = [_resource(resource)]

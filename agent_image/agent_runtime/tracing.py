@@ -28,6 +28,7 @@ import httpx
 import httpx2
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.exporter.otlp.proto.http._common import _is_request_too_large
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
@@ -154,7 +155,7 @@ class FastOTLPExporter(OTLPSpanExporter):
             return SpanExportResult.FAILURE
         with self._metrics.export_operation(len(spans)) as result:
             data = encode_request(spans)
-            if 0 < self._max_request_size < len(data):
+            if _is_request_too_large(data, self._max_request_size):
                 log.warning("tracing: a batch of %d bytes is over the exporter's limit, dropped", len(data))
                 return SpanExportResult.FAILURE
             sent = self._client.export(data)

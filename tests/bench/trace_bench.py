@@ -142,15 +142,25 @@ class Dropped(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+def instrumentation(exporter: SpanExporter) -> InstrumentationSettings:
+    """pydantic-ai's instrumentation as the runtime sets it (tracing.py), its spans handed to `exporter` as they end."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return InstrumentationSettings(
+        tracer_provider=provider,
+        include_content=False,
+        include_binary_content=False,
+        include_model_request_parameters=False,
+    )
+
+
 async def instrumentation_cost(runs: int = 1500, repeats: int = 3) -> dict[str, float]:
     """CPU microseconds of one TestModel run in this process, with and without pydantic-ai's Instrumentation.
 
     Part of the traced runtime's cost that is pydantic-ai's own: the same agent run, spans recorded and dropped.
     """
     agent: Agent[None, str] = Agent(TestModel(call_tools=[]), output_type=str)
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(Dropped()))
-    settings = InstrumentationSettings(tracer_provider=provider, include_content=False, include_binary_content=False)
+    settings = instrumentation(Dropped())
     variants: dict[str, list[Any]] = {"plain": [], "instrumented": [Instrumentation(settings=settings)]}
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
@@ -170,15 +180,8 @@ async def encoding_cost(runs: int = 500, repeats: int = 5, batch: int = 512) -> 
     In batches of `batch` (the batch processor's default), by the SDK's encoder and by otlp.py's; the bytes must
     be the same.
     """
-    provider = TracerProvider()
     recorded = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(recorded))
-    settings = InstrumentationSettings(
-        tracer_provider=provider,
-        include_content=False,
-        include_binary_content=False,
-        include_model_request_parameters=False,
-    )
+    settings = instrumentation(recorded)
     agent: Agent[None, str] = Agent(TestModel(), output_type=str)
 
     @agent.tool_plain
