@@ -24,7 +24,9 @@ async def test_timeouts_open_the_breaker_and_health_is_degraded(runtime_backend:
         "services": {
             "externalAPI": {
                 "baseURL": slow_upstream,
-                "timeoutSeconds": 0.1,
+                # Well under the upstream's 1 s, so the read times out; not so short that connecting to it on
+                # loopback can miss it on a loaded CI machine (0.1 s once gave a ConnectTimeout there).
+                "timeoutSeconds": 0.4,
                 "maxRetries": 0,
                 "circuitBreaker": {"failureThreshold": 2, "resetTimeoutSeconds": 60},
             }
